@@ -1,0 +1,34 @@
+# attnres workflows. `make help` lists them. `make run` and `make test` install what is missing first.
+SHELL := /bin/bash
+SWIFT ?= swift
+RELEASE_BIN := .build/release/attnres
+TOPOLOGY ?=
+APT_PACKAGES := libzmq3-dev libopenblas-dev pkg-config
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help deps build run test bench clean
+
+help: ## list the workflows
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+deps: ## install the C libraries (libzmq, OpenBLAS) with apt-get when pkg-config cannot find them
+	@if ! command -v pkg-config >/dev/null || ! pkg-config --exists libzmq || ! pkg-config --exists openblas; then \
+	  echo "installing $(APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+build: deps ## build the release binary
+	$(SWIFT) build -c release
+
+run: build ## run the default topology on a local cluster and print the per-link table
+	$(RELEASE_BIN) run $(TOPOLOGY)
+
+test: deps ## build and run the whole test suite
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+bench: build ## run the benchmarks (ratios against baselines measured in the same run)
+	$(RELEASE_BIN) bench wire
+
+clean: ## remove build outputs
+	rm -rf .build

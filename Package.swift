@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+// attnres: a multi-process simulator of pipeline-parallel training with Attention Residuals.
+// Dependencies point one way: Cluster -> Pipeline -> {Model, Wire} -> Numerics (see ../shared/DESIGN.md §2).
+import PackageDescription
+
+let package = Package(
+    name: "attnres",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "attnres", targets: ["attnres"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // libzmq's pkg-config file adds -isystem flags SwiftPM rejects; linking "zmq" directly is clean (DESIGN §6).
+        .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ",
+                       providers: [.apt(["libzmq3-dev"])]),
+        .target(name: "Wire", dependencies: ["CZeroMQ"]),
+        .target(name: "Pipeline", dependencies: ["Wire"]),
+        .target(name: "Cluster", dependencies: [
+            "Pipeline", "Wire",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "attnres", dependencies: [
+            "Cluster", "Pipeline", "Wire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Pipeline", "Wire"]),
+    ],
+    swiftLanguageModes: [.v5]
+)
