@@ -1,2 +1,0 @@
-import XCTest
-final class PipelinePlaceholder: XCTestCase { func testNothing() {} }
