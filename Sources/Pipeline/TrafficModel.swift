@@ -75,6 +75,12 @@ public struct TrafficPrediction: Sendable {
     public var forwardPayloadBytesPerStep: Int { links.filter { $0.key.direction == .forward }.values.reduce(0, +) }
     public var backwardPayloadBytesPerStep: Int { links.filter { $0.key.direction == .backward }.values.reduce(0, +) }
     public var payloadBytesPerStep: Int { forwardPayloadBytesPerStep + backwardPayloadBytesPerStep }
+    /// Frame-header bytes per step: every hop message (forward and backward, per microbatch) has a 32-byte
+    /// fixed header plus a 24-byte descriptor per tensor (docs/protocol.md).
+    public var headerBytesPerStep: Int {
+        tensorsPerHop.map { 32 + 24 * $0 }.reduce(0, +) * 2 * config.microbatches
+    }
+
     /// Largest number of tensors any forward hop carries for one microbatch.
     public var peakTensorsPerHop: Int { tensorsPerHop.max() ?? 0 }
 }

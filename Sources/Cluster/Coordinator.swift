@@ -1,0 +1,194 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Pipeline
+import Wire
+
+/// Signal number that asked the coordinator to stop (0 = none). Written only by the signal handler.
+nonisolated(unsafe) var coordinatorInterrupt: Int32 = 0
+
+/// A joined worker as the report shows it.
+public struct WorkerInfo: Codable, Sendable, Equatable {
+    public var rank: Int
+    public var pid: Int32
+    public var host: String
+}
+
+/// Runs a local cluster: binds the control endpoint, starts one worker process per rank (or waits for workers
+/// started elsewhere), proves every data link, runs variants on them and collects their measurements.
+public final class Coordinator {
+    public let base: Topology
+    let faults: [Fault]
+    let joinTimeout: Double
+    let silenceTimeout: Double
+    let context = ZContext()
+    let router: Socket
+    public let endpoint: String
+    let ipcDirectory: String
+    let processes = WorkerProcesses()
+    let spawnLocal: Bool
+    public private(set) var workers: [Int: WorkerInfo] = [:]
+    var lastSeen: [Int: Double] = [:]
+    var lastBeat = 0.0
+    var inbox: [FromWorker] = []
+    var variantCounter = 0
+    var stopped = false
+
+    /// Binds the control endpoint. Throws `ClusterError.controlEndpoint` when it is in use.
+    public init(topology: Topology, faults: [Fault] = [], joinTimeout: Double = 5, silenceTimeout: Double = 3,
+                spawnLocal: Bool = true) throws {
+        base = topology
+        self.faults = faults
+        self.joinTimeout = joinTimeout
+        self.silenceTimeout = silenceTimeout
+        self.spawnLocal = spawnLocal
+        var template = Array("/tmp/attnres-XXXXXX".utf8CString)
+        guard let dir = mkdtemp(&template) else { throw ClusterError.controlEndpoint("/tmp/attnres-*", String(cString: strerror(errno))) }
+        ipcDirectory = String(cString: dir)
+        router = try Socket(context, .router)
+        try router.setUnboundedQueues()
+        try router.setRouterMandatory()
+        let wanted = topology.coordinator ?? (topology.transport == .tcp ? "tcp://127.0.0.1:*" : "ipc://\(ipcDirectory)/control")
+        do { try router.bind(wanted) } catch let e as ZMQError {
+            try? FileManager.default.removeItem(atPath: ipcDirectory)
+            throw ClusterError.controlEndpoint(wanted, e.isAddressInUse ? "address already in use (another coordinator?)" : e.message)
+        }
+        endpoint = router.lastEndpoint
+        signal(SIGINT) { coordinatorInterrupt = $0 }
+        signal(SIGTERM) { coordinatorInterrupt = $0 }
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    deinit { shutdown() }
+
+    /// Starts (or waits for) the workers, has them bind and connect, and returns once every link is proven.
+    public func start() throws {
+        do {
+            if spawnLocal {
+                for r in 0..<base.ranks { try processes.spawn(rank: r, join: endpoint, faults: faults) }
+            }
+            let joinDeadline = monotonicSeconds() + joinTimeout
+            try waitUntil(phase: "join", deadline: joinDeadline) { [unowned self] in
+                self.workers.count == self.base.ranks
+            } onTimeout: { [unowned self] in
+                ClusterError.neverJoined(ranks: (0..<self.base.ranks).filter { self.workers[$0] == nil }, seconds: self.joinTimeout)
+            }
+            for r in 0..<base.ranks {
+                let address = base.addresses.isEmpty ? nil : base.addresses[r]
+                try send(r, .setup(transport: base.transport, ipcDirectory: ipcDirectory, address: address, ranks: base.ranks))
+            }
+            var endpoints = [String?](repeating: nil, count: base.ranks)
+            try waitUntil(phase: "bind") { [unowned self] in
+                for case .bound(let r, let ep) in self.drain() { endpoints[r] = ep }
+                return endpoints.allSatisfy { $0 != nil }
+            }
+            for r in 0..<base.ranks { try send(r, .connect(endpoints: endpoints.map { $0! })) }
+            var ready: Set<Int> = []
+            try waitUntil(phase: "link probe") { [unowned self] in
+                for case .ready(let r) in self.drain() { ready.insert(r) }
+                return ready.count == self.base.ranks
+            }
+        } catch {
+            shutdown()
+            throw error
+        }
+    }
+
+    /// Runs one variant for its steps on the connected workers and returns what they measured.
+    public func run(_ topology: Topology, onStep: ((Int) -> Void)? = nil) throws -> VariantResult {
+        precondition(topology.ranks == base.ranks, "variants share the cluster's ranks")
+        let variant = variantCounter
+        variantCounter += 1
+        let started = monotonicSeconds()
+        do {
+            for r in 0..<base.ranks { try send(r, .run(RunSpec(topology: topology, variant: variant))) }
+            var done = [Int](repeating: 0, count: base.ranks)
+            var reports: [Int: WorkerReport] = [:]
+            var reportedStep = 0
+            try waitUntil(phase: "variant \(topology.residual.rawValue)/\(topology.cache.rawValue)") { [unowned self] in
+                for m in self.drain() {
+                    switch m {
+                    case .stepDone(let r, let v, let s) where v == variant: done[r] = s + 1
+                    case .report(let rep): reports[rep.rank] = rep
+                    default: break
+                    }
+                }
+                let all = done.min() ?? 0
+                while reportedStep < all { reportedStep += 1; onStep?(reportedStep) }
+                return reports.count == self.base.ranks
+            }
+            return try VariantResult(topology: topology, reports: (0..<base.ranks).map { reports[$0]! },
+                                     seconds: monotonicSeconds() - started)
+        } catch {
+            shutdown()
+            throw error
+        }
+    }
+
+    /// Asks every worker to exit, then stops and reaps every process it started.
+    public func shutdown() {
+        guard !stopped else { return }
+        stopped = true
+        for r in workers.keys { try? send(r, .shutdown) }
+        processes.stopAll(graceSeconds: 1.0)
+        router.close()
+        try? FileManager.default.removeItem(atPath: ipcDirectory)
+    }
+
+    // MARK: control plumbing
+
+    func send(_ rank: Int, _ m: ToWorker) throws {
+        try router.send([Message(bytes: Array("rank-\(rank)".utf8)), try ControlFrame.encode(m)])
+    }
+
+    /// Messages received so far that a waiting phase has not consumed.
+    func drain() -> [FromWorker] {
+        defer { inbox.removeAll() }
+        return inbox
+    }
+
+    /// Polls the control socket until `done()` holds, watching for dead, silent or failed workers, signals, and
+    /// the deadline. Every failure names the rank.
+    func waitUntil(phase: String, deadline: Double? = nil, _ done: () throws -> Bool,
+               onTimeout: (() -> ClusterError)? = nil) throws {
+        while try !done() {
+            if coordinatorInterrupt != 0 { throw ClusterError.interrupted(coordinatorInterrupt) }
+            for dead in processes.reapExited() {
+                throw ClusterError.workerDied(rank: dead.rank, pid: dead.pid, status: dead.status, phase: phase)
+            }
+            let now = monotonicSeconds()
+            if let deadline, now > deadline, let onTimeout { throw onTimeout() }
+            for (r, seen) in lastSeen where now - seen > silenceTimeout {
+                throw ClusterError.workerSilent(rank: r, seconds: now - seen, phase: phase)
+            }
+            if now - lastBeat > 0.2 {
+                lastBeat = now
+                for r in workers.keys { try? send(r, .heartbeat) }
+            }
+            guard try !Socket.poll([router], timeoutMs: 20).isEmpty else { continue }
+            while let frames = try router.receive(nonBlocking: true) {
+                guard frames.count == 2 else { continue }
+                let msg: FromWorker
+                do { msg = try ControlFrame.decode(FromWorker.self, from: frames[1]) } catch {
+                    printError("coordinator: ignoring a malformed control message: \(error)")
+                    continue
+                }
+                switch msg {
+                case .hello(let r, let pid, let host):
+                    guard (0..<base.ranks).contains(r), workers[r] == nil else {
+                        printError("coordinator: ignoring hello from unexpected rank \(r)")
+                        continue
+                    }
+                    workers[r] = WorkerInfo(rank: r, pid: pid, host: host)
+                    lastSeen[r] = monotonicSeconds()
+                case .heartbeat(let r): lastSeen[r] = monotonicSeconds()
+                case .failed(let r, let message): throw ClusterError.workerFailed(rank: r, message: message)
+                default:
+                    if case .stepDone(let r, _, _) = msg { lastSeen[r] = monotonicSeconds() }
+                    inbox.append(msg)
+                }
+            }
+        }
+    }
+}

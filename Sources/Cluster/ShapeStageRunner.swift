@@ -1,0 +1,178 @@
+import Pipeline
+import Wire
+
+/// Runs one rank's actions in shape mode: every tensor the real model would send, of exactly its size, with
+/// no arithmetic. Blocks live in a real cross-stage cache (libzmq buffers shared, never copied) whose contents
+/// are checked against the pure `CrossStageCacheLedger` after every action.
+struct ShapeStageRunner {
+    unowned let worker: Worker
+    let spec: RunSpec
+    let plan: HopPlan
+    let actions: [Action]
+    let activationBytes: Int
+    /// The cross-stage cache: microbatch → block → buffer.
+    var cache: [Int: [Int: Message]] = [:]
+    var ledger = CrossStageCacheLedger()
+    var cachedBytes = 0
+    var peakCachedBytes = 0
+    /// Outputs of a forward chunk waiting for their send action, keyed by (chunk, microbatch).
+    var outbox: [Pair: [Message]] = [:]
+    /// Gradients of a chunk's inputs waiting for their send action.
+    var gradOutbox: [Pair: [Message]] = [:]
+    var step = 0
+
+    struct Pair: Hashable { let chunk: Int; let microbatch: Int }
+
+    init(worker: Worker, spec: RunSpec) throws {
+        self.worker = worker
+        self.spec = spec
+        let t = spec.topology
+        plan = HopPlan(layout: t.layout, residual: t.residualConfig)
+        actions = try Schedule(kind: t.schedule, layout: t.layout, microbatches: t.microbatches).actions[worker.rank]
+        activationBytes = t.trafficConfig.activationBytes
+    }
+
+    var rank: Int { worker.rank }
+    var layout: Layout { plan.layout }
+
+    func descriptor(_ role: TensorRole) -> TensorDescriptor {
+        let t = spec.topology
+        let dims = [UInt32(t.microbatchSize), UInt32(t.seq), UInt32(t.hidden)]
+        switch role {
+        case .hidden: return TensorDescriptor(role: .hidden, block: 0, partialLayers: 0, dims: dims)
+        case .block(let n): return TensorDescriptor(role: .block, block: UInt32(n), partialLayers: 0, dims: dims)
+        case .partial(let n, let i): return TensorDescriptor(role: .partial, block: UInt32(n), partialLayers: UInt32(i), dims: dims)
+        }
+    }
+
+    func role(_ d: TensorDescriptor) -> TensorRole {
+        switch d.role {
+        case .hidden: return .hidden
+        case .block: return .block(Int(d.block))
+        case .partial: return .partial(block: Int(d.block), layers: Int(d.partialLayers))
+        }
+    }
+
+    /// The step field carries the variant in its high 12 bits so that two variants never mix.
+    var wireStep: UInt32 { UInt32(spec.variant) << 20 | UInt32(step) }
+
+    func key(_ kind: FrameKind, hop: Int, microbatch: Int) -> DataKey {
+        DataKey(variant: spec.variant, step: step, kind: kind, hop: hop, microbatch: microbatch)
+    }
+
+    mutating func runStep(_ step: Int) throws {
+        self.step = step
+        for a in actions {
+            let start = monotonicSeconds()
+            switch a {
+            case .recvForward, .recvBackward: break  // received inside forward/backward below
+            case .forward(let c, let m): try forward(chunk: c, microbatch: m)
+            case .sendForward(let c, let m):
+                let roles = plan.tensors[c]
+                let header = FrameHeader(kind: .forward, step: wireStep, microbatch: UInt32(m), hop: UInt32(c),
+                                         source: UInt16(rank), destination: UInt16(layout.rank(ofChunk: c + 1)),
+                                         tensors: roles.map(descriptor))
+                try worker.sendData(to: layout.rank(ofChunk: c + 1), header: header, payloads: outbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!)
+            case .backward(let c, let m): try backward(chunk: c, microbatch: m)
+            case .sendBackward(let c, let m):
+                let roles = plan.tensors[c - 1]
+                let header = FrameHeader(kind: .backward, step: wireStep, microbatch: UInt32(m), hop: UInt32(c - 1),
+                                         source: UInt16(rank), destination: UInt16(layout.rank(ofChunk: c - 1)),
+                                         tensors: roles.map(descriptor))
+                try worker.sendData(to: layout.rank(ofChunk: c - 1), header: header, payloads: gradOutbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!)
+            }
+            if a.isCompute { worker.counters.computeSeconds += monotonicSeconds() - start }
+            ledger.apply(a, plan: plan)
+            try checkCacheAgainstLedger(after: a)
+        }
+        guard cache.isEmpty, outbox.isEmpty, gradOutbox.isEmpty else {
+            throw WorkerError.protocolViolation(rank: rank, "step \(step) ended with cache entries or unsent tensors left")
+        }
+    }
+
+    /// Receives the chunk's inputs (or embeds, on chunk 0), stores blocks per the cache policy and prepares the
+    /// outputs of hop c.
+    mutating func forward(chunk c: Int, microbatch m: Int) throws {
+        var available: [Int: Message] = cache[m] ?? [:]
+        if c > 0 {
+            let msg = try worker.take(key(.forward, hop: c - 1, microbatch: m))
+            try expect(msg, roles: plan.tensors[c - 1], direction: .forward, hop: c - 1, microbatch: m)
+            for (d, p) in zip(msg.header.tensors, msg.payloads) {
+                if case .block(let n) = role(d) { available[n] = p }
+            }
+        }
+        for n in plan.producedBlocks(inChunk: c) {
+            available[n] = ShapeTensors.make(bytes: activationBytes, tag: tag(.block(n), .forward, m, hop: c))
+        }
+        for n in plan.cachedBlocks(byChunk: c) {
+            guard let buffer = available[n] else { throw WorkerError.protocolViolation(rank: rank, "chunk \(c) should cache b\(n) but does not hold it") }
+            if cache[m]?[n] == nil {
+                cache[m, default: [:]][n] = buffer
+                cachedBytes += buffer.count
+            }
+        }
+        peakCachedBytes = max(peakCachedBytes, cachedBytes)
+        guard c < layout.chunks - 1 else { return }
+        var out: [Message] = []
+        for r in plan.tensors[c] {
+            switch r {
+            case .block(let n):
+                guard let b = available[n] else { throw WorkerError.protocolViolation(rank: rank, "chunk \(c) must send b\(n) for microbatch \(m) but does not hold it") }
+                out.append(b.share())
+            case .partial, .hidden:
+                out.append(ShapeTensors.make(bytes: activationBytes, tag: tag(r, .forward, m, hop: c)))
+            }
+        }
+        outbox[Pair(chunk: c, microbatch: m)] = out
+    }
+
+    /// Receives the gradients of hop c's tensors and prepares the gradients of hop c−1's (what came in).
+    mutating func backward(chunk c: Int, microbatch m: Int) throws {
+        if c < layout.chunks - 1 {
+            let msg = try worker.take(key(.backward, hop: c, microbatch: m))
+            try expect(msg, roles: plan.tensors[c], direction: .backward, hop: c, microbatch: m)
+        }
+        if c > 0 {
+            gradOutbox[Pair(chunk: c, microbatch: m)] = plan.tensors[c - 1].map {
+                ShapeTensors.make(bytes: activationBytes, tag: tag($0, .backward, m, hop: c - 1))
+            }
+        }
+        if layout.virtualStage(ofChunk: c) == 0, let entries = cache.removeValue(forKey: m) {
+            cachedBytes -= entries.values.reduce(0) { $0 + $1.count }
+        }
+    }
+
+    func tag(_ role: TensorRole, _ d: Direction, _ m: Int, hop: Int) -> Float {
+        ShapeTensors.tag(role, direction: d, step: step, microbatch: m, hop: hop)
+    }
+
+    /// A received message must carry exactly the planned tensors, each with the tag of what it claims to be.
+    func expect(_ msg: ReceivedMessage, roles: [TensorRole], direction: Direction, hop: Int, microbatch m: Int) throws {
+        let got = msg.header.tensors.map(role)
+        guard got == roles else {
+            throw WorkerError.protocolViolation(rank: rank, "hop \(hop) \(direction.rawValue) microbatch \(m): expected \(roles), received \(got)")
+        }
+        for (r, p) in zip(roles, msg.payloads) where p.count >= 4 {
+            let want = tag(r, direction, m, hop: hop)
+            guard ShapeTensors.readTag(p) == want else {
+                throw WorkerError.protocolViolation(rank: rank, "hop \(hop) \(direction.rawValue) microbatch \(m): \(r) carries tag \(ShapeTensors.readTag(p) ?? .nan), expected \(want)")
+            }
+        }
+    }
+
+    func checkCacheAgainstLedger(after a: Action) throws {
+        for (m, blocks) in ledger.entries where Set(cache[m]?.keys.map { $0 } ?? []) != blocks {
+            throw WorkerError.protocolViolation(rank: rank, "after \(a): cache for microbatch \(m) holds \(cache[m]?.keys.sorted() ?? []), ledger \(blocks.sorted())")
+        }
+    }
+
+    func report() -> WorkerReport {
+        let c = worker.counters
+        func counts(_ d: [LinkKey: (bytes: Int, tensors: Int)]) -> [LinkCount] {
+            d.keys.sorted().map { k in LinkCount(src: k.src, dst: k.dst, direction: k.direction, kind: k.kind, payloadBytes: d[k]!.bytes, tensors: d[k]!.tensors) }
+        }
+        return WorkerReport(rank: rank, received: counts(c.received), sent: counts(c.sent), headerBytesSent: c.headerBytesSent,
+                            messagesSent: c.messagesSent, peakCachedBytes: peakCachedBytes, tensorsPerHop: c.tensorsPerHop,
+                            computeSeconds: c.computeSeconds, waitSeconds: c.waitSeconds)
+    }
+}

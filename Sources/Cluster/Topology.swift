@@ -1,0 +1,271 @@
+import Foundation
+import Pipeline
+import Yams
+
+/// Whether a run does real arithmetic or only moves correctly shaped tensors (DESIGN §1).
+public enum RunMode: String, Codable, Sendable, CaseIterable { case shape, compute }
+
+/// Which ZeroMQ transport the data links use.
+public enum TransportKind: String, Codable, Sendable, CaseIterable { case ipc, tcp }
+
+/// Where one rank listens for its data links (tcp only).
+public struct RankAddress: Codable, Sendable, Equatable {
+    public var host: String
+    /// 0 = let the kernel pick a free port.
+    public var port: Int
+}
+
+/// A validated topology file: the run configuration a coordinator hands to its workers.
+public struct Topology: Codable, Sendable, Equatable {
+    public var name = "unnamed"
+    public var mode: RunMode = .shape
+    public var seed = 1
+    public var steps = 2
+    public var layers = 32, hidden = 64, heads = 4, seq = 32, vocab = 256
+    public var residual: ResidualKind = .block
+    public var blocks = 8
+    public var cache: CachePolicy = .crossStage
+    public var ranks = 4, virtualStages = 2
+    public var schedule: ScheduleKind = .interleaved1F1B
+    public var microbatches = 8, microbatchSize = 2
+    public var transport: TransportKind = .ipc
+    /// The coordinator's control endpoint; nil = a fresh ipc path (or a free loopback port for tcp).
+    public var coordinator: String?
+    /// Per-rank data addresses for tcp; empty = 127.0.0.1 with kernel-chosen ports.
+    public var addresses: [RankAddress] = []
+    /// Where the file came from (for error messages).
+    public var source = "<built-in>"
+
+    public init() {}
+
+    public var layout: Layout { Layout(ranks: ranks, virtualStages: virtualStages, layers: layers) }
+
+    public var residualConfig: ResidualConfig { ResidualConfig(kind: residual, blocks: blocks, cache: cache) }
+
+    public var trafficConfig: TrafficConfig {
+        TrafficConfig(layout: layout, residual: residualConfig, schedule: schedule, microbatches: microbatches,
+                      microbatchSize: microbatchSize, seq: seq, hidden: hidden)
+    }
+}
+
+/// A topology problem, naming the file, the key (with its line when known) and what is wrong.
+public struct TopologyError: Error, CustomStringConvertible, Equatable {
+    public let file: String
+    public let key: String
+    public let line: Int?
+    public let problem: String
+
+    public var description: String {
+        "\(file)\(line.map { ":\($0)" } ?? ""): \(key): \(problem)"
+    }
+}
+
+extension Topology {
+    /// The default topology of `make run` (same text as topologies/local-4x2.yaml).
+    public static let embeddedDefaultYAML = """
+    # 4 ranks × 2 virtual stages, Block AttnRes with 8 blocks, cross-stage cache (the paper's Figure 3 setting).
+    name: local-4x2
+    mode: shape
+    seed: 1
+    steps: 2
+    model: {layers: 32, hidden: 64, heads: 4, seq: 32, vocab: 256}
+    residual: {kind: block, blocks: 8}
+    cache: cross-stage
+    pipeline: {ranks: 4, virtual: 2, schedule: interleaved-1f1b, microbatches: 8, microbatch_size: 2}
+    transport: ipc
+    """
+
+    /// Loads and validates a topology file; `nil` path means the embedded default.
+    public static func load(path: String?) throws -> (Topology, Set<String>) {
+        guard let path else { return try parse(yaml: embeddedDefaultYAML, source: "<embedded local-4x2>") }
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw TopologyError(file: path, key: "(file)", line: nil, problem: "cannot read: \(error.localizedDescription)")
+        }
+        return try parse(yaml: text, source: path)
+    }
+
+    /// Parses YAML into a topology; returns it with the set of keys the file set. Not yet validated as a whole.
+    public static func parse(yaml: String, source: String) throws -> (Topology, Set<String>) {
+        let root: Node?
+        do { root = try Yams.compose(yaml: yaml) } catch {
+            throw TopologyError(file: source, key: "(yaml)", line: nil, problem: "not valid YAML: \(error)")
+        }
+        guard let root, let top = root.mapping else {
+            throw TopologyError(file: source, key: "(top level)", line: root?.mark?.line, problem: "must be a mapping of keys")
+        }
+        var t = Topology()
+        t.source = source
+        var seen: Set<String> = []
+        let p = Parser(file: source)
+        try p.each(top, path: "", known: ["name", "mode", "seed", "steps", "model", "residual", "cache", "pipeline",
+                                         "transport", "coordinator"]) { key, node in
+            seen.insert(key)
+            switch key {
+            case "name": t.name = try p.string(node, key)
+            case "mode": t.mode = try p.choice(node, key, RunMode.self)
+            case "seed": t.seed = try p.int(node, key, min: 0)
+            case "steps": t.steps = try p.int(node, key, min: 1)
+            case "cache": t.cache = try p.choice(node, key, CachePolicy.self)
+            case "coordinator": t.coordinator = try p.string(node, key)
+            case "model":
+                try p.each(try p.mapping(node, key), path: "model.", known: ["layers", "hidden", "heads", "seq", "vocab"]) { k, v in
+                    seen.insert("model.\(k)")
+                    switch k {
+                    case "layers": t.layers = try p.int(v, "model.layers", min: 1)
+                    case "hidden": t.hidden = try p.int(v, "model.hidden", min: 1)
+                    case "heads": t.heads = try p.int(v, "model.heads", min: 1)
+                    case "seq": t.seq = try p.int(v, "model.seq", min: 1)
+                    default: t.vocab = try p.int(v, "model.vocab", min: 2)
+                    }
+                }
+            case "residual":
+                if let s = node.scalar?.string {
+                    guard let kind = ResidualKind(rawValue: s) else { throw p.bad(node, key, "'\(s)' is not one of \(ResidualKind.allCases.map(\.rawValue))") }
+                    t.residual = kind
+                    seen.insert("residual.kind")
+                } else {
+                    try p.each(try p.mapping(node, key), path: "residual.", known: ["kind", "blocks"]) { k, v in
+                        seen.insert("residual.\(k)")
+                        if k == "kind" { t.residual = try p.choice(v, "residual.kind", ResidualKind.self) } else { t.blocks = try p.int(v, "residual.blocks", min: 1) }
+                    }
+                }
+            case "pipeline":
+                try p.each(try p.mapping(node, key), path: "pipeline.", known: ["ranks", "virtual", "schedule", "microbatches", "microbatch_size"]) { k, v in
+                    seen.insert("pipeline.\(k)")
+                    switch k {
+                    case "ranks": t.ranks = try p.int(v, "pipeline.ranks", min: 1)
+                    case "virtual": t.virtualStages = try p.int(v, "pipeline.virtual", min: 1)
+                    case "schedule": t.schedule = try p.choice(v, "pipeline.schedule", ScheduleKind.self)
+                    case "microbatches": t.microbatches = try p.int(v, "pipeline.microbatches", min: 1)
+                    default: t.microbatchSize = try p.int(v, "pipeline.microbatch_size", min: 1)
+                    }
+                }
+            case "transport":
+                if node.scalar != nil {
+                    t.transport = try p.choice(node, key, TransportKind.self)
+                } else {
+                    try p.each(try p.mapping(node, key), path: "transport.", known: ["kind", "ranks"]) { k, v in
+                        seen.insert("transport.\(k)")
+                        if k == "kind" { t.transport = try p.choice(v, "transport.kind", TransportKind.self); return }
+                        guard let seq = v.sequence else { throw p.bad(v, "transport.ranks", "must be a list of {host, port}") }
+                        t.addresses = try seq.enumerated().map { i, item in
+                            var a = RankAddress(host: "127.0.0.1", port: 0)
+                            try p.each(try p.mapping(item, "transport.ranks[\(i)]"), path: "transport.ranks[\(i)].", known: ["host", "port"]) { kk, vv in
+                                if kk == "host" { a.host = try p.string(vv, "transport.ranks[\(i)].host") } else {
+                                    a.port = try p.int(vv, "transport.ranks[\(i)].port", min: 0, max: 65535)
+                                }
+                            }
+                            return a
+                        }
+                    }
+                }
+            default: break
+            }
+        }
+        if seen.contains("residual.blocks") && t.residual != .block {
+            throw TopologyError(file: source, key: "residual.blocks", line: nil,
+                                problem: "only residual kind 'block' takes blocks (kind is '\(t.residual.rawValue)')")
+        }
+        return (t, seen)
+    }
+
+    /// Checks the topology as a whole. `overridden` maps a key to the flag that set it, for the message.
+    public func validate(overridden: [String: String] = [:]) throws {
+        func fail(_ key: String, _ problem: String) -> TopologyError {
+            TopologyError(file: source, key: key + (overridden[key].map { " (set by \($0))" } ?? ""), line: nil, problem: problem)
+        }
+        for (key, value, least) in [("model.layers", layers, 1), ("model.hidden", hidden, 1), ("model.heads", heads, 1),
+                                    ("model.seq", seq, 1), ("model.vocab", vocab, 2), ("pipeline.virtual", virtualStages, 1),
+                                    ("pipeline.microbatches", microbatches, 1), ("pipeline.microbatch_size", microbatchSize, 1),
+                                    ("steps", steps, 1), ("residual.blocks", blocks, 1), ("seed", seed, 0)] where value < least {
+            throw fail(key, "must be ≥ \(least), got \(value)")
+        }
+        guard ranks >= 2 else { throw fail("pipeline.ranks", "a pipeline needs at least 2 ranks, got \(ranks)") }
+        guard ranks <= 512 else { throw fail("pipeline.ranks", "at most 512 worker processes, got \(ranks)") }
+        guard layers >= ranks * virtualStages else {
+            throw fail("model.layers", "L = \(layers) layers cannot fill ranks·virtual = \(ranks)·\(virtualStages) = \(ranks * virtualStages) chunks (need L ≥ ranks·virtual)")
+        }
+        if residual == .block {
+            guard blocks <= layers else { throw fail("residual.blocks", "\(blocks) blocks > \(layers) layers") }
+        }
+        guard hidden % heads == 0 else { throw fail("model.heads", "hidden \(hidden) is not divisible by \(heads) heads") }
+        do { try Schedule.validate(schedule, layout: layout, microbatches: microbatches) } catch let e as ScheduleError {
+            let key: String
+            switch e {
+            case .microbatchesNotMultipleOfRanks: key = "pipeline.microbatches"
+            case .noMicrobatches: key = "pipeline.microbatches"
+            default: key = "pipeline.schedule"
+            }
+            throw fail(key, e.description)
+        }
+        if transport == .tcp, !addresses.isEmpty, addresses.count != ranks {
+            throw fail("transport.ranks", "lists \(addresses.count) addresses for \(ranks) ranks")
+        }
+        if transport == .ipc, !addresses.isEmpty {
+            throw fail("transport.ranks", "per-rank addresses are for transport kind tcp")
+        }
+        let elements = Double(microbatchSize) * Double(seq) * Double(hidden)
+        guard elements * 4 < Double(Int32.max) * 8 else {
+            throw fail("model.hidden", "one b·s·d tensor would be \(Int(elements * 4)) bytes; keep it under 16 GiB")
+        }
+    }
+}
+
+/// Small typed accessors over a Yams node tree that name the key and line on every error.
+struct Parser {
+    let file: String
+
+    func bad(_ node: Node, _ key: String, _ problem: String) -> TopologyError {
+        TopologyError(file: file, key: key, line: node.mark.map { $0.line }, problem: problem)
+    }
+
+    func mapping(_ node: Node, _ key: String) throws -> Node.Mapping {
+        guard let m = node.mapping else { throw bad(node, key, "must be a mapping") }
+        return m
+    }
+
+    func each(_ m: Node.Mapping, path: String, known: [String], _ body: (String, Node) throws -> Void) throws {
+        var seen: Set<String> = []
+        for (k, v) in m {
+            guard let key = k.scalar?.string else { throw bad(k, path + "?", "keys must be plain strings") }
+            guard known.contains(key) else {
+                throw bad(k, path + key, "unknown key (known here: \(known.joined(separator: ", ")))")
+            }
+            guard seen.insert(key).inserted else { throw bad(k, path + key, "duplicate key") }
+            try body(key, v)
+        }
+    }
+
+    func string(_ node: Node, _ key: String) throws -> String {
+        guard let s = node.scalar?.string else { throw bad(node, key, "must be a string") }
+        return s
+    }
+
+    func int(_ node: Node, _ key: String, min: Int, max: Int = Int.max) throws -> Int {
+        guard let s = node.scalar?.string, let v = Int(s) else {
+            throw bad(node, key, "must be an integer, got \(node.scalar.map { "'\($0.string)'" } ?? "a \(node.kindName)")")
+        }
+        guard v >= min, v <= max else { throw bad(node, key, "must be \(max == Int.max ? "≥ \(min)" : "in \(min)…\(max)"), got \(v)") }
+        return v
+    }
+
+    func choice<T: RawRepresentable & CaseIterable>(_ node: Node, _ key: String, _ type: T.Type) throws -> T where T.RawValue == String {
+        let s = try string(node, key)
+        guard let v = T(rawValue: s) else {
+            throw bad(node, key, "'\(s)' is not one of \(T.allCases.map(\.rawValue).joined(separator: " | "))")
+        }
+        return v
+    }
+}
+
+extension Node {
+    var kindName: String {
+        switch self {
+        case .mapping: return "mapping"
+        case .sequence: return "sequence"
+        case .scalar: return "scalar"
+        case .alias: return "alias"
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import Pipeline
+
+/// What one variant measured on real processes, set beside what the analytical model predicts.
+public struct VariantResult: Sendable {
+    public let topology: Topology
+    public let prediction: TrafficPrediction
+    /// Payload bytes per step on each link, as counted by the receiving rank.
+    public let measuredLinks: [LinkKey: Int]
+    public let headerBytesPerStep: Int
+    public let peakCachedBytes: [Int]
+    /// Forward tensors per hop for one microbatch, as sent.
+    public let tensorsPerHop: [Int]
+    public let seconds: Double
+    public let waitSeconds: [Double]
+
+    public init(topology: Topology, reports: [WorkerReport], seconds: Double) throws {
+        self.topology = topology
+        self.seconds = seconds
+        prediction = try TrafficPrediction(topology.trafficConfig)
+        let steps = topology.steps
+        var received: [LinkKey: Int] = [:], sent: [LinkKey: Int] = [:]
+        for r in reports {
+            for l in r.received { received[LinkKey(src: l.src, dst: l.dst, direction: l.direction, kind: l.kind), default: 0] += l.payloadBytes }
+            for l in r.sent { sent[LinkKey(src: l.src, dst: l.dst, direction: l.direction, kind: l.kind), default: 0] += l.payloadBytes }
+        }
+        // Every byte sent must have arrived: a difference is lost or duplicated data, never reported as a result.
+        guard received == sent else {
+            let diff = Set(received.keys).union(sent.keys).filter { received[$0] != sent[$0] }.sorted()
+            throw ClusterError.measuredDiffers("sent and received bytes differ on " + diff.map { "\($0.src)→\($0.dst) \($0.direction.rawValue) \($0.kind.rawValue): sent \(sent[$0] ?? 0), received \(received[$0] ?? 0)" }.joined(separator: "; "))
+        }
+        measuredLinks = received.mapValues { $0 / steps }
+        headerBytesPerStep = reports.reduce(0) { $0 + $1.headerBytesSent } / steps
+        peakCachedBytes = reports.map(\.peakCachedBytes)
+        var perHop = [Int](repeating: 0, count: topology.layout.hops)
+        for r in reports { for (h, n) in r.tensorsPerHop where h < perHop.count { perHop[h] = max(perHop[h], n) } }
+        tensorsPerHop = perHop
+        waitSeconds = reports.map(\.waitSeconds)
+    }
+
+    public var forwardPayloadBytesPerStep: Int { measuredLinks.filter { $0.key.direction == .forward }.values.reduce(0, +) }
+    public var backwardPayloadBytesPerStep: Int { measuredLinks.filter { $0.key.direction == .backward }.values.reduce(0, +) }
+    public var payloadBytesPerStep: Int { forwardPayloadBytesPerStep + backwardPayloadBytesPerStep }
+
+    /// Measured equals predicted, to the byte, on every link, and for the cache peaks and tensors per hop.
+    public var matchesPrediction: Bool { mismatches.isEmpty }
+
+    /// Human-readable differences between measurement and model (empty when they agree).
+    public var mismatches: [String] {
+        var out: [String] = []
+        for k in Set(measuredLinks.keys).union(prediction.links.keys).sorted() where measuredLinks[k] != prediction.links[k] {
+            out.append("link \(k.src)→\(k.dst) \(k.direction.rawValue) \(k.kind.rawValue): measured \(measuredLinks[k] ?? 0), predicted \(prediction.links[k] ?? 0)")
+        }
+        if peakCachedBytes != prediction.peakCachedBytes { out.append("peak cached bytes measured \(peakCachedBytes), predicted \(prediction.peakCachedBytes)") }
+        if tensorsPerHop != prediction.tensorsPerHop { out.append("tensors per hop measured \(tensorsPerHop), predicted \(prediction.tensorsPerHop)") }
+        if headerBytesPerStep != prediction.headerBytesPerStep { out.append("header bytes measured \(headerBytesPerStep), predicted \(prediction.headerBytesPerStep)") }
+        return out
+    }
+}

@@ -1,0 +1,286 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Pipeline
+import Wire
+
+/// Why a worker stops early.
+public enum WorkerError: Error, CustomStringConvertible {
+    case coordinatorLost(rank: Int, why: String)
+    case shutdownRequested
+    case protocolViolation(rank: Int, String)
+
+    public var description: String {
+        switch self {
+        case .coordinatorLost(let r, let why): return "worker rank \(r): coordinator lost (\(why)); exiting"
+        case .shutdownRequested: return "shutdown requested"
+        case .protocolViolation(let r, let s): return "worker rank \(r): \(s)"
+        }
+    }
+}
+
+/// A pipeline rank: one OS process that joins the coordinator, binds its data inbox, connects to its
+/// neighbours and runs its part of the schedule. It never reads the topology file itself.
+public final class Worker {
+    public let rank: Int
+    let faults: [Fault]
+    let context = ZContext()
+    let control: Socket
+    var inbox: Socket?
+    var peers: [Int: Socket] = [:]
+    var lastHeard = monotonicSeconds()
+    var lastBeat = 0.0
+    let parentPid = getppid()
+    /// Data messages that arrived before the action that needs them.
+    var stash: [DataKey: ReceivedMessage] = [:]
+    var counters = Counters()
+    /// Seconds of coordinator silence after which a worker exits on its own (no orphans, DESIGN §6).
+    static let coordinatorTimeout = 3.0
+
+    public init(join endpoint: String, rank: Int, faults: [Fault]) throws {
+        self.rank = rank
+        self.faults = faults
+        control = try Socket(context, .dealer)
+        try control.setIdentity("rank-\(rank)")
+        try control.setUnboundedQueues()
+        try control.connect(endpoint)
+    }
+
+    /// Runs until shutdown; returns the process exit code.
+    public func run() -> Int32 {
+        if faults.contains(.neverJoin(rank: rank)) { return idleUntilOrphaned() }
+        do {
+            try send(.hello(rank: rank, pid: getpid(), host: ProcessInfo.processInfo.hostName))
+            while true {
+                guard let msg = try nextControl(timeoutMs: 100) else { continue }
+                switch msg {
+                case .setup(let transport, let dir, let address, let ranks): try setup(transport, dir, address, ranks)
+                case .connect(let endpoints): try connect(endpoints)
+                case .run(let spec): try runVariant(spec)
+                case .heartbeat: break
+                case .shutdown: return 0
+                }
+            }
+        } catch WorkerError.shutdownRequested {
+            return 0
+        } catch {
+            printError("[rank \(rank)] \(error)")
+            try? send(.failed(rank: rank, message: "\(error)"))
+            return 1
+        }
+    }
+
+    /// The never-join fault: stay alive, silent, until the coordinator stops us or disappears.
+    func idleUntilOrphaned() -> Int32 {
+        while getppid() == parentPid { usleep(50_000) }
+        return 2
+    }
+
+    // MARK: control
+
+    func send(_ m: FromWorker) throws { try control.send([try ControlFrame.encode(m)]) }
+
+    /// Reads one control message (or none within the timeout), keeping heartbeats and liveness checks going.
+    func nextControl(timeoutMs: Int) throws -> ToWorker? {
+        try liveness()
+        guard try !Socket.poll([control], timeoutMs: timeoutMs).isEmpty,
+              let frames = try control.receive(nonBlocking: true), let first = frames.first else { return nil }
+        lastHeard = monotonicSeconds()
+        return try ControlFrame.decode(ToWorker.self, from: first)
+    }
+
+    /// Sends our heartbeat and exits when the coordinator has gone (parent changed, or silence).
+    func liveness() throws {
+        let now = monotonicSeconds()
+        if getppid() != parentPid, parentPid != 1 { throw WorkerError.coordinatorLost(rank: rank, why: "parent process \(parentPid) exited") }
+        if now - lastHeard > Worker.coordinatorTimeout {
+            throw WorkerError.coordinatorLost(rank: rank, why: "no message for \(Int(Worker.coordinatorTimeout)) s")
+        }
+        if now - lastBeat > 0.25 {
+            lastBeat = now
+            try send(.heartbeat(rank: rank))
+        }
+    }
+
+    // MARK: links
+
+    func setup(_ transport: TransportKind, _ dir: String, _ address: RankAddress?, _ ranks: Int) throws {
+        let s = try Socket(context, .pull)
+        try s.setUnboundedQueues()
+        let endpoint: String
+        switch transport {
+        case .ipc: endpoint = "ipc://\(dir)/rank-\(rank).data"
+        case .tcp:
+            let a = address ?? RankAddress(host: "127.0.0.1", port: 0)
+            endpoint = "tcp://\(a.host):\(a.port == 0 ? "*" : String(a.port))"
+        }
+        do { try s.bind(endpoint) } catch let e as ZMQError {
+            let why = e.isAddressInUse ? "address already in use" : e.message
+            try send(.failed(rank: rank, message: "rank \(rank) cannot bind its data endpoint \(endpoint): \(why)"))
+            throw WorkerError.shutdownRequested
+        }
+        inbox = s
+        try send(.bound(rank: rank, endpoint: s.lastEndpoint))
+    }
+
+    /// Connects to both neighbours (r±1 mod P, which covers the wrap-around hop) and waits until a probe from
+    /// each has arrived, so every data link is proven before the first step.
+    func connect(_ endpoints: [String]) throws {
+        let p = endpoints.count
+        let neighbours = Set([(rank + 1) % p, (rank + p - 1) % p]).subtracting([rank])
+        for n in neighbours {
+            let s = try Socket(context, .push)
+            try s.setUnboundedQueues()
+            try s.connect(endpoints[n])
+            peers[n] = s
+            let probe = FrameHeader(kind: .probe, step: 0, microbatch: 0, hop: 0, source: UInt16(rank), destination: UInt16(n), tensors: [])
+            try s.send([Message(bytes: probe.encode())])
+        }
+        var waiting = neighbours
+        while !waiting.isEmpty {
+            try pump(timeoutMs: 100)
+            for n in waiting where stash.removeValue(forKey: DataKey(variant: -1, step: 0, kind: .probe, hop: 0, microbatch: n)) != nil {
+                waiting.remove(n)
+            }
+        }
+        try send(.ready(rank: rank))
+    }
+
+    /// Moves whatever has arrived on the data inbox into the stash and answers control traffic.
+    func pump(timeoutMs: Int) throws {
+        try liveness()
+        var sockets = [control]
+        if let inbox { sockets.append(inbox) }
+        let ready = try Socket.poll(sockets, timeoutMs: timeoutMs)
+        if ready.contains(0) {
+            while let frames = try control.receive(nonBlocking: true), let first = frames.first {
+                lastHeard = monotonicSeconds()
+                if case .shutdown = try ControlFrame.decode(ToWorker.self, from: first) { throw WorkerError.shutdownRequested }
+            }
+        }
+        if ready.contains(1), let inbox {
+            while let frames = try inbox.receive(nonBlocking: true) { try accept(frames) }
+        }
+    }
+
+    /// Validates a data message and files it under its key; a malformed message is a clear error, not a crash.
+    func accept(_ frames: [Message]) throws {
+        let header: FrameHeader
+        do {
+            header = try FrameHeader.decode(frames[0].bytes)
+            try header.validatePayloads(frames.dropFirst().map(\.count))
+        } catch {
+            throw WorkerError.protocolViolation(rank: rank, "rejected a data message: \(error)")
+        }
+        guard Int(header.destination) == rank else {
+            throw WorkerError.protocolViolation(rank: rank, "received a message for rank \(header.destination)")
+        }
+        if header.kind == .probe {
+            stash[DataKey(variant: -1, step: 0, kind: .probe, hop: 0, microbatch: Int(header.source))] = ReceivedMessage(header: header, payloads: [])
+            return
+        }
+        // The variant index rides in the high bits of the step field (see docs/protocol.md).
+        let key = DataKey(variant: Int(header.step >> 20), step: Int(header.step & 0xFFFFF), kind: header.kind,
+                          hop: Int(header.hop), microbatch: Int(header.microbatch))
+        let payloads = Array(frames.dropFirst())
+        counters.countReceived(header: header, payloads: payloads, frame0: frames[0].count, rank: rank)
+        stash[key] = ReceivedMessage(header: header, payloads: payloads)
+    }
+
+    /// Blocks (while answering control traffic) until the message `key` has arrived.
+    func take(_ key: DataKey) throws -> ReceivedMessage {
+        let start = monotonicSeconds()
+        while true {
+            if let m = stash.removeValue(forKey: key) {
+                counters.waitSeconds += monotonicSeconds() - start
+                return m
+            }
+            try pump(timeoutMs: 50)
+        }
+    }
+
+    // MARK: running a variant
+
+    func runVariant(_ spec: RunSpec) throws {
+        counters = Counters()
+        var runner = try ShapeStageRunner(worker: self, spec: spec)
+        for step in 0..<spec.topology.steps {
+            for f in faults where f.rank == rank {
+                if case .kill(_, let s) = f, s == step { kill(getpid(), SIGKILL) }
+                if case .freeze(_, let s) = f, s == step { kill(getpid(), SIGSTOP) }
+            }
+            try runner.runStep(step)
+            try send(.stepDone(rank: rank, variant: spec.variant, step: step))
+        }
+        try send(.report(runner.report()))
+    }
+
+    func sendData(to dst: Int, header: FrameHeader, payloads: [Message]) throws {
+        guard let s = peers[dst] else { throw WorkerError.protocolViolation(rank: rank, "no link to rank \(dst)") }
+        let h = header.encode()
+        let sizes = payloads.map(\.count)  // read before sending: a sent message is emptied by libzmq
+        try s.send([Message(bytes: h)] + payloads)
+        counters.countSent(header: header, payloadBytes: sizes, headerBytes: h.count, rank: rank)
+    }
+
+    /// Entry point of `attnres worker`.
+    public static func main(join: String, rank: Int, faults: [Fault]) -> Int32 {
+        do {
+            return try Worker(join: join, rank: rank, faults: faults).run()
+        } catch {
+            printError("[rank \(rank)] \(error)")
+            return 1
+        }
+    }
+}
+
+/// The stash key of a data message.
+struct DataKey: Hashable {
+    let variant: Int
+    let step: Int
+    let kind: FrameKind
+    let hop: Int
+    let microbatch: Int
+}
+
+struct ReceivedMessage {
+    let header: FrameHeader
+    let payloads: [Message]
+}
+
+/// Per-variant traffic counters of one worker.
+struct Counters {
+    var received: [LinkKey: (bytes: Int, tensors: Int)] = [:]
+    var sent: [LinkKey: (bytes: Int, tensors: Int)] = [:]
+    var headerBytesSent = 0
+    var messagesSent = 0
+    var waitSeconds = 0.0
+    var computeSeconds = 0.0
+    var tensorsPerHop: [Int: Int] = [:]
+
+    static func kind(_ r: WireRole) -> TensorKind {
+        switch r { case .hidden: return .activation; case .block: return .block; case .partial: return .partial }
+    }
+
+    mutating func countReceived(header: FrameHeader, payloads: [Message], frame0: Int, rank: Int) {
+        let dir: Direction = header.kind == .forward ? .forward : .backward
+        for (t, p) in zip(header.tensors, payloads) {
+            let key = LinkKey(src: Int(header.source), dst: rank, direction: dir, kind: Counters.kind(t.role))
+            received[key, default: (0, 0)].bytes += p.count
+            received[key, default: (0, 0)].tensors += 1
+        }
+    }
+
+    mutating func countSent(header: FrameHeader, payloadBytes: [Int], headerBytes: Int, rank: Int) {
+        let dir: Direction = header.kind == .forward ? .forward : .backward
+        for (t, n) in zip(header.tensors, payloadBytes) {
+            let key = LinkKey(src: rank, dst: Int(header.destination), direction: dir, kind: Counters.kind(t.role))
+            sent[key, default: (0, 0)].bytes += n
+            sent[key, default: (0, 0)].tensors += 1
+        }
+        headerBytesSent += headerBytes
+        messagesSent += 1
+        if dir == .forward { tensorsPerHop[Int(header.hop)] = max(tensorsPerHop[Int(header.hop)] ?? 0, header.tensors.count) }
+    }
+}

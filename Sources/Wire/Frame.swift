@@ -1,0 +1,198 @@
+/// The data-frame format of docs/protocol.md, version 1. A data message is one header frame followed by one
+/// ZeroMQ frame per tensor (sent without copying). All integers little-endian.
+///
+///     offset size field
+///     0      4    magic "ARES"
+///     4      2    version (1)
+///     6      2    kind (1 forward activations, 2 backward gradients, 3 link probe)
+///     8      4    step
+///     12     4    microbatch
+///     16     4    hop k (chunk k → chunk k+1)
+///     20     2    source rank
+///     22     2    destination rank
+///     24     2    tensor count n
+///     26     2    flags (0)
+///     28     4    header length = 32 + 24·n
+///     32     24·n tensor descriptors
+///
+/// Tensor descriptor: role u8 (1 hidden, 2 block, 3 partial), dtype u8 (1 float32), ndim u8 (1…3),
+/// reserved u8 (0), block u32, partial layers u32, dims 3 × u32 (unused dims are 1).
+public enum Frame {
+    public static let magic: [UInt8] = Array("ARES".utf8)
+    public static let version: UInt16 = 1
+    public static let fixedHeaderBytes = 32
+    public static let descriptorBytes = 24
+    /// Most tensors one message may carry (Full AttnRes at L = 4096 still fits).
+    public static let maxTensors = 4097
+}
+
+/// What a data message is.
+public enum FrameKind: UInt16, Sendable, Codable {
+    case forward = 1, backward = 2, probe = 3
+}
+
+/// The role of a tensor on the wire.
+public enum WireRole: UInt8, Sendable, Codable {
+    case hidden = 1, block = 2, partial = 3
+}
+
+/// Element types; only float32 is sent today.
+public enum DType: UInt8, Sendable, Codable {
+    case float32 = 1
+    public var size: Int { 4 }
+}
+
+/// One tensor's descriptor in the header.
+public struct TensorDescriptor: Equatable, Sendable {
+    public var role: WireRole
+    public var dtype: DType = .float32
+    public var block: UInt32
+    public var partialLayers: UInt32
+    public var dims: [UInt32]
+
+    public init(role: WireRole, dtype: DType = .float32, block: UInt32, partialLayers: UInt32, dims: [UInt32]) {
+        self.role = role; self.dtype = dtype; self.block = block; self.partialLayers = partialLayers; self.dims = dims
+    }
+
+    /// Payload bytes the matching frame must hold.
+    public var payloadBytes: Int { dims.reduce(1) { $0 * Int($1) } * dtype.size }
+}
+
+/// The header frame of a data message.
+public struct FrameHeader: Equatable, Sendable {
+    public var kind: FrameKind
+    public var step: UInt32
+    public var microbatch: UInt32
+    public var hop: UInt32
+    public var source: UInt16
+    public var destination: UInt16
+    public var tensors: [TensorDescriptor]
+
+    public init(kind: FrameKind, step: UInt32, microbatch: UInt32, hop: UInt32, source: UInt16, destination: UInt16,
+                tensors: [TensorDescriptor]) {
+        self.kind = kind; self.step = step; self.microbatch = microbatch; self.hop = hop
+        self.source = source; self.destination = destination; self.tensors = tensors
+    }
+
+    public var encodedBytes: Int { Frame.fixedHeaderBytes + Frame.descriptorBytes * tensors.count }
+
+    public func encode() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(encodedBytes)
+        out += Frame.magic
+        out.le(Frame.version); out.le(kind.rawValue)
+        out.le(step); out.le(microbatch); out.le(hop)
+        out.le(source); out.le(destination)
+        out.le(UInt16(tensors.count)); out.le(UInt16(0))
+        out.le(UInt32(encodedBytes))
+        for t in tensors {
+            out.append(t.role.rawValue); out.append(t.dtype.rawValue); out.append(UInt8(t.dims.count)); out.append(0)
+            out.le(t.block); out.le(t.partialLayers)
+            for i in 0..<3 { out.le(i < t.dims.count ? t.dims[i] : 1) }
+        }
+        return out
+    }
+
+    /// Decodes and validates a header frame; never traps on hostile input.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> FrameHeader {
+        var r = Reader(bytes)
+        guard bytes.count >= Frame.fixedHeaderBytes else { throw FrameError.tooShort(bytes.count) }
+        let magic = try r.bytes(4)
+        guard magic == Frame.magic else { throw FrameError.badMagic(magic) }
+        let version: UInt16 = try r.le()
+        guard version == Frame.version else { throw FrameError.unsupportedVersion(version) }
+        let rawKind: UInt16 = try r.le()
+        guard let kind = FrameKind(rawValue: rawKind) else { throw FrameError.unknownKind(rawKind) }
+        let step: UInt32 = try r.le(), microbatch: UInt32 = try r.le(), hop: UInt32 = try r.le()
+        let src: UInt16 = try r.le(), dst: UInt16 = try r.le()
+        let count: UInt16 = try r.le(), flags: UInt16 = try r.le()
+        guard flags == 0 else { throw FrameError.malformed("flags must be 0, got \(flags)") }
+        guard Int(count) <= Frame.maxTensors else { throw FrameError.malformed("tensor count \(count) exceeds \(Frame.maxTensors)") }
+        let length: UInt32 = try r.le()
+        let expected = Frame.fixedHeaderBytes + Frame.descriptorBytes * Int(count)
+        guard Int(length) == expected, bytes.count == expected else {
+            throw FrameError.malformed("header length field \(length), frame \(bytes.count) bytes, \(count) tensors need \(expected)")
+        }
+        var tensors: [TensorDescriptor] = []
+        for i in 0..<Int(count) {
+            let rawRole: UInt8 = try r.le(), rawType: UInt8 = try r.le(), ndim: UInt8 = try r.le(), _: UInt8 = try r.le()
+            guard let role = WireRole(rawValue: rawRole) else { throw FrameError.malformed("tensor \(i): unknown role \(rawRole)") }
+            guard let dtype = DType(rawValue: rawType) else { throw FrameError.malformed("tensor \(i): unknown dtype \(rawType)") }
+            guard (1...3).contains(ndim) else { throw FrameError.malformed("tensor \(i): ndim \(ndim) not in 1…3") }
+            let block: UInt32 = try r.le(), partial: UInt32 = try r.le()
+            var dims: [UInt32] = []
+            for _ in 0..<3 { dims.append(try r.le()) }
+            guard dims[Int(ndim)...].allSatisfy({ $0 == 1 }) else { throw FrameError.malformed("tensor \(i): unused dims must be 1") }
+            let shape = Array(dims[..<Int(ndim)])
+            let elements = shape.reduce(UInt64(1)) { $0.multipliedReportingOverflow(by: UInt64($1)).partialValue }
+            guard elements <= UInt64(1) << 40 else { throw FrameError.malformed("tensor \(i): shape \(shape) too large") }
+            tensors.append(TensorDescriptor(role: role, dtype: dtype, block: block, partialLayers: partial, dims: shape))
+        }
+        return FrameHeader(kind: kind, step: step, microbatch: microbatch, hop: hop, source: src, destination: dst, tensors: tensors)
+    }
+
+    /// Checks that the payload frames that followed the header match its descriptors.
+    public func validatePayloads(_ sizes: [Int]) throws {
+        guard sizes.count == tensors.count else {
+            throw FrameError.malformed("header announces \(tensors.count) tensors, message has \(sizes.count) payload frames")
+        }
+        for (i, (t, n)) in zip(tensors, sizes).enumerated() where t.payloadBytes != n {
+            throw FrameError.malformed("tensor \(i): descriptor says \(t.payloadBytes) bytes, frame has \(n)")
+        }
+    }
+}
+
+/// Why a frame was rejected.
+public enum FrameError: Error, Equatable, CustomStringConvertible {
+    case tooShort(Int)
+    case badMagic([UInt8])
+    case unsupportedVersion(UInt16)
+    case unknownKind(UInt16)
+    case malformed(String)
+
+    public var description: String {
+        switch self {
+        case .tooShort(let n): return "frame rejected: header of \(n) bytes is shorter than the fixed \(Frame.fixedHeaderBytes)"
+        case .badMagic(let m): return "frame rejected: bad magic \(m.map { String(format2: $0) }.joined(separator: " ")) (expected 41 52 45 53, \"ARES\")"
+        case .unsupportedVersion(let v): return "frame rejected: protocol version \(v), this build speaks version \(Frame.version)"
+        case .unknownKind(let k): return "frame rejected: unknown kind \(k)"
+        case .malformed(let s): return "frame rejected: \(s)"
+        }
+    }
+}
+
+extension String {
+    init(format2 byte: UInt8) {
+        let hex = String(byte, radix: 16)
+        self = hex.count == 1 ? "0" + hex : hex
+    }
+}
+
+extension Array where Element == UInt8 {
+    mutating func le<T: FixedWidthInteger>(_ v: T) {
+        var x = v.littleEndian
+        Swift.withUnsafeBytes(of: &x) { append(contentsOf: $0) }
+    }
+}
+
+/// Bounds-checked little-endian reader.
+struct Reader {
+    let buf: UnsafeRawBufferPointer
+    var at = 0
+    init(_ buf: UnsafeRawBufferPointer) { self.buf = buf }
+
+    mutating func bytes(_ n: Int) throws -> [UInt8] {
+        guard at + n <= buf.count else { throw FrameError.tooShort(buf.count) }
+        defer { at += n }
+        return Array(buf[at..<(at + n)])
+    }
+
+    mutating func le<T: FixedWidthInteger>() throws -> T {
+        let n = MemoryLayout<T>.size
+        guard at + n <= buf.count else { throw FrameError.tooShort(buf.count) }
+        var v: T = 0
+        withUnsafeMutableBytes(of: &v) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: buf[at..<(at + n)])) }
+        at += n
+        return T(littleEndian: v)
+    }
+}

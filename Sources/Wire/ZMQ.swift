@@ -1,0 +1,201 @@
+import CZeroMQ
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Every `zmq_*` call of the project goes through this file (STYLE: one layer over the syscalls).
+
+/// A libzmq failure with the call that failed and libzmq's own message.
+public struct ZMQError: Error, CustomStringConvertible, Equatable {
+    public let call: String
+    public let errno: Int32
+    public var message: String { String(cString: zmq_strerror(errno)) }
+    public var description: String { "\(call): \(message)" }
+    public var isAddressInUse: Bool { errno == EADDRINUSE }
+    public var isTimeout: Bool { errno == EAGAIN }
+
+    static func last(_ call: String) -> ZMQError { ZMQError(call: call, errno: zmq_errno()) }
+}
+
+/// A ZeroMQ context. One per process; closing it waits for sockets with linger.
+public final class ZContext: @unchecked Sendable {
+    let raw: UnsafeMutableRawPointer
+
+    public init() {
+        raw = zmq_ctx_new()
+        // Data threads: one I/O thread moves GB/s on loopback; keep the second core for compute.
+        zmq_ctx_set(raw, ZMQ_IO_THREADS, 1)
+    }
+
+    deinit { zmq_ctx_term(raw) }
+
+    /// libzmq's version, e.g. "4.3.4".
+    public static var version: String {
+        var major: Int32 = 0, minor: Int32 = 0, patch: Int32 = 0
+        zmq_version(&major, &minor, &patch)
+        return "\(major).\(minor).\(patch)"
+    }
+}
+
+/// The socket types the project uses.
+public enum SocketType {
+    case push, pull, router, dealer
+    var raw: Int32 {
+        switch self {
+        case .push: return ZMQ_PUSH
+        case .pull: return ZMQ_PULL
+        case .router: return ZMQ_ROUTER
+        case .dealer: return ZMQ_DEALER
+        }
+    }
+}
+
+/// A ZeroMQ message. Owns a heap-allocated `zmq_msg_t` so it never moves; received tensor frames stay in
+/// libzmq's buffer (no copy) until the last owner lets go.
+public final class Message: @unchecked Sendable {
+    let msg: UnsafeMutablePointer<zmq_msg_t>
+
+    /// An empty message, to receive into.
+    public init() {
+        msg = .allocate(capacity: 1)
+        zmq_msg_init(msg)
+    }
+
+    /// A message holding a copy of `bytes` (for small frames such as headers).
+    public init(bytes: [UInt8]) {
+        msg = .allocate(capacity: 1)
+        zmq_msg_init_size(msg, bytes.count)
+        bytes.withUnsafeBytes { src in
+            if let base = src.baseAddress { zmq_msg_data(msg).copyMemory(from: base, byteCount: bytes.count) }
+        }
+    }
+
+    /// A message that takes ownership of `malloc`'d memory without copying it: libzmq calls `free` when the
+    /// last reference (including ones queued for sending) is gone.
+    public init(takingMalloced pointer: UnsafeMutableRawPointer, count: Int) {
+        msg = .allocate(capacity: 1)
+        zmq_msg_init_data(msg, pointer, count, attnresFreeCallback, nil)
+    }
+
+    /// A new reference to the same bytes (libzmq reference counting; no byte copy for large frames).
+    public func share() -> Message {
+        let m = Message()
+        zmq_msg_copy(m.msg, msg)
+        return m
+    }
+
+    deinit {
+        zmq_msg_close(msg)
+        msg.deallocate()
+    }
+
+    public var count: Int { zmq_msg_size(msg) }
+    public var data: UnsafeMutableRawPointer { zmq_msg_data(msg) }
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: data, count: count) }
+    public var array: [UInt8] { Array(bytes) }
+}
+
+/// A ZeroMQ socket with deterministic close (linger 0 unless set otherwise).
+public final class Socket: @unchecked Sendable {
+    let raw: UnsafeMutableRawPointer
+    private var closed = false
+    public let context: ZContext
+
+    public init(_ context: ZContext, _ type: SocketType) throws {
+        guard let s = zmq_socket(context.raw, type.raw) else { throw ZMQError.last("zmq_socket") }
+        self.context = context
+        raw = s
+        try setInt(ZMQ_LINGER, 0)
+    }
+
+    deinit { close() }
+
+    public func close() {
+        if !closed { zmq_close(raw); closed = true }
+    }
+
+    public func setInt(_ option: Int32, _ value: Int32) throws {
+        var v = value
+        guard zmq_setsockopt(raw, option, &v, MemoryLayout<Int32>.size) == 0 else { throw ZMQError.last("zmq_setsockopt(\(option))") }
+    }
+
+    public func setBytes(_ option: Int32, _ value: [UInt8]) throws {
+        guard value.withUnsafeBytes({ zmq_setsockopt(raw, option, $0.baseAddress, value.count) }) == 0 else {
+            throw ZMQError.last("zmq_setsockopt(\(option))")
+        }
+    }
+
+    /// Unlimited queues, so a send never blocks on a slow peer: the schedule, not flow control, bounds memory.
+    public func setUnboundedQueues() throws {
+        try setInt(ZMQ_SNDHWM, 0)
+        try setInt(ZMQ_RCVHWM, 0)
+    }
+
+    /// A ROUTER fails a send to an unknown peer instead of dropping it silently.
+    public func setRouterMandatory() throws { try setInt(ZMQ_ROUTER_MANDATORY, 1) }
+
+    public func setIdentity(_ id: String) throws { try setBytes(ZMQ_ROUTING_ID, Array(id.utf8)) }
+
+    /// ZMTP heartbeats: a silent peer is dropped after `timeoutMs`.
+    public func setHeartbeat(intervalMs: Int32, timeoutMs: Int32) throws {
+        try setInt(ZMQ_HEARTBEAT_IVL, intervalMs)
+        try setInt(ZMQ_HEARTBEAT_TIMEOUT, timeoutMs)
+    }
+
+    public func bind(_ endpoint: String) throws {
+        guard zmq_bind(raw, endpoint) == 0 else {
+            let e = ZMQError.last("zmq_bind(\(endpoint))")
+            throw e
+        }
+    }
+
+    public func connect(_ endpoint: String) throws {
+        guard zmq_connect(raw, endpoint) == 0 else { throw ZMQError.last("zmq_connect(\(endpoint))") }
+    }
+
+    /// The endpoint actually bound (resolves `tcp://host:*` wildcards).
+    public var lastEndpoint: String {
+        var buf = [CChar](repeating: 0, count: 512)
+        var len = buf.count
+        zmq_getsockopt(raw, ZMQ_LAST_ENDPOINT, &buf, &len)
+        return String(cString: buf)
+    }
+
+    /// Sends `frames` as one multipart message. Messages are consumed (their bytes now belong to libzmq).
+    public func send(_ frames: [Message]) throws {
+        for (i, f) in frames.enumerated() {
+            let flags: Int32 = i < frames.count - 1 ? ZMQ_SNDMORE : 0
+            while zmq_msg_send(f.msg, raw, flags) < 0 {
+                if zmq_errno() == EINTR { continue }
+                throw ZMQError.last("zmq_msg_send")
+            }
+        }
+    }
+
+    /// Receives one multipart message; blocks unless `nonBlocking`, in which case nil means nothing waiting.
+    public func receive(nonBlocking: Bool = false) throws -> [Message]? {
+        var frames: [Message] = []
+        while true {
+            let m = Message()
+            while zmq_msg_recv(m.msg, raw, nonBlocking && frames.isEmpty ? ZMQ_DONTWAIT : 0) < 0 {
+                let e = zmq_errno()
+                if e == EINTR { continue }
+                if e == EAGAIN && frames.isEmpty { return nil }
+                throw ZMQError.last("zmq_msg_recv")
+            }
+            frames.append(m)
+            if zmq_msg_more(m.msg) == 0 { return frames }
+        }
+    }
+
+    /// Waits up to `timeoutMs` (−1 forever) for any of `sockets` to be readable; returns their indices.
+    public static func poll(_ sockets: [Socket], timeoutMs: Int) throws -> [Int] {
+        var items = sockets.map { zmq_pollitem_t(socket: $0.raw, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0) }
+        let n = zmq_poll(&items, Int32(items.count), timeoutMs)
+        if n < 0 {
+            if zmq_errno() == EINTR { return [] }
+            throw ZMQError.last("zmq_poll")
+        }
+        return items.indices.filter { items[$0].revents & Int16(ZMQ_POLLIN) != 0 }
+    }
+}

@@ -1,0 +1,139 @@
+import ArgumentParser
+import Cluster
+import Foundation
+
+/// Progress on a TTY only: one line rewritten in place on standard error.
+struct Progress {
+    let enabled = isatty(STDERR_FILENO) != 0
+    let started = Date()
+    func update(_ text: String) {
+        guard enabled else { return }
+        FileHandle.standardError.write("\r\u{1B}[K\(text) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)".data(using: .utf8)!)
+    }
+    func finish() { if enabled { FileHandle.standardError.write("\r\u{1B}[K".data(using: .utf8)!) } }
+}
+
+/// Options of commands that launch a local cluster.
+struct ClusterOptions: ParsableArguments {
+    @Option(name: .customLong("fault"), help: "Inject a fault: kill:RANK@STEP, freeze:RANK@STEP or never-join:RANK (repeatable).")
+    var faults: [String] = []
+
+    @Option(help: "Seconds to wait for every worker to join.")
+    var joinTimeout: Double = 5
+
+    @Option(help: "Seconds of silence after which a worker is declared frozen.")
+    var silenceTimeout: Double = 3
+
+    @Option(help: "Write the report as JSON to this file.")
+    var json: String?
+
+    func parsedFaults() throws -> [Fault] {
+        try faults.map { f in
+            guard let fault = Fault(argument: f) else {
+                throw UsageError(description: "--fault '\(f)': expected kill:RANK@STEP, freeze:RANK@STEP or never-join:RANK")
+            }
+            return fault
+        }
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Launch a local cluster (one worker process per rank) and print the per-link traffic table.",
+        discussion: """
+        The coordinator starts `attnres worker` processes, proves every ZeroMQ data link, runs the schedule for \
+        the topology's steps and prints measured payload bytes per link beside the analytical model.
+
+        Examples:
+          attnres run                                  # embedded local-4x2
+          attnres run topologies/gpipe-4.yaml --json out.json
+          attnres run --residual full --cache none --steps 1
+        """)
+
+    @OptionGroup var topology: TopologyOptions
+    @OptionGroup var cluster: ClusterOptions
+
+    func run() throws {
+        let t = try topology.resolve()
+        try requireShapeMode(t)
+        let coordinator = try Coordinator(topology: t, faults: try cluster.parsedFaults(), joinTimeout: cluster.joinTimeout,
+                                          silenceTimeout: cluster.silenceTimeout)
+        defer { coordinator.shutdown() }
+        let progress = Progress()
+        progress.update("starting \(t.ranks) workers")
+        try coordinator.start()
+        let result = try coordinator.run(t) { step in progress.update("step \(step)/\(t.steps)") }
+        progress.finish()
+        coordinator.shutdown()
+        print(Report.describe(t))
+        print("workers: " + coordinator.workers.values.sorted { $0.rank < $1.rank }.map { "rank \($0.rank) pid \($0.pid)" }.joined(separator: ", "))
+        print("")
+        print(Report.linkTable(result))
+        if let path = cluster.json { try ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: [result]).write(to: path) }
+        guard result.matchesPrediction else { throw ExitCode(3) }
+    }
+}
+
+func requireShapeMode(_ t: Topology) throws {
+    guard t.mode == .shape else {
+        throw UsageError(description: "\(t.source): mode: compute is not available in this build yet (pipeline training across workers is tracked as its own issue); use mode: shape")
+    }
+}
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run every residual variant on real worker processes and compare their traffic.",
+        discussion: """
+        Variants: standard; full and block, each with cache none, cross-stage and received-only. All run on the \
+        same worker processes, one after the other. Prints forward and backward payload per step, peak tensors \
+        per hop, peak cached bytes per rank, the ratio to standard and whether measured equals predicted.
+        """)
+
+    @OptionGroup var topology: TopologyOptions
+    @OptionGroup var cluster: ClusterOptions
+
+    func run() throws {
+        let t = try topology.resolve()
+        try requireShapeMode(t)
+        let coordinator = try Coordinator(topology: t, faults: try cluster.parsedFaults(), joinTimeout: cluster.joinTimeout,
+                                          silenceTimeout: cluster.silenceTimeout)
+        defer { coordinator.shutdown() }
+        let progress = Progress()
+        try coordinator.start()
+        var results: [VariantResult] = []
+        let variants = comparisonVariants(of: t)
+        for (i, v) in variants.enumerated() {
+            progress.update("variant \(i + 1)/\(variants.count): \(v.residual.rawValue) \(v.cache.rawValue)")
+            results.append(try coordinator.run(v))
+        }
+        progress.finish()
+        coordinator.shutdown()
+        print(Report.describe(t))
+        print("")
+        print(Report.compareTable(results))
+        for r in results where !r.matchesPrediction {
+            print("\nMISMATCH in \(r.topology.residual.rawValue)/\(r.topology.cache.rawValue):\n  " + r.mismatches.joined(separator: "\n  "))
+        }
+        if let path = cluster.json { try ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: results).write(to: path) }
+        guard results.allSatisfy(\.matchesPrediction) else { throw ExitCode(3) }
+    }
+}
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run one pipeline rank; started by a coordinator (or by hand / srun / ssh on another host).")
+
+    @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.1:5555.") var join: String
+    @Option(help: "This worker's rank.") var rank: Int
+    @Option(name: .customLong("fault"), help: "Fault to inject (see `attnres run --help`).") var faults: [String] = []
+
+    func run() throws {
+        let parsed = try faults.map { f -> Fault in
+            guard let fault = Fault(argument: f) else { throw UsageError(description: "--fault '\(f)' is not a fault") }
+            return fault
+        }
+        let code = Worker.main(join: join, rank: rank, faults: parsed)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
