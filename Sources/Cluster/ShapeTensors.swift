@@ -19,17 +19,23 @@ enum ShapeTensors {
         return direction == .forward ? v + 1 : -(v + 1)
     }
 
-    /// A new tensor of `bytes` bytes filled with `tag`, owned by libzmq once sent (zero copy).
+    /// A new tensor of `bytes` bytes, owned by libzmq once sent (zero copy). Deterministic contents: the tag
+    /// in the first and last element, zeros between (calloc: large buffers come from untouched zero pages, so
+    /// paper-scale shapes cost no fill time and no resident memory on the sender).
     static func make(bytes: Int, tag: Float) -> Message {
         let count = bytes / 4
-        guard let p = malloc(max(bytes, 4)) else { fatalError("out of memory allocating \(bytes) bytes") }
-        p.bindMemory(to: Float.self, capacity: max(count, 1)).initialize(repeating: tag, count: count)
+        guard let p = calloc(max(bytes, 4), 1) else { fatalError("out of memory allocating \(bytes) bytes") }
+        let floats = p.bindMemory(to: Float.self, capacity: max(count, 1))
+        floats[0] = tag
+        if count > 1 { floats[count - 1] = tag }
         return Message(takingMalloced: p, count: bytes)
     }
 
-    /// The tag a received tensor carries (its first element).
+    /// The tag a received tensor carries (its first element), or nil when the first and last disagree.
     static func readTag(_ m: Message) -> Float? {
         guard m.count >= 4 else { return nil }
-        return m.data.loadUnaligned(as: Float.self)
+        let first = m.data.loadUnaligned(as: Float.self)
+        let last = m.data.loadUnaligned(fromByteOffset: m.count / 4 * 4 - 4, as: Float.self)
+        return first == last ? first : nil
     }
 }

@@ -122,9 +122,10 @@ public struct HopPlan: Sendable, Equatable {
     }
 
     /// Blocks that chunk `k`'s rank stores in its cache while running chunk `k` forward (received on hop k−1,
-    /// or produced by chunk k when the policy keeps produced blocks). Empty without a cache.
+    /// or produced by chunk k when the policy keeps produced blocks). Empty without a cache, and on a rank's
+    /// last virtual stage: no later chunk of that rank reads them (so with V = 1 nothing is cached at all).
     public func cachedBlocks(byChunk k: Int) -> [Int] {
-        guard partition != nil else { return [] }
+        guard partition != nil, k + layout.ranks < layout.chunks else { return [] }
         let received: [Int] = k > 0 ? tensors[k - 1].compactMap { role -> Int? in
             if case .block(let n) = role { return n }
             return nil
