@@ -28,6 +28,7 @@ let package = Package(
         .executableTarget(name: "attnres", dependencies: [
             "Cluster", "Pipeline", "Wire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,6 +29,8 @@ public final class Coordinator {
     let ipcDirectory: String
     let processes = WorkerProcesses()
     let spawnLocal: Bool
+    let workerExecutable: String
+    let logger: Logger
     public private(set) var workers: [Int: WorkerInfo] = [:]
     var lastSeen: [Int: Double] = [:]
     var lastBeat = 0.0
@@ -36,9 +39,15 @@ public final class Coordinator {
     var stopped = false
 
     /// Binds the control endpoint. Throws `ClusterError.controlEndpoint` when it is in use.
+    /// - Parameters:
+    ///   - spawnLocal: start the workers as child processes; false = wait for workers started elsewhere.
+    ///   - workerExecutable: the `attnres` binary to start workers from (default: this executable).
     public init(topology: Topology, faults: [Fault] = [], joinTimeout: Double = 5, silenceTimeout: Double = 3,
-                spawnLocal: Bool = true) throws {
+                spawnLocal: Bool = true, workerExecutable: String = WorkerProcesses.selfExecutable,
+                logger: Logger = Logger(label: "attnres.coordinator")) throws {
         base = topology
+        self.workerExecutable = workerExecutable
+        self.logger = logger
         self.faults = faults
         self.joinTimeout = joinTimeout
         self.silenceTimeout = silenceTimeout
@@ -55,6 +64,7 @@ public final class Coordinator {
             throw ClusterError.controlEndpoint(wanted, e.isAddressInUse ? "address already in use (another coordinator?)" : e.message)
         }
         endpoint = router.lastEndpoint
+        logger.info("coordinator listening on \(endpoint)")
         signal(SIGINT) { coordinatorInterrupt = $0 }
         signal(SIGTERM) { coordinatorInterrupt = $0 }
         signal(SIGPIPE, SIG_IGN)
@@ -66,7 +76,7 @@ public final class Coordinator {
     public func start() throws {
         do {
             if spawnLocal {
-                for r in 0..<base.ranks { try processes.spawn(rank: r, join: endpoint, faults: faults) }
+                for r in 0..<base.ranks { try processes.spawn(rank: r, join: endpoint, faults: faults, executable: workerExecutable) }
             }
             let joinDeadline = monotonicSeconds() + joinTimeout
             try waitUntil(phase: "join", deadline: joinDeadline) { [unowned self] in
@@ -83,12 +93,14 @@ public final class Coordinator {
                 for case .bound(let r, let ep) in self.drain() { endpoints[r] = ep }
                 return endpoints.allSatisfy { $0 != nil }
             }
+            logger.info("data inboxes: \(endpoints.map { $0! }.joined(separator: " "))")
             for r in 0..<base.ranks { try send(r, .connect(endpoints: endpoints.map { $0! })) }
             var ready: Set<Int> = []
             try waitUntil(phase: "link probe") { [unowned self] in
                 for case .ready(let r) in self.drain() { ready.insert(r) }
                 return ready.count == self.base.ranks
             }
+            logger.info("every data link probed")
         } catch {
             shutdown()
             throw error
@@ -181,6 +193,7 @@ public final class Coordinator {
                         continue
                     }
                     workers[r] = WorkerInfo(rank: r, pid: pid, host: host)
+                    logger.info("rank \(r) joined (pid \(pid), host \(host))")
                     lastSeen[r] = monotonicSeconds()
                 case .heartbeat(let r): lastSeen[r] = monotonicSeconds()
                 case .failed(let r, let message): throw ClusterError.workerFailed(rank: r, message: message)

@@ -19,8 +19,7 @@ public final class WorkerProcesses {
     }
 
     /// Starts `attnres worker --join ENDPOINT --rank R [--fault F]…`.
-    public func spawn(rank: Int, join: String, faults: [Fault]) throws {
-        let exe = WorkerProcesses.selfExecutable
+    public func spawn(rank: Int, join: String, faults: [Fault], executable exe: String = WorkerProcesses.selfExecutable) throws {
         var args = [exe, "worker", "--join", join, "--rank", String(rank)]
         for f in faults where f.rank == rank { args += ["--fault", f.description] }
         var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]

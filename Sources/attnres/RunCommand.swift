@@ -1,6 +1,7 @@
 import ArgumentParser
 import Cluster
 import Foundation
+import Logging
 
 /// Progress on a TTY only: one line rewritten in place on standard error.
 struct Progress {
@@ -26,6 +27,16 @@ struct ClusterOptions: ParsableArguments {
 
     @Option(help: "Write the report as JSON to this file.")
     var json: String?
+
+    @Flag(help: "Log the coordinator's phases (joins, links) to standard error.")
+    var verbose = false
+
+    func makeCoordinator(_ t: Topology) throws -> Coordinator {
+        var logger = Logger(label: "attnres.coordinator") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = verbose ? .info : .warning
+        return try Coordinator(topology: t, faults: try parsedFaults(), joinTimeout: joinTimeout,
+                               silenceTimeout: silenceTimeout, logger: logger)
+    }
 
     func parsedFaults() throws -> [Fault] {
         try faults.map { f in
@@ -56,8 +67,7 @@ struct Run: ParsableCommand {
     func run() throws {
         let t = try topology.resolve()
         try requireShapeMode(t)
-        let coordinator = try Coordinator(topology: t, faults: try cluster.parsedFaults(), joinTimeout: cluster.joinTimeout,
-                                          silenceTimeout: cluster.silenceTimeout)
+        let coordinator = try cluster.makeCoordinator(t)
         defer { coordinator.shutdown() }
         let progress = Progress()
         progress.update("starting \(t.ranks) workers")
@@ -95,8 +105,7 @@ struct Compare: ParsableCommand {
     func run() throws {
         let t = try topology.resolve()
         try requireShapeMode(t)
-        let coordinator = try Coordinator(topology: t, faults: try cluster.parsedFaults(), joinTimeout: cluster.joinTimeout,
-                                          silenceTimeout: cluster.silenceTimeout)
+        let coordinator = try cluster.makeCoordinator(t)
         defer { coordinator.shutdown() }
         let progress = Progress()
         try coordinator.start()

@@ -1,2 +1,0 @@
-import XCTest
-final class ClusterPlaceholder: XCTestCase { func testNothing() {} }

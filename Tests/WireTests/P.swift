@@ -1,2 +1,0 @@
-import XCTest
-final class WirePlaceholder: XCTestCase { func testNothing() {} }
