@@ -18,6 +18,7 @@ let package = Package(
         // libzmq's pkg-config file adds -isystem flags SwiftPM rejects; linking "zmq" directly is clean (DESIGN §6).
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ",
                        providers: [.apt(["libzmq3-dev"])]),
+        .target(name: "CSys"),
         .target(name: "Wire", dependencies: ["CZeroMQ"]),
         .target(name: "Pipeline", dependencies: ["Wire"]),
         .target(name: "Cluster", dependencies: [
@@ -32,7 +33,7 @@ let package = Package(
         ]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Pipeline", "Wire"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Pipeline", "Wire", "CSys"]),
     ],
     swiftLanguageModes: [.v5]
 )

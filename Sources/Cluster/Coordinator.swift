@@ -32,6 +32,8 @@ public final class Coordinator {
     let workerExecutable: String
     let logger: Logger
     public private(set) var workers: [Int: WorkerInfo] = [:]
+    /// Each rank's bound data inbox, once `start()` has returned.
+    public private(set) var dataEndpoints: [String] = []
     var lastSeen: [Int: Double] = [:]
     var lastBeat = 0.0
     var inbox: [FromWorker] = []
@@ -93,7 +95,8 @@ public final class Coordinator {
                 for case .bound(let r, let ep) in self.drain() { endpoints[r] = ep }
                 return endpoints.allSatisfy { $0 != nil }
             }
-            logger.info("data inboxes: \(endpoints.map { $0! }.joined(separator: " "))")
+            dataEndpoints = endpoints.map { $0! }
+            logger.info("data inboxes: \(dataEndpoints.joined(separator: " "))")
             for r in 0..<base.ranks { try send(r, .connect(endpoints: endpoints.map { $0! })) }
             var ready: Set<Int> = []
             try waitUntil(phase: "link probe") { [unowned self] in
