@@ -147,7 +147,7 @@ struct ShapeStageRunner {
     }
 
     /// A received message must carry exactly the planned tensors, each with the tag of what it claims to be.
-    func expect(_ msg: ReceivedMessage, roles: [TensorRole], direction: Direction, hop: Int, microbatch m: Int) throws {
+    func expect(_ msg: DataMessage, roles: [TensorRole], direction: Direction, hop: Int, microbatch m: Int) throws {
         let got = msg.header.tensors.map(role)
         guard got == roles else {
             throw WorkerError.protocolViolation(rank: rank, "hop \(hop) \(direction.rawValue) microbatch \(m): expected \(roles), received \(got)")

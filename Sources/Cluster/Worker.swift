@@ -32,14 +32,17 @@ public final class Worker {
     var lastHeard = monotonicSeconds()
     var lastBeat = 0.0
     let parentPid = getppid()
+    /// Locally spawned workers also exit as soon as their parent (the coordinator) is gone.
+    let watchParent: Bool
     /// Data messages that arrived before the action that needs them.
-    var stash: [DataKey: ReceivedMessage] = [:]
+    var stash: [DataKey: DataMessage] = [:]
     var counters = Counters()
     /// Seconds of coordinator silence after which a worker exits on its own (no orphans, DESIGN §6).
     static let coordinatorTimeout = 3.0
 
-    public init(join endpoint: String, rank: Int, faults: [Fault]) throws {
+    public init(join endpoint: String, rank: Int, faults: [Fault], watchParent: Bool = false) throws {
         self.rank = rank
+        self.watchParent = watchParent
         self.faults = faults
         control = try Socket(context, .dealer)
         try control.setIdentity("rank-\(rank)")
@@ -93,7 +96,7 @@ public final class Worker {
     /// Sends our heartbeat and exits when the coordinator has gone (parent changed, or silence).
     func liveness() throws {
         let now = monotonicSeconds()
-        if getppid() != parentPid, parentPid != 1 { throw WorkerError.coordinatorLost(rank: rank, why: "parent process \(parentPid) exited") }
+        if watchParent, getppid() != parentPid { throw WorkerError.coordinatorLost(rank: rank, why: "parent process \(parentPid) exited") }
         if now - lastHeard > Worker.coordinatorTimeout {
             throw WorkerError.coordinatorLost(rank: rank, why: "no message for \(Int(Worker.coordinatorTimeout)) s")
         }
@@ -135,7 +138,7 @@ public final class Worker {
             try s.connect(endpoints[n])
             peers[n] = s
             let probe = FrameHeader(kind: .probe, step: 0, microbatch: 0, hop: 0, source: UInt16(rank), destination: UInt16(n), tensors: [])
-            try s.send([Message(bytes: probe.encode())])
+            try DataMessage(header: probe, payloads: []).send(on: s)
         }
         var waiting = neighbours
         while !waiting.isEmpty {
@@ -166,30 +169,27 @@ public final class Worker {
 
     /// Validates a data message and files it under its key; a malformed message is a clear error, not a crash.
     func accept(_ frames: [Message]) throws {
-        let header: FrameHeader
-        do {
-            header = try FrameHeader.decode(frames[0].bytes)
-            try header.validatePayloads(frames.dropFirst().map(\.count))
-        } catch {
+        let message: DataMessage
+        do { message = try DataMessage.decode(frames) } catch {
             throw WorkerError.protocolViolation(rank: rank, "rejected a data message: \(error)")
         }
+        let header = message.header
         guard Int(header.destination) == rank else {
             throw WorkerError.protocolViolation(rank: rank, "received a message for rank \(header.destination)")
         }
         if header.kind == .probe {
-            stash[DataKey(variant: -1, step: 0, kind: .probe, hop: 0, microbatch: Int(header.source))] = ReceivedMessage(header: header, payloads: [])
+            stash[DataKey(variant: -1, step: 0, kind: .probe, hop: 0, microbatch: Int(header.source))] = message
             return
         }
         // The variant index rides in the high bits of the step field (see docs/protocol.md).
         let key = DataKey(variant: Int(header.step >> 20), step: Int(header.step & 0xFFFFF), kind: header.kind,
                           hop: Int(header.hop), microbatch: Int(header.microbatch))
-        let payloads = Array(frames.dropFirst())
-        counters.countReceived(header: header, payloads: payloads, frame0: frames[0].count, rank: rank)
-        stash[key] = ReceivedMessage(header: header, payloads: payloads)
+        counters.countReceived(header: header, payloads: message.payloads)
+        stash[key] = message
     }
 
     /// Blocks (while answering control traffic) until the message `key` has arrived.
-    func take(_ key: DataKey) throws -> ReceivedMessage {
+    func take(_ key: DataKey) throws -> DataMessage {
         let start = monotonicSeconds()
         while true {
             if let m = stash.removeValue(forKey: key) {
@@ -218,16 +218,14 @@ public final class Worker {
 
     func sendData(to dst: Int, header: FrameHeader, payloads: [Message]) throws {
         guard let s = peers[dst] else { throw WorkerError.protocolViolation(rank: rank, "no link to rank \(dst)") }
-        let h = header.encode()
-        let sizes = payloads.map(\.count)  // read before sending: a sent message is emptied by libzmq
-        try s.send([Message(bytes: h)] + payloads)
-        counters.countSent(header: header, payloadBytes: sizes, headerBytes: h.count, rank: rank)
+        let (sizes, headerBytes) = try DataMessage(header: header, payloads: payloads).send(on: s)
+        counters.countSent(header: header, payloadBytes: sizes, headerBytes: headerBytes, rank: rank)
     }
 
     /// Entry point of `attnres worker`.
-    public static func main(join: String, rank: Int, faults: [Fault]) -> Int32 {
+    public static func main(join: String, rank: Int, faults: [Fault], watchParent: Bool = false) -> Int32 {
         do {
-            return try Worker(join: join, rank: rank, faults: faults).run()
+            return try Worker(join: join, rank: rank, faults: faults, watchParent: watchParent).run()
         } catch {
             printError("[rank \(rank)] \(error)")
             return 1
@@ -244,11 +242,6 @@ struct DataKey: Hashable {
     let microbatch: Int
 }
 
-struct ReceivedMessage {
-    let header: FrameHeader
-    let payloads: [Message]
-}
-
 /// Per-variant traffic counters of one worker.
 struct Counters {
     var received: [LinkKey: (bytes: Int, tensors: Int)] = [:]
@@ -263,10 +256,10 @@ struct Counters {
         switch r { case .hidden: return .activation; case .block: return .block; case .partial: return .partial }
     }
 
-    mutating func countReceived(header: FrameHeader, payloads: [Message], frame0: Int, rank: Int) {
+    mutating func countReceived(header: FrameHeader, payloads: [Message]) {
         let dir: Direction = header.kind == .forward ? .forward : .backward
         for (t, p) in zip(header.tensors, payloads) {
-            let key = LinkKey(src: Int(header.source), dst: rank, direction: dir, kind: Counters.kind(t.role))
+            let key = LinkKey(src: Int(header.source), dst: Int(header.destination), direction: dir, kind: Counters.kind(t.role))
             received[key, default: (0, 0)].bytes += p.count
             received[key, default: (0, 0)].tensors += 1
         }

@@ -20,7 +20,7 @@ public final class WorkerProcesses {
 
     /// Starts `attnres worker --join ENDPOINT --rank R [--fault F]…`.
     public func spawn(rank: Int, join: String, faults: [Fault], executable exe: String = WorkerProcesses.selfExecutable) throws {
-        var args = [exe, "worker", "--join", join, "--rank", String(rank)]
+        var args = [exe, "worker", "--join", join, "--rank", String(rank), "--watch-parent"]
         for f in faults where f.rank == rank { args += ["--fault", f.description] }
         var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }

@@ -196,3 +196,33 @@ struct Reader {
         return T(littleEndian: v)
     }
 }
+
+/// A data message as it travels: the header frame plus one frame per tensor. Both the worker and the wire
+/// benchmark send and receive through these two functions, so the benchmark measures the real data path.
+public struct DataMessage {
+    public let header: FrameHeader
+    public let payloads: [Message]
+
+    public init(header: FrameHeader, payloads: [Message]) {
+        self.header = header
+        self.payloads = payloads
+    }
+
+    /// Encodes the header and sends header + tensor frames (tensor frames zero copy). Returns the payload
+    /// byte count of each tensor and the header size, read before libzmq takes the frames.
+    @discardableResult
+    public func send(on socket: Socket) throws -> (payloadBytes: [Int], headerBytes: Int) {
+        let h = header.encode()
+        let sizes = payloads.map(\.count)
+        try socket.send([Message(bytes: h)] + payloads)
+        return (sizes, h.count)
+    }
+
+    /// Decodes and validates a received multipart message: header, version, and every payload's size.
+    public static func decode(_ frames: [Message]) throws -> DataMessage {
+        guard let first = frames.first else { throw FrameError.tooShort(0) }
+        let header = try FrameHeader.decode(first.bytes)
+        try header.validatePayloads(frames.dropFirst().map(\.count))
+        return DataMessage(header: header, payloads: Array(frames.dropFirst()))
+    }
+}

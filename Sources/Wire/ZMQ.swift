@@ -77,6 +77,13 @@ public final class Message: @unchecked Sendable {
         zmq_msg_init_data(msg, pointer, count, attnresFreeCallback, nil)
     }
 
+    /// A message over memory the caller keeps alive and frees itself (no free callback): for buffers that
+    /// outlive every send, such as a benchmark's.
+    public init(borrowing pointer: UnsafeMutableRawPointer, count: Int) {
+        msg = .allocate(capacity: 1)
+        zmq_msg_init_data(msg, pointer, count, nil, nil)
+    }
+
     /// A new reference to the same bytes (libzmq reference counting; no byte copy for large frames).
     public func share() -> Message {
         let m = Message()
@@ -197,5 +204,31 @@ public final class Socket: @unchecked Sendable {
             throw ZMQError.last("zmq_poll")
         }
         return items.indices.filter { items[$0].revents & Int16(ZMQ_POLLIN) != 0 }
+    }
+}
+
+/// The plainest libzmq loops, for benchmarks: what a C programmer would write, without attnres framing.
+public enum RawZMQ {
+    /// Sends `count` single-frame messages of `bytes` bytes from `buffer`, zero copy (`zmq_msg_init_data`).
+    public static func sendLoop(_ s: Socket, buffer: UnsafeMutableRawPointer, bytes: Int, count: Int) throws {
+        var msg = zmq_msg_t()
+        for _ in 0..<count {
+            zmq_msg_init_data(&msg, buffer, bytes, nil, nil)
+            guard zmq_msg_send(&msg, s.raw, 0) >= 0 else { throw ZMQError.last("zmq_msg_send") }
+        }
+    }
+
+    /// Receives `count` messages and returns the bytes received.
+    public static func receiveLoop(_ s: Socket, count: Int) throws -> Int {
+        var msg = zmq_msg_t()
+        zmq_msg_init(&msg)
+        defer { zmq_msg_close(&msg) }
+        var total = 0
+        for _ in 0..<count {
+            let n = zmq_msg_recv(&msg, s.raw, 0)
+            guard n >= 0 else { throw ZMQError.last("zmq_msg_recv") }
+            total += Int(n)
+        }
+        return total
     }
 }

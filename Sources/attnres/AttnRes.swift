@@ -11,5 +11,5 @@ struct AttnRes: ParsableCommand {
         block representations and their gradients over ZeroMQ, and compare the measured traffic with \
         the analytical model.
         """,
-        subcommands: [Run.self, Compare.self, Predict.self, ScheduleCommand.self, WorkerCommand.self])
+        subcommands: [Run.self, Compare.self, Predict.self, ScheduleCommand.self, Bench.self, WorkerCommand.self, CoordinatorCommand.self])
 }

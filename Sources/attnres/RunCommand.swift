@@ -136,13 +136,49 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.1:5555.") var join: String
     @Option(help: "This worker's rank.") var rank: Int
     @Option(name: .customLong("fault"), help: "Fault to inject (see `attnres run --help`).") var faults: [String] = []
+    @Flag(help: "Exit as soon as the parent process (a local coordinator) is gone; set by the coordinator.") var watchParent = false
 
     func run() throws {
         let parsed = try faults.map { f -> Fault in
             guard let fault = Fault(argument: f) else { throw UsageError(description: "--fault '\(f)' is not a fault") }
             return fault
         }
-        let code = Worker.main(join: join, rank: rank, faults: parsed)
+        let code = Worker.main(join: join, rank: rank, faults: parsed, watchParent: watchParent)
         if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Multi-host: bind the topology's coordinator endpoint and wait for workers started elsewhere.",
+        discussion: """
+        Start workers by hand, with srun, mpirun or ssh, on any host that reaches the endpoint:
+          attnres coordinator my-cluster.yaml            # topology with coordinator: tcp://10.0.0.1:5555
+          attnres worker --join tcp://10.0.0.1:5555 --rank 0   # … one per rank
+        Use transport tcp with per-rank host addresses. Workers exit on their own when the coordinator goes silent.
+        """)
+
+    @OptionGroup var topology: TopologyOptions
+    @OptionGroup var cluster: ClusterOptions
+    @Flag(help: "Run every residual variant (as `compare`) instead of the topology's own.") var compare = false
+
+    func run() throws {
+        let t = try topology.resolve()
+        try requireShapeMode(t)
+        var logger = Logger(label: "attnres.coordinator") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = .info
+        let coordinator = try Coordinator(topology: t, joinTimeout: cluster.joinTimeout, silenceTimeout: cluster.silenceTimeout,
+                                          spawnLocal: false, logger: logger)
+        defer { coordinator.shutdown() }
+        print("waiting for \(t.ranks) workers: attnres worker --join \(coordinator.endpoint) --rank R")
+        try coordinator.start()
+        let results = try (compare ? comparisonVariants(of: t) : [t]).map { try coordinator.run($0) }
+        coordinator.shutdown()
+        print(Report.describe(t))
+        print("")
+        print(compare ? Report.compareTable(results) : Report.linkTable(results[0]))
+        if let path = cluster.json { try ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: results).write(to: path) }
+        guard results.allSatisfy(\.matchesPrediction) else { throw ExitCode(3) }
     }
 }

@@ -88,4 +88,34 @@ final class EndToEndTests: XCTestCase {
         XCTAssertTrue(missing.stderr.contains("/nonexistent.yaml"), missing.stderr)
         CLIProcess.assertNoOrphans()
     }
+
+    /// Multi-host flow on one machine: `attnres coordinator` waits; workers are started by hand and join.
+    func testCoordinatorWithWorkersStartedByHand() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("attnres-mh-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let yaml = dir.appendingPathComponent("t.yaml")
+        try Topology.embeddedDefaultYAML.replacingOccurrences(of: "transport: ipc", with: "transport: tcp\ncoordinator: ipc://\(dir.path)/ctl")
+            .write(to: yaml, atomically: true, encoding: .utf8)
+        func start(_ args: [String]) throws -> Process {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: CLIProcess.binary)
+            p.arguments = args
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        let workers = try (0..<4).map { try start(["worker", "--join", "ipc://\(dir.path)/ctl", "--rank", "\($0)"]) }
+        let json = dir.appendingPathComponent("r.json")
+        let coordinator = try start(["coordinator", yaml.path, "--json", json.path])
+        coordinator.waitUntilExit()
+        for w in workers { w.waitUntilExit() }
+        XCTAssertEqual(coordinator.terminationStatus, 0)
+        XCTAssertEqual(workers.map(\.terminationStatus), [0, 0, 0, 0])
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        assertMeasuredEqualsPredicted(try d.decode(ReportJSON.self, from: Data(contentsOf: json)), expectRuns: 1)
+        XCTAssertEqual(Set(try d.decode(ReportJSON.self, from: Data(contentsOf: json)).workers!.map(\.pid)), Set(workers.map(\.processIdentifier)))
+    }
 }
