@@ -23,9 +23,11 @@ build: deps ## build the release binary
 run: build ## run the default topology on a local cluster and print the per-link table
 	$(RELEASE_BIN) run $(TOPOLOGY)
 
-test: deps ## build and run the whole test suite
+test: deps ## build and run the whole test suite (debug build; real worker processes included)
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	@set -o pipefail; $(SWIFT) test --skip-build 2>&1 | tee .build/test-output.txt; status=$$?; \
+	  awk '/Executed [0-9]+ tests?, with [0-9]+ failures?/ { n=$$2; f=$$5 } END { if (n != "") printf "%d passed, %d failed\n", n-f, f }' .build/test-output.txt; \
+	  exit $$status
 
 bench: build ## run the benchmarks (ratios against baselines measured in the same run)
 	$(RELEASE_BIN) bench wire
