@@ -61,8 +61,8 @@ final class ChunkCompositionTests: XCTestCase {
         let ts = std.chunks[0].forward(nil, microbatch: mb, parameters: ps).tape
         let tf = full.chunks[0].forward(nil, microbatch: mb, parameters: pf).tape
         XCTAssertEqual(ts.layers[0].output, tf.layers[0].output)
-        // Equal up to RMSNorm's eps (1e-6 against a mean square ~1e-3 for halved embeddings): ~1e-3 relative.
+        // Equal up to RMSNorm's eps (1e-6 against a mean square ~2e-4 for halved embeddings): percent level at most.
         let out = ts.layers[1].output
-        XCTAssertLessThan(out.maxAbsDifference(tf.layers[1].output), 1e-2 * out.rms)
+        XCTAssertLessThan(out.maxAbsDifference(tf.layers[1].output), 5e-2 * out.rms)
     }
 }
