@@ -37,3 +37,30 @@ final class ExportCrossCheckTests: XCTestCase {
         }
     }
 }
+
+/// Gradients of the export against PyTorch float64 autograd (scripts/torch_reference.py). torch is never installed
+/// by the tests (too heavy); this test runs when it is already importable and is skipped with a message otherwise.
+final class ExportGradientCrossCheckTests: XCTestCase {
+    func testExportedGradientsMatchTorchAutograd() throws {
+        guard (try? PythonEnvironment.run(["python3", "-c", "import torch, safetensors"]))?.status == 0 else {
+            throw XCTSkip("torch or safetensors not importable by python3; `pip install torch safetensors` to run this check")
+        }
+        let script = URL(fileURLWithPath: ExportCrossCheckTests.scriptPath).deletingLastPathComponent()
+            .appendingPathComponent("torch_reference.py").path
+        for kind in ResidualKind.allCases {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("attnres-grad-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let c = TrainConfig(model: ModelConfig(layers: 5, hidden: 8, heads: 2, seq: 6, vocab: 64, residual: kind, blocks: 2),
+                                microbatches: 2, microbatchSize: 2, steps: 3, seed: 9, learningRate: 1e-2)
+            var trainer = try Trainer(config: c, data: .synthetic(seq: 6, vocab: 64, seed: 9))
+            for _ in 0..<c.steps { _ = trainer.step() }
+            try Export.write(trainer, to: dir)
+            let r = try PythonEnvironment.run(["python3", script, "check", dir.path])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let result = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+            // float32 gradients vs float64 autograd: 1e-4 relative to each tensor's largest element.
+            XCTAssertLessThanOrEqual(result["worst_grad_rel_err"] as! Double, 1e-4, "\(kind): \(r.stdout)")
+            XCTAssertLessThanOrEqual(result["loss_rel_err"] as! Double, 1e-5, "\(kind): \(r.stdout)")
+        }
+    }
+}
