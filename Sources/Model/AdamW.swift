@@ -33,18 +33,26 @@ public struct AdamW: Sendable {
         let c1 = 1 - powf(beta1, Float(step)), c2 = 1 - powf(beta2, Float(step))
         for name in parameters.names {
             let decay = parameters.specs[name]!.kind.decays ? weightDecay : 0
+            let (lr, b1, b2, eps) = (learningRate, beta1, beta2, epsilon)
             let g = gradients[name]
-            var mt = m[name], vt = v[name]
-            parameters.modify(name) { p in
-                for i in 0..<p.count {
-                    let gi = g.data[i]
-                    mt.data[i] = beta1 * mt.data[i] + (1 - beta1) * gi
-                    vt.data[i] = beta2 * vt.data[i] + (1 - beta2) * gi * gi
-                    let mhat = mt.data[i] / c1, vhat = vt.data[i] / c2
-                    p.data[i] -= learningRate * (mhat / (sqrtf(vhat) + epsilon) + decay * p.data[i])
+            m.modify(name) { mt in
+                v.modify(name) { vt in
+                    parameters.modify(name) { p in
+                        g.data.withUnsafeBufferPointer { gp in
+                        mt.data.withUnsafeMutableBufferPointer { mp in
+                        vt.data.withUnsafeMutableBufferPointer { vp in
+                        p.data.withUnsafeMutableBufferPointer { pp in
+                            for i in 0..<pp.count {
+                                let gi = gp[i]
+                                mp[i] = b1 * mp[i] + (1 - b1) * gi
+                                vp[i] = b2 * vp[i] + (1 - b2) * gi * gi
+                                let mhat = mp[i] / c1, vhat = vp[i] / c2
+                                pp[i] -= lr * (mhat / (sqrtf(vhat) + eps) + decay * pp[i])
+                            }
+                        }}}}
+                    }
                 }
             }
-            m[name] = mt; v[name] = vt
         }
     }
 }

@@ -13,6 +13,7 @@ public enum Sublayer {
         var attention: CausalSelfAttention.Saved?
         // MLP
         var preActivation = Tensor(zeros: [0]), activated = Tensor(zeros: [0])
+        var gelu: GELU.Saved?
     }
 
     /// Forward. h [b·s, d] -> f_l(h) [b·s, d].
@@ -29,7 +30,7 @@ public enum Sublayer {
             return (Matmul.forward(a, p["layers.\(l).attn.wo"]), s)
         } else {
             s.preActivation = Matmul.forward(xn, p["layers.\(l).mlp.w1"])
-            s.activated = GELU.forward(s.preActivation)
+            (s.activated, s.gelu) = GELU.forward(s.preActivation)
             return (Matmul.forward(s.activated, p["layers.\(l).mlp.w2"]), s)
         }
     }
@@ -56,7 +57,7 @@ public enum Sublayer {
             Matmul.backwardInput(dout, w: p[pre + "w2"], dx: &dact)
             g.modify(pre + "w2") { Matmul.backwardWeight(dout, x: s.activated, dw: &$0) }
             var dpre = Tensor(zeros: s.preActivation.shape)
-            GELU.backward(dact, x: s.preActivation, dx: &dpre)
+            GELU.backward(dact, x: s.preActivation, saved: s.gelu!, dx: &dpre)
             Matmul.backwardInput(dpre, w: p[pre + "w1"], dx: &dxn)
             g.modify(pre + "w1") { Matmul.backwardWeight(dpre, x: s.normed, dw: &$0) }
         }

@@ -3,12 +3,15 @@
 /// over K sources v_0 … v_{K-1} (block representations and, inside a block, the partial), with one learned
 /// pseudo-query w per layer. Keys are RMS-normalised *without* gain, values are raw, the softmax runs over
 /// depth separately per token. This is the one-pass form; `DepthAttentionTwoPhase` is the inference form.
+///
+/// The normalised keys are never materialised: z_i[r] = rstd_i[r] · (w · v_i[r]), and backward uses
+/// w · k̂ = z to fold the RMSNorm backward into one pass per source.
 public enum DepthAttention {
-    /// What backward needs: normalised keys, their reciprocal RMS, and the weights α [K][n].
+    /// What backward needs: per source and token the reciprocal RMS, the logit z and the weight α, each [K·n].
     public struct Saved: Sendable {
-        public var keys: [Tensor]
-        public var rstd: [[Float]]
-        public var alpha: [[Float]]
+        public var rstd: [Float]
+        public var logits: [Float]
+        public var alpha: [Float]
     }
 
     /// Forward. query [d], sources K × [n, d] (K ≥ 1) -> h [n, d].
@@ -16,75 +19,98 @@ public enum DepthAttention {
         precondition(!sources.isEmpty, "DepthAttention needs at least one source")
         let n = sources[0].rows, d = sources[0].cols, kCount = sources.count
         precondition(query.count == d)
-        var keys: [Tensor] = [], rstd: [[Float]] = []
-        keys.reserveCapacity(kCount); rstd.reserveCapacity(kCount)
-        var logits = [[Float]](repeating: [Float](repeating: 0, count: n), count: kCount)
-        for (i, src) in sources.enumerated() {
-            let (kh, s) = RMSNorm.forward(src, gain: nil)
-            kh.data.withUnsafeBufferPointer { kp in
-                query.data.withUnsafeBufferPointer { wp in
-                    for r in 0..<n {
-                        var z: Float = 0
-                        for j in 0..<d { z += wp[j] * kp[r * d + j] }
-                        logits[i][r] = z
-                    }
-                }
-            }
-            keys.append(kh); rstd.append(s.rstd)
-        }
-        var alpha = logits
-        for r in 0..<n {
-            var m = -Float.infinity
-            for i in 0..<kCount { m = max(m, logits[i][r]) }
-            var sum: Float = 0
-            for i in 0..<kCount { let e = _exp(logits[i][r] - m); alpha[i][r] = e; sum += e }
-            for i in 0..<kCount { alpha[i][r] /= sum }
-        }
+        var rstd = [Float](repeating: 0, count: kCount * n)
+        var z = [Float](repeating: 0, count: kCount * n)
+        var alpha = [Float](repeating: 0, count: kCount * n)
         var h = Tensor(zeros: [n, d])
-        h.data.withUnsafeMutableBufferPointer { hp in
-            for i in 0..<kCount {
-                sources[i].data.withUnsafeBufferPointer { vp in
-                    for r in 0..<n {
-                        let a = alpha[i][r]
-                        for j in 0..<d { hp[r * d + j] += a * vp[r * d + j] }
+        query.data.withUnsafeBufferPointer { w in
+            rstd.withUnsafeMutableBufferPointer { rs in
+            z.withUnsafeMutableBufferPointer { zs in
+            alpha.withUnsafeMutableBufferPointer { al in
+                for i in 0..<kCount {
+                    precondition(sources[i].rows == n && sources[i].cols == d, "DepthAttention: source shapes differ")
+                    sources[i].data.withUnsafeBufferPointer { v in
+                        for r in 0..<n {
+                            let row = v.baseAddress! + r * d
+                            var ss: Float = 0, dot: Float = 0
+                            for j in 0..<d { ss += row[j] * row[j]; dot += w[j] * row[j] }
+                            let s = 1 / _sqrt(ss / Float(d) + RMSNorm.epsilon)
+                            rs[i * n + r] = s
+                            zs[i * n + r] = s * dot
+                        }
                     }
                 }
-            }
+                for r in 0..<n {
+                    var m = -Float.infinity
+                    for i in 0..<kCount { m = max(m, zs[i * n + r]) }
+                    var sum: Float = 0
+                    for i in 0..<kCount { let e = _exp(zs[i * n + r] - m); al[i * n + r] = e; sum += e }
+                    let inv = 1 / sum
+                    for i in 0..<kCount { al[i * n + r] *= inv }
+                }
+                h.data.withUnsafeMutableBufferPointer { hp in
+                    for i in 0..<kCount {
+                        sources[i].data.withUnsafeBufferPointer { v in
+                            for r in 0..<n {
+                                let a = al[i * n + r]
+                                let out = hp.baseAddress! + r * d, row = v.baseAddress! + r * d
+                                for j in 0..<d { out[j] += a * row[j] }
+                            }
+                        }
+                    }
+                }
+            }}}
         }
-        return (h, Saved(keys: keys, rstd: rstd, alpha: alpha))
+        return (h, Saved(rstd: rstd, logits: z, alpha: alpha))
     }
 
     /// Backward. dh [n, d] -> dsources K × [n, d] += …, dquery [d] += ….
-    /// A source's gradient has two paths, as a value (α·dh) and as a key (through the softmax and RMSNorm).
+    /// A source's gradient has two paths, as a value (α·dh) and as a key (through the softmax and RMSNorm):
+    /// with dz = α(dα − Σ_t α_t dα_t) and k̂ = rstd·v, d v += α·dh + rstd·dz·(w − k̂·z/d) and dw += dz·k̂.
     public static func backward(_ dh: Tensor, query: Tensor, sources: [Tensor], saved: Saved,
                                 dsources: inout [Tensor], dquery: inout Tensor) {
         let n = dh.rows, d = dh.cols, kCount = sources.count
         precondition(dsources.count == kCount)
-        // dα_i[r] = dh[r] · v_i[r]
-        var dalpha = [[Float]](repeating: [Float](repeating: 0, count: n), count: kCount)
-        for i in 0..<kCount {
-            for r in 0..<n {
-                var s: Float = 0
-                for j in 0..<d { s += dh.data[r * d + j] * sources[i].data[r * d + j] }
-                dalpha[i][r] = s
-            }
-        }
-        for i in 0..<kCount {
-            var dkey = Tensor(zeros: [n, d])
-            for r in 0..<n {
-                var dot: Float = 0
-                for t in 0..<kCount { dot += saved.alpha[t][r] * dalpha[t][r] }
-                let a = saved.alpha[i][r]
-                let dz = a * (dalpha[i][r] - dot)  // softmax backward
-                for j in 0..<d {
-                    dkey.data[r * d + j] = dz * query.data[j]
-                    dquery.data[j] += dz * saved.keys[i].data[r * d + j]
-                    dsources[i].data[r * d + j] += a * dh.data[r * d + j]  // value path
+        var dz = [Float](repeating: 0, count: kCount * n)
+        dh.data.withUnsafeBufferPointer { g in
+        saved.alpha.withUnsafeBufferPointer { al in
+        dz.withUnsafeMutableBufferPointer { dzs in
+            for i in 0..<kCount {  // dα_i[r] = dh[r] · v_i[r]
+                sources[i].data.withUnsafeBufferPointer { v in
+                    for r in 0..<n {
+                        let gr = g.baseAddress! + r * d, row = v.baseAddress! + r * d
+                        var s: Float = 0
+                        for j in 0..<d { s += gr[j] * row[j] }
+                        dzs[i * n + r] = s
+                    }
                 }
             }
-            var none: Tensor? = nil
-            RMSNorm.backward(dkey, x: sources[i], gain: nil, saved: RMSNorm.Saved(rstd: saved.rstd[i]),
-                             dx: &dsources[i], dgain: &none)  // key path
-        }
+            for r in 0..<n {  // softmax backward
+                var dot: Float = 0
+                for i in 0..<kCount { dot += al[i * n + r] * dzs[i * n + r] }
+                for i in 0..<kCount { dzs[i * n + r] = al[i * n + r] * (dzs[i * n + r] - dot) }
+            }
+        }}}
+        let invD = 1 / Float(d)
+        dh.data.withUnsafeBufferPointer { g in
+        query.data.withUnsafeBufferPointer { w in
+        dquery.data.withUnsafeMutableBufferPointer { dw in
+            for i in 0..<kCount {
+                sources[i].data.withUnsafeBufferPointer { v in
+                    dsources[i].data.withUnsafeMutableBufferPointer { dv in
+                        for r in 0..<n {
+                            let k = i * n + r
+                            let a = saved.alpha[k], s = saved.rstd[k], dzk = dz[k], zk = saved.logits[k]
+                            let c = s * dzk, ck = zk * invD * s  // k̂ = s·v
+                            let gr = g.baseAddress! + r * d, row = v.baseAddress! + r * d, out = dv.baseAddress! + r * d
+                            for j in 0..<d {
+                                out[j] += a * gr[j] + c * (w[j] - ck * row[j])
+                                dw[j] += c * row[j]
+                            }
+                        }
+                    }
+                }
+            }
+        }}}
     }
 }

@@ -15,48 +15,68 @@ public enum DepthAttentionTwoPhase {
         public var sum: [Float]
     }
 
-    /// Normalised keys of the completed blocks, computed once per block and shared by its S queries
+    /// Normalised keys of the completed blocks, stacked [K·n, d], computed once per block and shared by its S queries
     /// (the block representations act like a KV cache shared across layers).
-    public static func keys(_ sources: [Tensor]) -> [Tensor] { sources.map { RMSNorm.forward($0, gain: nil).0 } }
+    public static func keys(_ sources: [Tensor]) -> Tensor {
+        let n = sources[0].rows, d = sources[0].cols
+        var stacked = Tensor(zeros: [sources.count * n, d])
+        stacked.data.withUnsafeMutableBufferPointer { out in
+            for (i, src) in sources.enumerated() {
+                src.data.withUnsafeBufferPointer { v in
+                    for r in 0..<n {
+                        let row = v.baseAddress! + r * d, o = out.baseAddress! + (i * n + r) * d
+                        var ss: Float = 0
+                        for j in 0..<d { ss += row[j] * row[j] }
+                        let s = 1 / _sqrt(ss / Float(d) + RMSNorm.epsilon)
+                        for j in 0..<d { o[j] = row[j] * s }
+                    }
+                }
+            }
+        }
+        return stacked
+    }
 
-    /// Phase 1. queries S × [d], sources K × [n, d] with their normalised keys -> S stats (ATTNWITHSTATS, batched).
-    public static func phase1(queries: [Tensor], sources: [Tensor], keys: [Tensor]) -> [Stats] {
+    /// Phase 1. queries S × [d], sources K × [n, d] with their stacked normalised keys [K·n, d] -> S stats
+    /// (ATTNWITHSTATS for all S queries at once: logits [S, K·n] = Q · keysᵀ in one product).
+    public static func phase1(queries: [Tensor], sources: [Tensor], keys: Tensor) -> [Stats] {
         let sCount = queries.count, kCount = sources.count
         let n = sources[0].rows, d = sources[0].cols
         BLAS.configureDeterministic()
-        // Q [S, d] and stacked keys [K·n, d]; logits [K·n, S] = keys · Qᵀ in one product.
-        var q = [Float](); q.reserveCapacity(sCount * d)
-        for w in queries { q += w.data }
-        var stacked = [Float](); stacked.reserveCapacity(kCount * n * d)
-        for k in keys { stacked += k.data }
-        var z = [Float](repeating: 0, count: kCount * n * sCount)
-        stacked.withUnsafeBufferPointer { kp in
-            q.withUnsafeBufferPointer { qp in
+        var q = Tensor(zeros: [sCount, d])
+        for (i, w) in queries.enumerated() { q.data.replaceSubrange((i * d)..<((i + 1) * d), with: w.data) }
+        var z = [Float](repeating: 0, count: sCount * kCount * n)
+        keys.data.withUnsafeBufferPointer { kp in
+            q.data.withUnsafeBufferPointer { qp in
                 z.withUnsafeMutableBufferPointer { zp in
-                    BLAS.sgemm(transA: false, transB: true, m: kCount * n, n: sCount, k: d, alpha: 1,
-                               a: kp.baseAddress!, lda: d, b: qp.baseAddress!, ldb: d,
-                               beta: 0, c: zp.baseAddress!, ldc: sCount)
+                    BLAS.sgemm(transA: false, transB: true, m: sCount, n: kCount * n, k: d, alpha: 1,
+                               a: qp.baseAddress!, lda: d, b: kp.baseAddress!, ldb: d,
+                               beta: 0, c: zp.baseAddress!, ldc: kCount * n)
                 }
             }
         }
         var result: [Stats] = []
-        for s in 0..<sCount {
-            var m = [Float](repeating: -.infinity, count: n)
-            for i in 0..<kCount { for r in 0..<n { m[r] = Swift.max(m[r], z[(i * n + r) * sCount + s]) } }
-            var l = [Float](repeating: 0, count: n)
-            var o = Tensor(zeros: [n, d])
-            o.data.withUnsafeMutableBufferPointer { op in
-                for i in 0..<kCount {
-                    sources[i].data.withUnsafeBufferPointer { vp in
-                        for r in 0..<n {
-                            let e = _exp(z[(i * n + r) * sCount + s] - m[r])
-                            l[r] += e
-                            for j in 0..<d { op[r * d + j] += e * vp[r * d + j] }
+        result.reserveCapacity(sCount)
+        z.withUnsafeMutableBufferPointer { zp in
+            for s in 0..<sCount {
+                let zs = zp.baseAddress! + s * kCount * n  // [K, n] logits of query s
+                var m = [Float](repeating: -.infinity, count: n)
+                for i in 0..<kCount { for r in 0..<n { m[r] = Swift.max(m[r], zs[i * n + r]) } }
+                var l = [Float](repeating: 0, count: n)
+                for i in 0..<kCount { for r in 0..<n { let e = _exp(zs[i * n + r] - m[r]); zs[i * n + r] = e; l[r] += e } }
+                var o = Tensor(zeros: [n, d])
+                o.data.withUnsafeMutableBufferPointer { op in
+                    for i in 0..<kCount {
+                        sources[i].data.withUnsafeBufferPointer { vp in
+                            for r in 0..<n {
+                                let e = zs[i * n + r]
+                                let out = op.baseAddress! + r * d, row = vp.baseAddress! + r * d
+                                for j in 0..<d { out[j] += e * row[j] }
+                            }
                         }
                     }
                 }
+                result.append(Stats(output: o, max: m, sum: l))
             }
-            result.append(Stats(output: o, max: m, sum: l))
         }
         return result
     }
@@ -76,18 +96,23 @@ public enum DepthAttentionTwoPhase {
     /// into the phase-1 stats with an online softmax. query [d], partial [n, d] -> h [n, d].
     public static func merge(_ stats: Stats, query: Tensor, partial: Tensor) -> Tensor {
         let n = partial.rows, d = partial.cols
-        let (kp, _) = RMSNorm.forward(partial, gain: nil)
         var h = Tensor(zeros: [n, d])
-        for r in 0..<n {
-            var z2: Float = 0
-            for j in 0..<d { z2 += query.data[j] * kp.data[r * d + j] }
-            let m = Swift.max(stats.max[r], z2)
-            let e1 = _exp(stats.max[r] - m), e2 = _exp(z2 - m)
-            let inv = 1 / (e1 * stats.sum[r] + e2)
-            for j in 0..<d {
-                h.data[r * d + j] = (e1 * stats.output.data[r * d + j] + e2 * partial.data[r * d + j]) * inv
+        partial.data.withUnsafeBufferPointer { pp in
+        query.data.withUnsafeBufferPointer { w in
+        stats.output.data.withUnsafeBufferPointer { op in
+        h.data.withUnsafeMutableBufferPointer { hp in
+            for r in 0..<n {
+                let row = pp.baseAddress! + r * d, o = op.baseAddress! + r * d, out = hp.baseAddress! + r * d
+                var ss: Float = 0, dot: Float = 0
+                for j in 0..<d { ss += row[j] * row[j]; dot += w[j] * row[j] }
+                let z2 = dot / _sqrt(ss / Float(d) + RMSNorm.epsilon)  // w · RMSNorm(partial)
+                let m = Swift.max(stats.max[r], z2)
+                let e1 = _exp(stats.max[r] - m), e2 = _exp(z2 - m)
+                let inv = 1 / (e1 * stats.sum[r] + e2)
+                let a = e1 * inv, b = e2 * inv
+                for j in 0..<d { out[j] = a * o[j] + b * row[j] }
             }
-        }
+        }}}}
         return h
     }
 }

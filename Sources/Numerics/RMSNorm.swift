@@ -12,45 +12,52 @@ public enum RMSNorm {
     /// Forward. x [n, d], gain [d] or nil -> y [n, d].
     public static func forward(_ x: Tensor, gain: Tensor?) -> (Tensor, Saved) {
         let n = x.rows, d = x.cols
+        precondition(gain == nil || gain!.count == d)
         var y = Tensor(zeros: x.shape)
         var rstd = [Float](repeating: 0, count: n)
+        let g = gain?.data ?? [Float](repeating: 1, count: d)
         x.data.withUnsafeBufferPointer { xp in
-            y.data.withUnsafeMutableBufferPointer { yp in
-                for r in 0..<n {
-                    var ss: Float = 0
-                    for j in 0..<d { let v = xp[r * d + j]; ss += v * v }
-                    let s = 1 / _sqrt(ss / Float(d) + epsilon)
-                    rstd[r] = s
-                    if let g = gain {
-                        for j in 0..<d { yp[r * d + j] = xp[r * d + j] * s * g.data[j] }
-                    } else {
-                        for j in 0..<d { yp[r * d + j] = xp[r * d + j] * s }
-                    }
-                }
+        y.data.withUnsafeMutableBufferPointer { yp in
+        g.withUnsafeBufferPointer { gp in
+            for r in 0..<n {
+                let row = xp.baseAddress! + r * d, out = yp.baseAddress! + r * d
+                var ss: Float = 0
+                for j in 0..<d { ss += row[j] * row[j] }
+                let s = 1 / _sqrt(ss / Float(d) + epsilon)
+                rstd[r] = s
+                for j in 0..<d { out[j] = row[j] * s * gp[j] }
             }
-        }
+        }}}
         return (y, Saved(rstd: rstd))
     }
 
-    /// Backward. dy [n, d] -> dx [n, d] += …, dgain [d] += Σ_rows dy ⊙ x̂ (only when a gain was used).
+    /// Backward. dy [n, d] -> dx [n, d] += rstd·(ĝ − x̂·mean(ĝ ⊙ x̂)) with ĝ = dy ⊙ g, and
+    /// dgain [d] += Σ_rows dy ⊙ x̂ (only when a gain was used).
     public static func backward(_ dy: Tensor, x: Tensor, gain: Tensor?, saved: Saved,
                                 dx: inout Tensor, dgain: inout Tensor?) {
         let n = x.rows, d = x.cols
-        var gy = [Float](repeating: 0, count: d)
-        for r in 0..<n {
-            let s = saved.rstd[r]
-            var dot: Float = 0
-            for j in 0..<d {
-                let g = dy.data[r * d + j] * (gain?.data[j] ?? 1)
-                gy[j] = g
-                dot += g * x.data[r * d + j] * s
+        let g = gain?.data ?? [Float](repeating: 1, count: d)
+        var dg = dgain?.data ?? []
+        let wantGain = dgain != nil
+        dgain = nil  // hold the only reference while accumulating, then hand it back
+        dy.data.withUnsafeBufferPointer { gy in
+        x.data.withUnsafeBufferPointer { xp in
+        g.withUnsafeBufferPointer { gp in
+        dx.data.withUnsafeMutableBufferPointer { dxp in
+        dg.withUnsafeMutableBufferPointer { dgp in
+            for r in 0..<n {
+                let s = saved.rstd[r]
+                let row = xp.baseAddress! + r * d, grow = gy.baseAddress! + r * d, out = dxp.baseAddress! + r * d
+                var dot: Float = 0
+                for j in 0..<d { dot += grow[j] * gp[j] * row[j] }
+                let mean = dot * s / Float(d)
+                for j in 0..<d {
+                    let xhat = row[j] * s
+                    out[j] += s * (grow[j] * gp[j] - xhat * mean)
+                }
+                if wantGain { for j in 0..<d { dgp[j] += grow[j] * row[j] * s } }
             }
-            let mean = dot / Float(d)
-            for j in 0..<d {
-                let xhat = x.data[r * d + j] * s
-                dx.data[r * d + j] += s * (gy[j] - xhat * mean)
-                dgain?.data[j] += dy.data[r * d + j] * xhat
-            }
-        }
+        }}}}}
+        if wantGain { dgain = Tensor(shape: [d], data: dg) }
     }
 }

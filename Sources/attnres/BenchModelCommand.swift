@@ -59,9 +59,8 @@ struct BenchModel: ParsableCommand {
 
         // (a) train step
         var train: [String: Double] = [:]
-        for kind in ResidualKind.allCases {
-            train[kind.rawValue] = try ModelBenchmark.trainStep(config(kind), repetitions: repetitions)
-        }
+        let trainTimes = try ModelBenchmark.trainSteps(ResidualKind.allCases.map(config), repetitions: repetitions)
+        for (kind, ms) in zip(ResidualKind.allCases, trainTimes) { train[kind.rawValue] = ms }
         let std = train["standard"]!
         print("\n(a) train step (forward+backward+AdamW), ms    standard \(f(std))   full \(f(train["full"]!)) "
               + "(\(f(train["full"]! / std, 3))x)   block \(f(train["block"]!)) (\(f(train["block"]! / std, 3))x)   "
@@ -70,13 +69,12 @@ struct BenchModel: ParsableCommand {
 
         // (b) inference forward of one microbatch
         var inf: [String: Double] = [:]
-        inf["standard"] = try ModelBenchmark.inference(config(.standard), mode: .onePass, repetitions: repetitions * 3)
+        var variants: [(String, TrainConfig, Inference.Mode)] = [("standard", config(.standard), .onePass)]
         for kind in [ResidualKind.block, .full] {
-            for mode in Inference.Mode.allCases {
-                inf["\(kind.rawValue)-\(mode.rawValue)"] = try ModelBenchmark.inference(config(kind), mode: mode,
-                                                                                       repetitions: repetitions * 3)
-            }
+            for mode in Inference.Mode.allCases { variants.append(("\(kind.rawValue)-\(mode.rawValue)", config(kind), mode)) }
         }
+        let infTimes = try ModelBenchmark.inference(variants.map { ($0.1, $0.2) }, repetitions: repetitions * 5)
+        for (v, ms) in zip(variants, infTimes) { inf[v.0] = ms }
         let istd = inf["standard"]!
         print("(b) inference forward, ms    standard \(f(istd))")
         for key in ["block-twoPhase", "block-onePass", "full-twoPhase", "full-onePass"] {

@@ -65,9 +65,13 @@ final class OpGradientTests: XCTestCase {
         var rng = TestRandom(6)
         let x = rng.tensor([2, 5], scale: 3), c = rng.tensor([2, 5])
         var dx = Tensor(zeros: x.shape)
-        GELU.backward(c, x: x, dx: &dx)
-        assertGradients("gelu", inputs: [x], analytic: [dx]) { weightedSum(GELU.forward($0[0]), c) }
-        XCTAssertEqual(GELU.forward(Tensor(shape: [1], data: [1])).data[0], 0.841192, accuracy: 1e-5)
+        GELU.backward(c, x: x, saved: GELU.forward(x).1, dx: &dx)
+        assertGradients("gelu", inputs: [x], analytic: [dx]) { weightedSum(GELU.forward($0[0]).0, c) }
+        XCTAssertEqual(GELU.forward(Tensor(shape: [1], data: [1])).0.data[0], 0.841192, accuracy: 1e-5)
+        // the exp-based tanh against libm over the whole range, including the clamped tails
+        for v in stride(from: Float(-20), through: 20, by: 0.01) {
+            XCTAssertEqual(GELU.fastTanh(v), tanhf(v), accuracy: 2e-7, "tanh(\(v))")
+        }
     }
 
     func testSoftmaxCrossEntropyGradientAndKnownAnswer() {
