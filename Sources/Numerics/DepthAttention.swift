@@ -32,8 +32,7 @@ public enum DepthAttention {
                     sources[i].data.withUnsafeBufferPointer { v in
                         for r in 0..<n {
                             let row = v.baseAddress! + r * d
-                            var ss: Float = 0, dot: Float = 0
-                            for j in 0..<d { ss += row[j] * row[j]; dot += w[j] * row[j] }
+                            let ss = VectorKernels.dot(row, row, d), dot = VectorKernels.dot(w.baseAddress!, row, d)
                             let s = 1 / _sqrt(ss / Float(d) + RMSNorm.epsilon)
                             rs[i * n + r] = s
                             zs[i * n + r] = s * dot
@@ -79,9 +78,7 @@ public enum DepthAttention {
                 sources[i].data.withUnsafeBufferPointer { v in
                     for r in 0..<n {
                         let gr = g.baseAddress! + r * d, row = v.baseAddress! + r * d
-                        var s: Float = 0
-                        for j in 0..<d { s += gr[j] * row[j] }
-                        dzs[i * n + r] = s
+                        dzs[i * n + r] = VectorKernels.dot(gr, row, d)
                     }
                 }
             }

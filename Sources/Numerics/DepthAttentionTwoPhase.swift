@@ -25,9 +25,7 @@ public enum DepthAttentionTwoPhase {
                 src.data.withUnsafeBufferPointer { v in
                     for r in 0..<n {
                         let row = v.baseAddress! + r * d, o = out.baseAddress! + (i * n + r) * d
-                        var ss: Float = 0
-                        for j in 0..<d { ss += row[j] * row[j] }
-                        let s = 1 / _sqrt(ss / Float(d) + RMSNorm.epsilon)
+                        let s = 1 / _sqrt(VectorKernels.dot(row, row, d) / Float(d) + RMSNorm.epsilon)
                         for j in 0..<d { o[j] = row[j] * s }
                     }
                 }
@@ -103,8 +101,7 @@ public enum DepthAttentionTwoPhase {
         h.data.withUnsafeMutableBufferPointer { hp in
             for r in 0..<n {
                 let row = pp.baseAddress! + r * d, o = op.baseAddress! + r * d, out = hp.baseAddress! + r * d
-                var ss: Float = 0, dot: Float = 0
-                for j in 0..<d { ss += row[j] * row[j]; dot += w[j] * row[j] }
+                let ss = VectorKernels.dot(row, row, d), dot = VectorKernels.dot(w.baseAddress!, row, d)
                 let z2 = dot / _sqrt(ss / Float(d) + RMSNorm.epsilon)  // w · RMSNorm(partial)
                 let m = Swift.max(stats.max[r], z2)
                 let e1 = _exp(stats.max[r] - m), e2 = _exp(z2 - m)

@@ -1,7 +1,7 @@
 /// GELU in its tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (DESIGN §3, the MLP activation).
 ///
-/// tanh is evaluated as 1 − 2/(e^{2u} + 1) with u clamped to ±15 (where tanh is ±1 in Float32), because libm's tanhf
-/// dominated the train step; the absolute error stays at Float32 rounding (~1e-7). Forward saves tanh for backward.
+/// tanh is evaluated as 1 − 2/(e^{2u} + 1) with u clamped to ±15 (where tanh is ±1 in Float32) and a vectorisable exp
+/// (`VectorKernels.exp`), because libm's tanhf dominated the train step; the absolute error stays at Float32 rounding (~1e-7). Forward saves tanh for backward.
 public enum GELU {
     @usableFromInline static let c: Float = 0.7978845608028654  // √(2/π)
 
@@ -10,7 +10,7 @@ public enum GELU {
 
     @inline(__always) static func fastTanh(_ u: Float) -> Float {
         let v = min(max(u, -15), 15)
-        return 1 - 2 / (_exp(2 * v) + 1)
+        return 1 - 2 / (VectorKernels.exp(2 * v) + 1)
     }
 
     /// Forward. x [any] -> y [same].

@@ -21,8 +21,7 @@ public enum RMSNorm {
         g.withUnsafeBufferPointer { gp in
             for r in 0..<n {
                 let row = xp.baseAddress! + r * d, out = yp.baseAddress! + r * d
-                var ss: Float = 0
-                for j in 0..<d { ss += row[j] * row[j] }
+                let ss = VectorKernels.dot(row, row, d)
                 let s = 1 / _sqrt(ss / Float(d) + epsilon)
                 rstd[r] = s
                 for j in 0..<d { out[j] = row[j] * s * gp[j] }
@@ -48,8 +47,7 @@ public enum RMSNorm {
             for r in 0..<n {
                 let s = saved.rstd[r]
                 let row = xp.baseAddress! + r * d, grow = gy.baseAddress! + r * d, out = dxp.baseAddress! + r * d
-                var dot: Float = 0
-                for j in 0..<d { dot += grow[j] * gp[j] * row[j] }
+                let dot = VectorKernels.dot3(grow, gp.baseAddress!, row, d)
                 let mean = dot * s / Float(d)
                 for j in 0..<d {
                     let xhat = row[j] * s
