@@ -29,6 +29,7 @@ test: deps ## build and run the whole test suite
 
 bench: build ## run the benchmarks (ratios against baselines measured in the same run)
 	$(RELEASE_BIN) bench wire
+	$(RELEASE_BIN) bench model
 
 clean: ## remove build outputs
 	rm -rf .build

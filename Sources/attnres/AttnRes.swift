@@ -11,5 +11,5 @@ struct AttnRes: ParsableCommand {
         block representations and their gradients over ZeroMQ, and compare the measured traffic with \
         the analytical model.
         """,
-        subcommands: [Train.self, Bench.self])
+        subcommands: [Train.self, Bench.self, StatsPlot.self])
 }
