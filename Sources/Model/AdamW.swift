@@ -47,7 +47,7 @@ public struct AdamW: Sendable {
                                 mp[i] = b1 * mp[i] + (1 - b1) * gi
                                 vp[i] = b2 * vp[i] + (1 - b2) * gi * gi
                                 let mhat = mp[i] / c1, vhat = vp[i] / c2
-                                pp[i] -= lr * (mhat / (sqrtf(vhat) + eps) + decay * pp[i])
+                                pp[i] -= lr * (mhat / (vhat.squareRoot() + eps) + decay * pp[i])
                             }
                         }}}}
                     }

@@ -14,7 +14,7 @@ public enum SgemmBenchmark {
     }
 
     /// Median GFLOP/s of [m, k] · [k, n] over repeated products (~`seconds` of work, at least 3 repetitions).
-    public static func measure(m: Int, k: Int, n: Int, seconds: Double = 0.3) -> Result {
+    public static func measure(m: Int, k: Int, n: Int, seconds: Double = 0.2) -> Result {
         BLAS.configureDeterministic()
         var rng = UInt64(12345)
         func next() -> Float {

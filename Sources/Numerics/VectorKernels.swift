@@ -43,8 +43,11 @@ enum VectorKernels {
     @inline(__always)
     static func exp(_ x: Float) -> Float {
         let xc = min(max(x, -87), 88)
-        // round to nearest by the 1.5·2²³ trick (no roundss before SSE4.1, so no libm call either)
-        let k = (xc * 1.442695041 + 12582912) - 12582912
+        // Round to nearest by the 1.5·2²³ trick: t's low mantissa bits then hold k + 2²², so k and 2^k come from
+        // integer arithmetic on the bit pattern without any trapping conversion (which would block vectorisation).
+        let magic: Float = 12582912
+        let t = xc * 1.442695041 + magic
+        let k = t - magic
         let r = (xc - k * 0.693145752) - k * 1.42860677e-6
         var p: Float = 1.0 / 5040
         p = p * r + 1.0 / 720
@@ -54,7 +57,7 @@ enum VectorKernels {
         p = p * r + 0.5
         p = p * r + 1
         p = p * r + 1
-        let scale = Float(bitPattern: UInt32(bitPattern: Int32(k) + 127) << 23)
+        let scale = Float(bitPattern: (t.bitPattern &- magic.bitPattern &+ 127) &<< 23)
         return p * scale
     }
 }
