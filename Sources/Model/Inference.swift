@@ -17,7 +17,7 @@ public struct Inference: Sendable {
     }
 
     public let config: ModelConfig
-    public init(config: ModelConfig) throws { try config.validate(); self.config = config }
+    public init(config: ModelConfig) throws { try config.validate(); AllocatorTuning.apply(); self.config = config }
 
     /// Runs the whole model on one microbatch.
     public func forward(_ mb: Microbatch, parameters p: ParameterSet, mode: Mode = .twoPhase) -> Result {
@@ -50,10 +50,11 @@ public struct Inference: Sendable {
                     }
                 case .twoPhase:
                     let keys = DepthAttentionTwoPhase.keys(blocks)
-                    let stats = DepthAttentionTwoPhase.phase1(queries: queries, sources: blocks, keys: keys)
+                    let stats = DepthAttentionTwoPhase.phase1(queries: queries, keys: keys, tokens: v0.rows)
                     for (i, l) in (first...last).enumerated() {
-                        let h = partial.map { DepthAttentionTwoPhase.merge(stats[i], query: queries[i], partial: $0) }
-                            ?? DepthAttentionTwoPhase.normalize(stats[i])
+                        let h = partial.map {
+                            DepthAttentionTwoPhase.merge(stats[i], sources: blocks, query: queries[i], partial: $0)
+                        } ?? DepthAttentionTwoPhase.normalize(stats[i], sources: blocks)
                         inputs.append(h)
                         let v = Sublayer.forward(layer: l, h, batch: b, config: c, parameters: p).0
                         if partial == nil { partial = v } else { partial!.add(v) }

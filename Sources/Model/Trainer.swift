@@ -24,6 +24,7 @@ public struct Trainer: Sendable {
     public init(config: TrainConfig, data: BatchSource, chunks: Int = 1) throws {
         try config.validate()
         BLAS.configureDeterministic()
+        AllocatorTuning.apply()
         self.config = config
         self.model = try Transformer(config: config.model, chunks: chunks)
         self.data = data

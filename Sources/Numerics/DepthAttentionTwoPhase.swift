@@ -1,18 +1,26 @@
 /// The two-phase form of depth attention for inference (paper §4.2, Algorithm 1; DESIGN §3).
 ///
-/// Phase 1 attends all S pseudo-queries of a block over the completed blocks at once: one `sgemm` of the stacked
-/// normalised keys [K·n, d] against the queries [d, S], returning per query the *unnormalised* output with its
-/// softmax statistics (running max m and normaliser ℓ). Phase 2 walks the block and merges the intra-block partial
-/// with an online softmax. The result equals `DepthAttention.forward` up to float rounding.
+/// Phase 1 attends all S pseudo-queries of a block over the completed blocks at once: one `sgemm` of the queries
+/// [S, d] against the stacked normalised keys [K·n, d] gives every logit, from which each query keeps its softmax
+/// statistics (per-token max m, normaliser ℓ) and unnormalised weights e^{z−m}. Phase 2 walks the block and merges
+/// the intra-block partial with an online softmax. On a CPU the unnormalised output o⁽¹⁾ = Σ_i e^{z_i−m} v_i is not
+/// materialised for all S queries up front: it is fused into phase 2's single pass over the values, which keeps
+/// S·n·d floats out of cache. The result equals `DepthAttention.forward` up to float rounding.
 public enum DepthAttentionTwoPhase {
-    /// Unnormalised attention output with its log-sum-exp statistics, for one query over n tokens.
+    /// Phase-1 statistics of one query over K completed blocks and n tokens.
     public struct Stats: Sendable {
-        /// Σ_i e^{z_i − m} v_i, [n, d].
-        public var output: Tensor
+        /// Unnormalised weights e^{z_i − m}, [K·n] (source-major).
+        public var weights: [Float]
         /// Per-token max logit m, [n].
         public var max: [Float]
         /// Per-token normaliser ℓ = Σ_i e^{z_i − m}, [n].
         public var sum: [Float]
+
+        /// o⁽¹⁾ = Σ_i e^{z_i − m} v_i, [n, d] (the ATTNWITHSTATS output of the paper; used by tests).
+        public func output(sources: [Tensor]) -> Tensor {
+            DepthAttentionTwoPhase.combine(self, sources: sources, partial: nil, partialWeight: { _ in 0 },
+                                           scale: { _ in 1 })
+        }
     }
 
     /// Normalised keys of the completed blocks, stacked [K·n, d], computed once per block and shared by its S queries
@@ -34,11 +42,9 @@ public enum DepthAttentionTwoPhase {
         return stacked
     }
 
-    /// Phase 1. queries S × [d], sources K × [n, d] with their stacked normalised keys [K·n, d] -> S stats
-    /// (ATTNWITHSTATS for all S queries at once: logits [S, K·n] = Q · keysᵀ in one product).
-    public static func phase1(queries: [Tensor], sources: [Tensor], keys: Tensor) -> [Stats] {
-        let sCount = queries.count, kCount = sources.count
-        let n = sources[0].rows, d = sources[0].cols
+    /// Phase 1. queries S × [d] over stacked keys [K·n, d] (from `keys`) -> S stats (logits [S, K·n] in one product).
+    public static func phase1(queries: [Tensor], keys: Tensor, tokens n: Int) -> [Stats] {
+        let sCount = queries.count, d = keys.cols, kCount = keys.rows / n
         BLAS.configureDeterministic()
         var q = Tensor(zeros: [sCount, d])
         for (i, w) in queries.enumerated() { q.data.replaceSubrange((i * d)..<((i + 1) * d), with: w.data) }
@@ -52,64 +58,67 @@ public enum DepthAttentionTwoPhase {
                 }
             }
         }
-        var result: [Stats] = []
-        result.reserveCapacity(sCount)
-        z.withUnsafeMutableBufferPointer { zp in
-            for s in 0..<sCount {
-                let zs = zp.baseAddress! + s * kCount * n  // [K, n] logits of query s
-                var m = [Float](repeating: -.infinity, count: n)
-                for i in 0..<kCount { for r in 0..<n { m[r] = Swift.max(m[r], zs[i * n + r]) } }
-                var l = [Float](repeating: 0, count: n)
-                for i in 0..<kCount { for r in 0..<n { let e = _exp(zs[i * n + r] - m[r]); zs[i * n + r] = e; l[r] += e } }
-                var o = Tensor(zeros: [n, d])
-                o.data.withUnsafeMutableBufferPointer { op in
-                    for i in 0..<kCount {
-                        sources[i].data.withUnsafeBufferPointer { vp in
-                            for r in 0..<n {
-                                let e = zs[i * n + r]
-                                let out = op.baseAddress! + r * d, row = vp.baseAddress! + r * d
-                                for j in 0..<d { out[j] += e * row[j] }
-                            }
-                        }
-                    }
+        return (0..<sCount).map { s in
+            var w = Array(z[(s * kCount * n)..<((s + 1) * kCount * n)])
+            var m = [Float](repeating: -.infinity, count: n), l = [Float](repeating: 0, count: n)
+            for i in 0..<kCount { for r in 0..<n { m[r] = Swift.max(m[r], w[i * n + r]) } }
+            for i in 0..<kCount { for r in 0..<n { let e = _exp(w[i * n + r] - m[r]); w[i * n + r] = e; l[r] += e } }
+            return Stats(weights: w, max: m, sum: l)
+        }
+    }
+
+    /// Phase 2 for the first layer of a block (no partial): h = o⁽¹⁾ / ℓ⁽¹⁾. sources K × [n, d] -> [n, d].
+    public static func normalize(_ stats: Stats, sources: [Tensor]) -> Tensor {
+        combine(stats, sources: sources, partial: nil, partialWeight: { _ in 0 }, scale: { 1 / stats.sum[$0] })
+    }
+
+    /// Phase 2 for a later layer: merges the partial b_n^{i} (a single source with key RMSNorm(partial)) into the
+    /// phase-1 stats with an online softmax, m = max(m1, z2), h = (e^{m1−m} o⁽¹⁾ + e^{z2−m} partial) /
+    /// (e^{m1−m} ℓ⁽¹⁾ + e^{z2−m}). query [d], sources K × [n, d], partial [n, d] -> h [n, d].
+    public static func merge(_ stats: Stats, sources: [Tensor], query: Tensor, partial: Tensor) -> Tensor {
+        let n = partial.rows, d = partial.cols
+        var a = [Float](repeating: 0, count: n), b = [Float](repeating: 0, count: n)
+        partial.data.withUnsafeBufferPointer { pp in
+            query.data.withUnsafeBufferPointer { w in
+                for r in 0..<n {
+                    let row = pp.baseAddress! + r * d
+                    let ss = VectorKernels.dot(row, row, d), dot = VectorKernels.dot(w.baseAddress!, row, d)
+                    let z2 = dot / _sqrt(ss / Float(d) + RMSNorm.epsilon)  // w · RMSNorm(partial)
+                    let m = Swift.max(stats.max[r], z2)
+                    let e1 = _exp(stats.max[r] - m), e2 = _exp(z2 - m)
+                    let inv = 1 / (e1 * stats.sum[r] + e2)
+                    a[r] = e1 * inv; b[r] = e2 * inv
                 }
-                result.append(Stats(output: o, max: m, sum: l))
             }
         }
-        return result
+        return combine(stats, sources: sources, partial: partial, partialWeight: { b[$0] }, scale: { a[$0] })
     }
 
-    /// Phase 2 for the first layer of a block (no partial): h = o⁽¹⁾ / ℓ⁽¹⁾. -> [n, d]
-    public static func normalize(_ stats: Stats) -> Tensor {
-        var h = stats.output
-        let d = h.cols
-        for r in 0..<h.rows {
-            let inv = 1 / stats.sum[r]
-            for j in 0..<d { h.data[r * d + j] *= inv }
-        }
-        return h
-    }
-
-    /// Phase 2 for a later layer: merges the partial b_n^{i} (a single source with key RMSNorm(partial))
-    /// into the phase-1 stats with an online softmax. query [d], partial [n, d] -> h [n, d].
-    public static func merge(_ stats: Stats, query: Tensor, partial: Tensor) -> Tensor {
-        let n = partial.rows, d = partial.cols
+    /// One pass over the values: h[r] = scale(r) · Σ_i weights_i[r] v_i[r] + partialWeight(r) · partial[r].
+    @inline(__always)
+    static func combine(_ stats: Stats, sources: [Tensor], partial: Tensor?, partialWeight: (Int) -> Float,
+                        scale: (Int) -> Float) -> Tensor {
+        let n = sources[0].rows, d = sources[0].cols
         var h = Tensor(zeros: [n, d])
-        partial.data.withUnsafeBufferPointer { pp in
-        query.data.withUnsafeBufferPointer { w in
-        stats.output.data.withUnsafeBufferPointer { op in
         h.data.withUnsafeMutableBufferPointer { hp in
             for r in 0..<n {
-                let row = pp.baseAddress! + r * d, o = op.baseAddress! + r * d, out = hp.baseAddress! + r * d
-                let ss = VectorKernels.dot(row, row, d), dot = VectorKernels.dot(w.baseAddress!, row, d)
-                let z2 = dot / _sqrt(ss / Float(d) + RMSNorm.epsilon)  // w · RMSNorm(partial)
-                let m = Swift.max(stats.max[r], z2)
-                let e1 = _exp(stats.max[r] - m), e2 = _exp(z2 - m)
-                let inv = 1 / (e1 * stats.sum[r] + e2)
-                let a = e1 * inv, b = e2 * inv
-                for j in 0..<d { out[j] = a * o[j] + b * row[j] }
+                let out = hp.baseAddress! + r * d, s = scale(r)
+                for (i, src) in sources.enumerated() {
+                    let c = stats.weights[i * n + r] * s
+                    src.data.withUnsafeBufferPointer { v in
+                        let row = v.baseAddress! + r * d
+                        for j in 0..<d { out[j] += c * row[j] }
+                    }
+                }
+                if let partial {
+                    let c = partialWeight(r)
+                    partial.data.withUnsafeBufferPointer { v in
+                        let row = v.baseAddress! + r * d
+                        for j in 0..<d { out[j] += c * row[j] }
+                    }
+                }
             }
-        }}}}
+        }
         return h
     }
 }

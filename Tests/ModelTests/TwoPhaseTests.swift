@@ -48,13 +48,16 @@ final class TwoPhaseTests: XCTestCase {
         }
         let sources = (0..<3).map { _ in tensor([4, 6], 1) }, partial = tensor([4, 6], 3)
         let queries = [tensor([6], 2), tensor([6], 2)]
-        let stats = DepthAttentionTwoPhase.phase1(queries: queries, sources: sources,
-                                                  keys: DepthAttentionTwoPhase.keys(sources))
+        let stats = DepthAttentionTwoPhase.phase1(queries: queries, keys: DepthAttentionTwoPhase.keys(sources), tokens: 4)
         for (i, q) in queries.enumerated() {
-            let merged = DepthAttentionTwoPhase.merge(stats[i], query: q, partial: partial)
+            let merged = DepthAttentionTwoPhase.merge(stats[i], sources: sources, query: q, partial: partial)
             let ref = DepthAttention.forward(query: q, sources: sources + [partial]).0
             XCTAssertLessThanOrEqual(relativeError(merged, ref), Self.tolerance)
-            let first = DepthAttentionTwoPhase.normalize(stats[i])
+            // the unnormalised phase-1 output with its stats reproduces the softmax: o/ℓ = one-pass over K sources
+            var o = stats[i].output(sources: sources)
+            for r in 0..<4 { for j in 0..<6 { o.data[r * 6 + j] /= stats[i].sum[r] } }
+            XCTAssertLessThanOrEqual(relativeError(o, DepthAttention.forward(query: q, sources: sources).0), Self.tolerance)
+            let first = DepthAttentionTwoPhase.normalize(stats[i], sources: sources)
             XCTAssertLessThanOrEqual(relativeError(first, DepthAttention.forward(query: q, sources: sources).0), Self.tolerance)
         }
     }
