@@ -95,12 +95,15 @@ struct Train: ParsableCommand {
             let r = trainer.step(recordMagnitudes: record)
             losses.append(r.loss)
             if let mags = r.magnitudes { table.record(residual: m.residual, step: t, mags) }
-            if tty {
-                let elapsed = Date().timeIntervalSince(start)
-                FileHandle.standardError.write(Data(String(format: "\r\u{1B}[Kstep %d/%d  loss %.4f  %.1f ms/step",
-                                                           t, config.steps, r.loss, elapsed / Double(t) * 1000).utf8))
-            }
+            if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }  // clear the progress line first
             print("step \(t) loss \(r.loss)")
+            if tty {
+                fflush(stdout)
+                let elapsed = Date().timeIntervalSince(start)
+                FileHandle.standardError.write(Data(String(format: "step %d/%d  loss %.4f  %.1f ms/step  ETA %.0f s",
+                                                           t, config.steps, r.loss, elapsed / Double(t) * 1000,
+                                                           elapsed / Double(t) * Double(config.steps - t)).utf8))
+            }
         }
         if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         if let json { try writeJSON(losses: losses, config: config, to: json) }
