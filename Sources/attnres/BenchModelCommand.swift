@@ -52,7 +52,9 @@ struct BenchModel: ParsableCommand {
             + " | OpenBLAS kernel in use: \(BLAS.coreName) (1 thread) | \(ISO8601DateFormatter().string(from: Date()))\n"
             + "# command: \(CommandLine.arguments.joined(separator: " "))\n"
             + "# model: L=\(layers) d=\(hidden) H=\(heads) s=\(seq) vocab=\(vocab) N=\(blocks) "
-            + "batch=\(microbatches)x\(microbatchSize), medians of \(repetitions)"
+            + "batch=\(microbatches)x\(microbatchSize), medians of \(repetitions) | load average before: "
+            + ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3)
+                .joined(separator: " ") ?? "n/a")
         print(header)
         report["machine"] = ["cpu": BLASKernel.cpuModel(), "cores": ProcessInfo.processInfo.activeProcessorCount,
                              "blas_kernel": BLAS.coreName, "command": CommandLine.arguments.joined(separator: " ")]
