@@ -52,9 +52,7 @@ struct BenchModel: ParsableCommand {
             + " | OpenBLAS kernel in use: \(BLAS.coreName) (1 thread) | \(ISO8601DateFormatter().string(from: Date()))\n"
             + "# command: \(CommandLine.arguments.joined(separator: " "))\n"
             + "# model: L=\(layers) d=\(hidden) H=\(heads) s=\(seq) vocab=\(vocab) N=\(blocks) "
-            + "batch=\(microbatches)x\(microbatchSize), medians of \(repetitions) | load average before: "
-            + ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3)
-                .joined(separator: " ") ?? "n/a")
+            + "batch=\(microbatches)x\(microbatchSize), medians of \(repetitions) | load average before: \(loadAverage())"
         print(header)
         report["machine"] = ["cpu": BLASKernel.cpuModel(), "cores": ProcessInfo.processInfo.activeProcessorCount,
                              "blas_kernel": BLAS.coreName, "command": CommandLine.arguments.joined(separator: " ")]
@@ -122,6 +120,11 @@ struct BenchModel: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
             try data.write(to: URL(fileURLWithPath: json))
         }
+    }
+
+    func loadAverage() -> String {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return "n/a" }
+        return text.split(separator: " ").prefix(3).joined(separator: " ")
     }
 
     func f(_ x: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", x) }
