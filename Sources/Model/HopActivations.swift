@@ -32,3 +32,35 @@ public struct HopActivations: Sendable {
                        partial: partial.map { Tensor(zeros: $0.shape) })
     }
 }
+
+/// What a hop carries, known from the static layout alone (no handshake): the receiver of hop k → k+1 rebuilds
+/// `HopActivations` from the tensors on the wire with it.
+public struct HopStructure: Equatable, Sendable {
+    /// Standard residual: a single hidden state.
+    public var hidden: Bool
+    /// Number of completed block representations b_0 … b_n (0 for standard).
+    public var blocks: Int
+    /// Whether the partial b_n^i follows the blocks.
+    public var partial: Bool
+
+    /// Number of tensors on the wire.
+    public var tensorCount: Int { hidden ? 1 : blocks + (partial ? 1 : 0) }
+
+    /// The structure after layer l (1-based, 0 = right after the embedding) of `config`.
+    public init(config c: ModelConfig, afterLayer l: Int) {
+        if !c.usesDepthAttention { hidden = true; blocks = 0; partial = false; return }
+        hidden = false
+        let completed = l == 0 ? 0 : (c.endsBlock(l) ? c.block(ofLayer: l) : c.block(ofLayer: l) - 1)
+        blocks = 1 + completed
+        partial = l > 0 && !c.endsBlock(l)
+    }
+}
+
+extension HopActivations {
+    /// Rebuilds activations (or gradients) from wire-ordered tensors (`tensors`) and the static structure.
+    public init(tensors: [Tensor], structure s: HopStructure) {
+        precondition(tensors.count == s.tensorCount, "hop carries \(tensors.count) tensors, layout says \(s.tensorCount)")
+        if s.hidden { self.init(hidden: tensors[0]); return }
+        self.init(blocks: Array(tensors.prefix(s.blocks)), partial: s.partial ? tensors[s.blocks] : nil)
+    }
+}
