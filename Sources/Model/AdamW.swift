@@ -42,17 +42,45 @@ public struct AdamW: Sendable {
                         mt.data.withUnsafeMutableBufferPointer { mp in
                         vt.data.withUnsafeMutableBufferPointer { vp in
                         p.data.withUnsafeMutableBufferPointer { pp in
-                            for i in 0..<pp.count {
-                                let gi = gp[i]
-                                mp[i] = b1 * mp[i] + (1 - b1) * gi
-                                vp[i] = b2 * vp[i] + (1 - b2) * gi * gi
-                                let mhat = mp[i] / c1, vhat = vp[i] / c2
-                                pp[i] -= lr * (mhat / (vhat.squareRoot() + eps) + decay * pp[i])
-                            }
+                            AdamW.kernel(p: pp.baseAddress!, g: gp.baseAddress!, m: mp.baseAddress!, v: vp.baseAddress!,
+                                         count: pp.count, lr: lr, beta1: b1, beta2: b2, eps: eps, decay: decay,
+                                         c1: c1, c2: c2)
                         }}}}
                     }
                 }
             }
+        }
+    }
+
+    /// The elementwise update, 8 lanes at a time through explicit SIMD (LLVM would not vectorise the four aliasing
+    /// pointers); lane arithmetic is IEEE elementwise, so results equal the scalar loop bit for bit.
+    @inline(__always)
+    static func kernel(p: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
+                       v: UnsafeMutablePointer<Float>, count: Int, lr: Float, beta1: Float, beta2: Float, eps: Float,
+                       decay: Float, c1: Float, c2: Float) {
+        typealias V = SIMD8<Float>
+        var i = 0
+        while i + 8 <= count {
+            let gi = UnsafeRawPointer(g + i).loadUnaligned(as: V.self)
+            var mi = UnsafeRawPointer(m + i).loadUnaligned(as: V.self)
+            var vi = UnsafeRawPointer(v + i).loadUnaligned(as: V.self)
+            var pi = UnsafeRawPointer(p + i).loadUnaligned(as: V.self)
+            mi = beta1 * mi + (1 - beta1) * gi
+            vi = beta2 * vi + (1 - beta2) * gi * gi
+            let mhat = mi / c1, vhat = vi / c2
+            pi -= lr * (mhat / (vhat.squareRoot() + eps) + decay * pi)
+            UnsafeMutableRawPointer(m + i).storeBytes(of: mi, as: V.self)
+            UnsafeMutableRawPointer(v + i).storeBytes(of: vi, as: V.self)
+            UnsafeMutableRawPointer(p + i).storeBytes(of: pi, as: V.self)
+            i += 8
+        }
+        while i < count {
+            let gi = g[i]
+            m[i] = beta1 * m[i] + (1 - beta1) * gi
+            v[i] = beta2 * v[i] + (1 - beta2) * gi * gi
+            let mhat = m[i] / c1, vhat = v[i] / c2
+            p[i] -= lr * (mhat / (vhat.squareRoot() + eps) + decay * p[i])
+            i += 1
         }
     }
 }

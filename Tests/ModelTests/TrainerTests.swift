@@ -43,3 +43,31 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(p["w"].data[2], -1 - 0.1 + 0.1 * 0.1 * 1, accuracy: 1e-6)
     }
 }
+
+final class AdamWKernelTests: XCTestCase {
+    /// The SIMD lanes and the scalar tail compute the same IEEE operations: a 13-element update (8 SIMD + 5 scalar)
+    /// must equal the scalar formula bit for bit, element by element.
+    func testSIMDAndScalarPathsAgreeBitwise() {
+        var rng = SplitMix64(seed: 5)
+        let n = 13
+        var p = (0..<n).map { _ in Float(rng.nextNormal()) }, m = (0..<n).map { _ in Float(rng.nextNormal()) * 0.1 }
+        var v = (0..<n).map { _ in Float(rng.nextUniform()) * 0.01 }
+        let g = (0..<n).map { _ in Float(rng.nextNormal()) }
+        var (ep, em, ev) = (p, m, v)
+        for i in 0..<n {  // scalar reference, same operation order
+            em[i] = 0.9 * em[i] + (1 - 0.9) * g[i]
+            ev[i] = 0.95 * ev[i] + (1 - 0.95) * g[i] * g[i]
+            let mhat = em[i] / 0.19, vhat = ev[i] / 0.0975
+            ep[i] -= 0.01 * (mhat / (vhat.squareRoot() + 1e-8) + 0.1 * ep[i])
+        }
+        p.withUnsafeMutableBufferPointer { pp in m.withUnsafeMutableBufferPointer { mp in
+            v.withUnsafeMutableBufferPointer { vp in g.withUnsafeBufferPointer { gp in
+                AdamW.kernel(p: pp.baseAddress!, g: gp.baseAddress!, m: mp.baseAddress!, v: vp.baseAddress!, count: n,
+                             lr: 0.01, beta1: 0.9, beta2: 0.95, eps: 1e-8, decay: 0.1, c1: 0.19, c2: 0.0975)
+            }}
+        }}
+        XCTAssertEqual(p.map(\.bitPattern), ep.map(\.bitPattern))
+        XCTAssertEqual(m.map(\.bitPattern), em.map(\.bitPattern))
+        XCTAssertEqual(v.map(\.bitPattern), ev.map(\.bitPattern))
+    }
+}
