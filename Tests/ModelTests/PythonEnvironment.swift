@@ -24,7 +24,7 @@ enum PythonEnvironment {
     /// Ensures `import` of each module works, installing `packages` with pip if needed; else throws XCTSkip.
     static func require(modules: [String], packages: [String]) throws {
         let check = "import " + modules.joined(separator: ", ")
-        guard let first = try? run(["python3", "-c", check]) else {
+        guard let first = try? run(["python3", "-c", check]), first.status != 127 else {  // 127: env found no python3
             throw XCTSkip("python3 is not installed: cannot cross-check with Python's \(packages.joined(separator: ", "))")
         }
         if first.status == 0 { return }
