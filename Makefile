@@ -31,6 +31,7 @@ test: deps ## build and run the whole test suite (debug build; real worker proce
 
 bench: build ## run the benchmarks (ratios against baselines measured in the same run)
 	$(RELEASE_BIN) bench wire
+	$(RELEASE_BIN) bench model
 
 clean: ## remove build outputs
 	rm -rf .build

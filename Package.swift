@@ -19,6 +19,11 @@ let package = Package(
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ",
                        providers: [.apt(["libzmq3-dev"])]),
         .target(name: "CSys"),
+        // OpenBLAS has no cblas.pc; `pkg-config openblas` supplies the include directory holding cblas.h (DESIGN §6).
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "Numerics", dependencies: ["COpenBLAS"]),
+        .target(name: "Model", dependencies: ["Numerics"]),
         .target(name: "Wire", dependencies: ["CZeroMQ"]),
         .target(name: "Pipeline", dependencies: ["Wire"]),
         .target(name: "Cluster", dependencies: [
@@ -27,10 +32,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "attnres", dependencies: [
-            "Cluster", "Pipeline", "Wire",
+            "Cluster", "Pipeline", "Wire", "Model", "Numerics",
+            .product(name: "Yams", package: "Yams"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .testTarget(name: "NumericsTests", dependencies: ["Numerics"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Numerics"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Pipeline", "Wire", "CSys"]),

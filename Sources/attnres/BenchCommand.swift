@@ -3,10 +3,12 @@ import Cluster
 import Foundation
 import Wire
 
+/// `attnres bench`: benchmarks, separate from tests; each prints ratios against a baseline measured in the same run.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks: ratios against a baseline measured in the same run.",
-        subcommands: [BenchWire.self])
+        commandName: "bench",
+        abstract: "Benchmarks (ratios against baselines measured in the same run).",
+        subcommands: [BenchWire.self, BenchModel.self])
 }
 
 struct BenchWire: ParsableCommand {

@@ -1,0 +1,70 @@
+import Numerics
+
+/// Forward-only evaluation for inference, with depth attention computed one-pass (one `DepthAttention` per layer,
+/// reading every source every layer) or two-phase (paper §4.2: per block, one batched phase-1 product of all its
+/// queries over the completed blocks, then a sequential online-softmax merge of the partial). Both give the same
+/// result to float tolerance; `attnres bench model` times them against the standard residual.
+public struct Inference: Sendable {
+    /// How depth attention is evaluated.
+    public enum Mode: String, Sendable, CaseIterable { case onePass, twoPhase }
+
+    /// Logits and the input h_l of every sublayer (for comparing the modes layer by layer).
+    public struct Result: Sendable {
+        /// Head logits [b·s, vocab].
+        public var logits: Tensor
+        /// h_1 … h_L, each [b·s, d].
+        public var layerInputs: [Tensor]
+    }
+
+    public let config: ModelConfig
+    public init(config: ModelConfig) throws { try config.validate(); AllocatorTuning.apply(); self.config = config }
+
+    /// Runs the whole model on one microbatch.
+    public func forward(_ mb: Microbatch, parameters p: ParameterSet, mode: Mode = .twoPhase) -> Result {
+        let c = config, b = mb.sequences
+        var v0 = Embedding.forward(ids: mb.tokens, table: p["embed.weight"])
+        v0.add(Embedding.forward(ids: (0..<(b * c.seq)).map { Int32($0 % c.seq) }, table: p["pos.weight"]))
+        var inputs: [Tensor] = []
+        var o: Tensor
+        if !c.usesDepthAttention {
+            var h = v0
+            for l in 1...c.layers {
+                inputs.append(h)
+                h.add(Sublayer.forward(layer: l, h, batch: b, config: c, parameters: p).0)
+            }
+            o = h
+        } else {
+            var blocks = [v0]
+            for n in 1...c.effectiveBlocks {
+                let first = (n - 1) * c.blockSize + 1, last = n == c.effectiveBlocks ? c.layers : n * c.blockSize
+                let queries = (first...last).map { p["layers.\($0).query"] }
+                var partial: Tensor? = nil
+                switch mode {
+                case .onePass:
+                    for (i, l) in (first...last).enumerated() {
+                        let sources = partial.map { blocks + [$0] } ?? blocks
+                        let h = DepthAttention.forward(query: queries[i], sources: sources).0
+                        inputs.append(h)
+                        let v = Sublayer.forward(layer: l, h, batch: b, config: c, parameters: p).0
+                        if partial == nil { partial = v } else { partial!.add(v) }
+                    }
+                case .twoPhase:
+                    let keys = DepthAttentionTwoPhase.keys(blocks)
+                    let stats = DepthAttentionTwoPhase.phase1(queries: queries, keys: keys, tokens: v0.rows)
+                    for (i, l) in (first...last).enumerated() {
+                        let h = partial.map {
+                            DepthAttentionTwoPhase.merge(stats[i], sources: blocks, query: queries[i], partial: $0)
+                        } ?? DepthAttentionTwoPhase.normalize(stats[i], sources: blocks)
+                        inputs.append(h)
+                        let v = Sublayer.forward(layer: l, h, batch: b, config: c, parameters: p).0
+                        if partial == nil { partial = v } else { partial!.add(v) }
+                    }
+                }
+                blocks.append(partial!)
+            }
+            o = DepthAttention.forward(query: p["layers.\(c.layers + 1).query"], sources: blocks).0
+        }
+        let normed = RMSNorm.forward(o, gain: p["final_norm.gain"]).0
+        return Result(logits: Matmul.forward(normed, p["head.weight"]), layerInputs: inputs)
+    }
+}

@@ -1,0 +1,113 @@
+/// Depth attention, the AttnRes operator (paper Eqs. 2–6; DESIGN §3): for every token r,
+///     h[r] = Σ_i α_i[r] · v_i[r],   α_·[r] = softmax_i( w · RMSNorm(v_i[r]) )
+/// over K sources v_0 … v_{K-1} (block representations and, inside a block, the partial), with one learned
+/// pseudo-query w per layer. Keys are RMS-normalised *without* gain, values are raw, the softmax runs over
+/// depth separately per token. This is the one-pass form; `DepthAttentionTwoPhase` is the inference form.
+///
+/// The normalised keys are never materialised: z_i[r] = rstd_i[r] · (w · v_i[r]), and backward uses
+/// w · k̂ = z to fold the RMSNorm backward into one pass per source.
+public enum DepthAttention {
+    /// What backward needs: per source and token the reciprocal RMS, the logit z and the weight α, each [K·n].
+    public struct Saved: Sendable {
+        public var rstd: [Float]
+        public var logits: [Float]
+        public var alpha: [Float]
+    }
+
+    /// Forward. query [d], sources K × [n, d] (K ≥ 1) -> h [n, d].
+    public static func forward(query: Tensor, sources: [Tensor]) -> (Tensor, Saved) {
+        precondition(!sources.isEmpty, "DepthAttention needs at least one source")
+        let n = sources[0].rows, d = sources[0].cols, kCount = sources.count
+        precondition(query.count == d)
+        var rstd = [Float](repeating: 0, count: kCount * n)
+        var z = [Float](repeating: 0, count: kCount * n)
+        var alpha = [Float](repeating: 0, count: kCount * n)
+        var h = Tensor(zeros: [n, d])
+        query.data.withUnsafeBufferPointer { w in
+            rstd.withUnsafeMutableBufferPointer { rs in
+            z.withUnsafeMutableBufferPointer { zs in
+            alpha.withUnsafeMutableBufferPointer { al in
+                for i in 0..<kCount {
+                    precondition(sources[i].rows == n && sources[i].cols == d, "DepthAttention: source shapes differ")
+                    sources[i].data.withUnsafeBufferPointer { v in
+                        for r in 0..<n {
+                            let row = v.baseAddress! + r * d
+                            let ss = VectorKernels.dot(row, row, d), dot = VectorKernels.dot(w.baseAddress!, row, d)
+                            let s = 1 / _sqrt(ss / Float(d) + RMSNorm.epsilon)
+                            rs[i * n + r] = s
+                            zs[i * n + r] = s * dot
+                        }
+                    }
+                }
+                for r in 0..<n {
+                    var m = -Float.infinity
+                    for i in 0..<kCount { m = max(m, zs[i * n + r]) }
+                    var sum: Float = 0
+                    for i in 0..<kCount { let e = _exp(zs[i * n + r] - m); al[i * n + r] = e; sum += e }
+                    let inv = 1 / sum
+                    for i in 0..<kCount { al[i * n + r] *= inv }
+                }
+                h.data.withUnsafeMutableBufferPointer { hp in
+                    for i in 0..<kCount {
+                        sources[i].data.withUnsafeBufferPointer { v in
+                            for r in 0..<n {
+                                let a = al[i * n + r]
+                                let out = hp.baseAddress! + r * d, row = v.baseAddress! + r * d
+                                for j in 0..<d { out[j] += a * row[j] }
+                            }
+                        }
+                    }
+                }
+            }}}
+        }
+        return (h, Saved(rstd: rstd, logits: z, alpha: alpha))
+    }
+
+    /// Backward. dh [n, d] -> dsources K × [n, d] += …, dquery [d] += ….
+    /// A source's gradient has two paths, as a value (α·dh) and as a key (through the softmax and RMSNorm):
+    /// with dz = α(dα − Σ_t α_t dα_t) and k̂ = rstd·v, d v += α·dh + rstd·dz·(w − k̂·z/d) and dw += dz·k̂.
+    public static func backward(_ dh: Tensor, query: Tensor, sources: [Tensor], saved: Saved,
+                                dsources: inout [Tensor], dquery: inout Tensor) {
+        let n = dh.rows, d = dh.cols, kCount = sources.count
+        precondition(dsources.count == kCount)
+        var dz = [Float](repeating: 0, count: kCount * n)
+        dh.data.withUnsafeBufferPointer { g in
+        saved.alpha.withUnsafeBufferPointer { al in
+        dz.withUnsafeMutableBufferPointer { dzs in
+            for i in 0..<kCount {  // dα_i[r] = dh[r] · v_i[r]
+                sources[i].data.withUnsafeBufferPointer { v in
+                    for r in 0..<n {
+                        let gr = g.baseAddress! + r * d, row = v.baseAddress! + r * d
+                        dzs[i * n + r] = VectorKernels.dot(gr, row, d)
+                    }
+                }
+            }
+            for r in 0..<n {  // softmax backward
+                var dot: Float = 0
+                for i in 0..<kCount { dot += al[i * n + r] * dzs[i * n + r] }
+                for i in 0..<kCount { dzs[i * n + r] = al[i * n + r] * (dzs[i * n + r] - dot) }
+            }
+        }}}
+        let invD = 1 / Float(d)
+        dh.data.withUnsafeBufferPointer { g in
+        query.data.withUnsafeBufferPointer { w in
+        dquery.data.withUnsafeMutableBufferPointer { dw in
+            for i in 0..<kCount {
+                sources[i].data.withUnsafeBufferPointer { v in
+                    dsources[i].data.withUnsafeMutableBufferPointer { dv in
+                        for r in 0..<n {
+                            let k = i * n + r
+                            let a = saved.alpha[k], s = saved.rstd[k], dzk = dz[k], zk = saved.logits[k]
+                            let c = s * dzk, ck = zk * invD * s  // k̂ = s·v
+                            let gr = g.baseAddress! + r * d, row = v.baseAddress! + r * d, out = dv.baseAddress! + r * d
+                            for j in 0..<d {
+                                out[j] += a * gr[j] + c * (w[j] - ck * row[j])
+                                dw[j] += c * row[j]
+                            }
+                        }
+                    }
+                }
+            }
+        }}}
+    }
+}

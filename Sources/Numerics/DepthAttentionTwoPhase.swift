@@ -1,0 +1,124 @@
+/// The two-phase form of depth attention for inference (paper §4.2, Algorithm 1; DESIGN §3).
+///
+/// Phase 1 attends all S pseudo-queries of a block over the completed blocks at once: one `sgemm` of the queries
+/// [S, d] against the stacked normalised keys [K·n, d] gives every logit, from which each query keeps its softmax
+/// statistics (per-token max m, normaliser ℓ) and unnormalised weights e^{z−m}. Phase 2 walks the block and merges
+/// the intra-block partial with an online softmax. On a CPU the unnormalised output o⁽¹⁾ = Σ_i e^{z_i−m} v_i is not
+/// materialised for all S queries up front: it is fused into phase 2's single pass over the values, which keeps
+/// S·n·d floats out of cache. The result equals `DepthAttention.forward` up to float rounding.
+public enum DepthAttentionTwoPhase {
+    /// Phase-1 statistics of one query over K completed blocks and n tokens.
+    public struct Stats: Sendable {
+        /// Unnormalised weights e^{z_i − m}, [K·n] (source-major).
+        public var weights: [Float]
+        /// Per-token max logit m, [n].
+        public var max: [Float]
+        /// Per-token normaliser ℓ = Σ_i e^{z_i − m}, [n].
+        public var sum: [Float]
+
+        /// o⁽¹⁾ = Σ_i e^{z_i − m} v_i, [n, d] (the ATTNWITHSTATS output of the paper; used by tests).
+        public func output(sources: [Tensor]) -> Tensor {
+            DepthAttentionTwoPhase.combine(self, sources: sources, partial: nil, partialWeight: { _ in 0 },
+                                           scale: { _ in 1 })
+        }
+    }
+
+    /// Normalised keys of the completed blocks, stacked [K·n, d], computed once per block and shared by its S queries
+    /// (the block representations act like a KV cache shared across layers).
+    public static func keys(_ sources: [Tensor]) -> Tensor {
+        let n = sources[0].rows, d = sources[0].cols
+        var stacked = Tensor(zeros: [sources.count * n, d])
+        stacked.data.withUnsafeMutableBufferPointer { out in
+            for (i, src) in sources.enumerated() {
+                src.data.withUnsafeBufferPointer { v in
+                    for r in 0..<n {
+                        let row = v.baseAddress! + r * d, o = out.baseAddress! + (i * n + r) * d
+                        let s = 1 / _sqrt(VectorKernels.dot(row, row, d) / Float(d) + RMSNorm.epsilon)
+                        for j in 0..<d { o[j] = row[j] * s }
+                    }
+                }
+            }
+        }
+        return stacked
+    }
+
+    /// Phase 1. queries S × [d] over stacked keys [K·n, d] (from `keys`) -> S stats (logits [S, K·n] in one product).
+    public static func phase1(queries: [Tensor], keys: Tensor, tokens n: Int) -> [Stats] {
+        let sCount = queries.count, d = keys.cols, kCount = keys.rows / n
+        BLAS.configureDeterministic()
+        var q = Tensor(zeros: [sCount, d])
+        for (i, w) in queries.enumerated() { q.data.replaceSubrange((i * d)..<((i + 1) * d), with: w.data) }
+        var z = [Float](repeating: 0, count: sCount * kCount * n)
+        keys.data.withUnsafeBufferPointer { kp in
+            q.data.withUnsafeBufferPointer { qp in
+                z.withUnsafeMutableBufferPointer { zp in
+                    BLAS.sgemm(transA: false, transB: true, m: sCount, n: kCount * n, k: d, alpha: 1,
+                               a: qp.baseAddress!, lda: d, b: kp.baseAddress!, ldb: d,
+                               beta: 0, c: zp.baseAddress!, ldc: kCount * n)
+                }
+            }
+        }
+        return (0..<sCount).map { s in
+            var w = Array(z[(s * kCount * n)..<((s + 1) * kCount * n)])
+            var m = [Float](repeating: -.infinity, count: n), l = [Float](repeating: 0, count: n)
+            for i in 0..<kCount { for r in 0..<n { m[r] = Swift.max(m[r], w[i * n + r]) } }
+            for i in 0..<kCount { for r in 0..<n { let e = _exp(w[i * n + r] - m[r]); w[i * n + r] = e; l[r] += e } }
+            return Stats(weights: w, max: m, sum: l)
+        }
+    }
+
+    /// Phase 2 for the first layer of a block (no partial): h = o⁽¹⁾ / ℓ⁽¹⁾. sources K × [n, d] -> [n, d].
+    public static func normalize(_ stats: Stats, sources: [Tensor]) -> Tensor {
+        combine(stats, sources: sources, partial: nil, partialWeight: { _ in 0 }, scale: { 1 / stats.sum[$0] })
+    }
+
+    /// Phase 2 for a later layer: merges the partial b_n^{i} (a single source with key RMSNorm(partial)) into the
+    /// phase-1 stats with an online softmax, m = max(m1, z2), h = (e^{m1−m} o⁽¹⁾ + e^{z2−m} partial) /
+    /// (e^{m1−m} ℓ⁽¹⁾ + e^{z2−m}). query [d], sources K × [n, d], partial [n, d] -> h [n, d].
+    public static func merge(_ stats: Stats, sources: [Tensor], query: Tensor, partial: Tensor) -> Tensor {
+        let n = partial.rows, d = partial.cols
+        var a = [Float](repeating: 0, count: n), b = [Float](repeating: 0, count: n)
+        partial.data.withUnsafeBufferPointer { pp in
+            query.data.withUnsafeBufferPointer { w in
+                for r in 0..<n {
+                    let row = pp.baseAddress! + r * d
+                    let ss = VectorKernels.dot(row, row, d), dot = VectorKernels.dot(w.baseAddress!, row, d)
+                    let z2 = dot / _sqrt(ss / Float(d) + RMSNorm.epsilon)  // w · RMSNorm(partial)
+                    let m = Swift.max(stats.max[r], z2)
+                    let e1 = _exp(stats.max[r] - m), e2 = _exp(z2 - m)
+                    let inv = 1 / (e1 * stats.sum[r] + e2)
+                    a[r] = e1 * inv; b[r] = e2 * inv
+                }
+            }
+        }
+        return combine(stats, sources: sources, partial: partial, partialWeight: { b[$0] }, scale: { a[$0] })
+    }
+
+    /// One pass over the values: h[r] = scale(r) · Σ_i weights_i[r] v_i[r] + partialWeight(r) · partial[r].
+    @inline(__always)
+    static func combine(_ stats: Stats, sources: [Tensor], partial: Tensor?, partialWeight: (Int) -> Float,
+                        scale: (Int) -> Float) -> Tensor {
+        let n = sources[0].rows, d = sources[0].cols
+        var h = Tensor(zeros: [n, d])
+        h.data.withUnsafeMutableBufferPointer { hp in
+            for r in 0..<n {
+                let out = hp.baseAddress! + r * d, s = scale(r)
+                for (i, src) in sources.enumerated() {
+                    let c = stats.weights[i * n + r] * s
+                    src.data.withUnsafeBufferPointer { v in
+                        let row = v.baseAddress! + r * d
+                        for j in 0..<d { out[j] += c * row[j] }
+                    }
+                }
+                if let partial {
+                    let c = partialWeight(r)
+                    partial.data.withUnsafeBufferPointer { v in
+                        let row = v.baseAddress! + r * d
+                        for j in 0..<d { out[j] += c * row[j] }
+                    }
+                }
+            }
+        }
+        return h
+    }
+}

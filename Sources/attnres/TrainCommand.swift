@@ -1,0 +1,171 @@
+import ArgumentParser
+import Foundation
+import Model
+import Numerics
+import Yams
+
+/// `attnres train`: the single-process reference training run. Parses flags (and, for now, a few keys of a topology
+/// file), then delegates to `Model.Trainer`.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train the AttnRes transformer in one process (the reference the pipeline must match).",
+        discussion: """
+        Defaults train in seconds on 2 cores: 8 layers, hidden 64, 4 heads, seq 32, vocab 256, block residual \
+        with 4 blocks, 4 microbatches of 2 sequences, 50 steps, seed 1, lr 3e-3. A TOPOLOGY file may set \
+        model.{layers,hidden,heads,seq,vocab}, residual.{kind,blocks}, pipeline.{microbatches,microbatch_size}, \
+        seed and steps; flags override it.
+
+        Examples:
+          attnres train --residual standard --steps 200 --json out/standard.json
+          attnres train --steps 10 --export out/check
+          attnres train --stats out/block.csv --stats-every 50
+        """)
+
+    @Argument(help: "Optional topology YAML file (model/residual/pipeline/seed/steps keys are read).")
+    var topology: String?
+
+    @Option(help: "Residual kind: standard, full or block.") var residual: ResidualKind?
+    @Option(help: "Number of blocks N (block residual).") var blocks: Int?
+    @Option(help: "Number of sublayers L.") var layers: Int?
+    @Option(help: "Model width d.") var hidden: Int?
+    @Option(help: "Attention heads.") var heads: Int?
+    @Option(help: "Sequence length.") var seq: Int?
+    @Option(help: "Vocabulary size (bytes map to byte % vocab).") var vocab: Int?
+    @Option(help: "Microbatches per optimizer step.") var microbatches: Int?
+    @Option(name: .customLong("microbatch-size"), help: "Sequences per microbatch.") var microbatchSize: Int?
+    @Option(help: "Optimizer steps.") var steps: Int?
+    @Option(help: "Seed for init and batch sampling.") var seed: UInt64?
+    @Option(help: "AdamW learning rate.") var lr: Float?
+    @Option(help: "Run the model as this many chunks (same results bit for bit; for checking).") var chunks: Int = 1
+    @Option(help: "Train on this text file instead of the synthetic language.") var data: String?
+    @Option(help: "Write {\"losses\": [...], \"config\": {...}} to this file.") var json: String?
+    @Option(help: "After training, write params/batch/grads safetensors and loss.json into this directory.")
+    var export: String?
+    @Option(help: "Write per-layer RMS of outputs and gradients to this CSV file.") var stats: String?
+    @Option(name: .customLong("stats-every"), help: "Record stats every K steps (and at step 1 and the last step).")
+    var statsEvery: Int = 25
+
+    func validate() throws {
+        if chunks < 1 { throw ValidationError("--chunks must be ≥ 1") }
+        if statsEvery < 1 { throw ValidationError("--stats-every must be ≥ 1") }
+    }
+
+    /// Flags over topology over defaults.
+    func resolvedConfig() throws -> TrainConfig {
+        var c = TrainConfig()
+        if let topology { try TopologyKeys.apply(file: topology, to: &c) }
+        if let residual { c.model.residual = residual }
+        if let blocks { c.model.blocks = blocks }
+        if let layers { c.model.layers = layers }
+        if let hidden { c.model.hidden = hidden }
+        if let heads { c.model.heads = heads }
+        if let seq { c.model.seq = seq }
+        if let vocab { c.model.vocab = vocab }
+        if let microbatches { c.microbatches = microbatches }
+        if let microbatchSize { c.microbatchSize = microbatchSize }
+        if let steps { c.steps = steps }
+        if let seed { c.seed = seed }
+        if let lr { c.learningRate = lr }
+        try c.validate()
+        return c
+    }
+
+    func run() throws {
+        BLASKernel.reexecWithPreferredKernelIfNeeded()
+        let config = try resolvedConfig()
+        let source: BatchSource
+        if let data {
+            let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: data)))
+            source = try BatchSource(corpus: bytes, seq: config.model.seq, vocab: config.model.vocab, seed: config.seed)
+        } else {
+            source = .synthetic(seq: config.model.seq, vocab: config.model.vocab, seed: config.seed)
+        }
+        var trainer = try Trainer(config: config, data: source, chunks: chunks)
+        let tty = isatty(fileno(stderr)) != 0
+        let m = config.model
+        print("# train residual=\(m.residual.rawValue) blocks=\(m.effectiveBlocks) layers=\(m.layers) hidden=\(m.hidden) "
+              + "heads=\(m.heads) seq=\(m.seq) vocab=\(m.vocab) microbatches=\(config.microbatches)x\(config.microbatchSize) "
+              + "steps=\(config.steps) seed=\(config.seed) lr=\(config.learningRate) blas=\(BLAS.coreName)")
+        var losses: [Float] = []
+        var table = LayerStatsTable()
+        let start = Date()
+        for t in 1...max(1, config.steps) where config.steps > 0 {
+            let record = stats != nil && (t == 1 || t == config.steps || t % statsEvery == 0)
+            let r = trainer.step(recordMagnitudes: record)
+            losses.append(r.loss)
+            if let mags = r.magnitudes { table.record(residual: m.residual, step: t, mags) }
+            if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }  // clear the progress line first
+            print("step \(t) loss \(r.loss)")
+            if tty {
+                fflush(stdout)
+                let elapsed = Date().timeIntervalSince(start)
+                FileHandle.standardError.write(Data(String(format: "step %d/%d  loss %.4f  %.1f ms/step  ETA %.0f s",
+                                                           t, config.steps, r.loss, elapsed / Double(t) * 1000,
+                                                           elapsed / Double(t) * Double(config.steps - t)).utf8))
+            }
+        }
+        if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        if let json { try writeJSON(losses: losses, config: config, to: json) }
+        if let stats { try table.csv.write(toFile: stats, atomically: true, encoding: .utf8) }
+        if let export { try Export.write(trainer, to: URL(fileURLWithPath: export)) }
+    }
+
+    func writeJSON(losses: [Float], config: TrainConfig, to path: String) throws {
+        let m = config.model
+        let object: [String: Any] = [
+            "losses": losses.map(Double.init),
+            "config": ["layers": m.layers, "hidden": m.hidden, "heads": m.heads, "seq": m.seq, "vocab": m.vocab,
+                       "residual": m.residual.rawValue, "blocks": m.effectiveBlocks,
+                       "microbatches": config.microbatches, "microbatch_size": config.microbatchSize,
+                       "steps": config.steps, "seed": config.seed, "lr": Double(config.learningRate),
+                       "data": data ?? "synthetic", "blas_kernel": BLAS.coreName] as [String: Any],
+        ]
+        let bytes = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        try bytes.write(to: URL(fileURLWithPath: path))
+    }
+}
+
+extension ResidualKind: ExpressibleByArgument {}
+
+/// The few topology keys `train` reads until the shared topology type (Cluster) replaces this at merge.
+enum TopologyKeys {
+    struct Failure: Error, CustomStringConvertible {
+        let file: String, key: String, problem: String
+        var description: String { "\(file): key '\(key)': \(problem)" }
+    }
+
+    static func apply(file: String, to c: inout TrainConfig) throws {
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        guard let root = try Yams.load(yaml: text) as? [String: Any] else {
+            throw Failure(file: file, key: "(root)", problem: "not a mapping")
+        }
+        func int(_ dict: [String: Any], _ key: String, _ path: String) throws -> Int? {
+            guard let v = dict[key] else { return nil }
+            guard let i = v as? Int else { throw Failure(file: file, key: path, problem: "expected an integer, got \(v)") }
+            return i
+        }
+        if let model = root["model"] as? [String: Any] {
+            if let v = try int(model, "layers", "model.layers") { c.model.layers = v }
+            if let v = try int(model, "hidden", "model.hidden") { c.model.hidden = v }
+            if let v = try int(model, "heads", "model.heads") { c.model.heads = v }
+            if let v = try int(model, "seq", "model.seq") { c.model.seq = v }
+            if let v = try int(model, "vocab", "model.vocab") { c.model.vocab = v }
+            if let v = try int(model, "blocks", "model.blocks") { c.model.blocks = v }
+        }
+        if let residual = root["residual"] {
+            let kindValue = (residual as? [String: Any])?["kind"] ?? residual
+            guard let s = kindValue as? String, let kind = ResidualKind(rawValue: s) else {
+                throw Failure(file: file, key: "residual", problem: "expected standard, full or block")
+            }
+            c.model.residual = kind
+            if let r = residual as? [String: Any], let v = try int(r, "blocks", "residual.blocks") { c.model.blocks = v }
+        }
+        if let p = root["pipeline"] as? [String: Any] {
+            if let v = try int(p, "microbatches", "pipeline.microbatches") { c.microbatches = v }
+            if let v = try int(p, "microbatch_size", "pipeline.microbatch_size") { c.microbatchSize = v }
+        }
+        if let v = try int(root, "seed", "seed") { c.seed = UInt64(v) }
+        if let v = try int(root, "steps", "steps") { c.steps = v }
+    }
+}

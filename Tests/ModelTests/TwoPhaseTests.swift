@@ -1,0 +1,64 @@
+import XCTest
+@testable import Model
+@testable import Numerics
+
+/// Two-phase depth attention equals the one-pass result: relative error ‖a − b‖∞ / ‖b‖∞ ≤ 1e-5 for every layer
+/// input h_l and the logits, over many shapes (blocks of one layer, a remainder last block, N = 1, full).
+final class TwoPhaseTests: XCTestCase {
+    static let tolerance: Float = 1e-5
+
+    func relativeError(_ a: Tensor, _ b: Tensor) -> Float {
+        var m: Float = 0
+        for x in b.data { m = max(m, abs(x)) }
+        return a.maxAbsDifference(b) / max(m, .leastNormalMagnitude)
+    }
+
+    func testTwoPhaseEqualsOnePassOverManyShapes() throws {
+        // (layers, blocks, residual): S = 1 blocks, remainders (7/3 → S=2, last block 3 layers; 5/4 → last block 2),
+        // a single block, full AttnRes, and odd widths/heads.
+        let cases: [(Int, Int, ResidualKind, Int, Int)] = [
+            (4, 4, .block, 8, 2), (7, 3, .block, 8, 2), (5, 4, .block, 12, 3), (6, 1, .block, 8, 1),
+            (6, 6, .full, 8, 4), (9, 2, .block, 16, 4), (3, 2, .block, 4, 1), (1, 1, .block, 8, 2),
+        ]
+        for (i, (layers, blocks, kind, hidden, heads)) in cases.enumerated() {
+            let c = ModelConfig(layers: layers, hidden: hidden, heads: heads, seq: 5, vocab: 32, residual: kind, blocks: blocks)
+            let model = try Transformer(config: c)
+            let p = Fixtures.perturbedParameters(model, seed: UInt64(10 + i))
+            let mb = Fixtures.microbatches(c, seed: UInt64(i), m: 1, b: 2)[0]
+            let inference = try Inference(config: c)
+            let one = inference.forward(mb, parameters: p, mode: .onePass)
+            let two = inference.forward(mb, parameters: p, mode: .twoPhase)
+            XCTAssertEqual(one.layerInputs.count, layers)
+            for l in 0..<layers {
+                XCTAssertLessThanOrEqual(relativeError(two.layerInputs[l], one.layerInputs[l]), Self.tolerance,
+                                         "case \(i) layer \(l + 1)")
+            }
+            XCTAssertLessThanOrEqual(relativeError(two.logits, one.logits), Self.tolerance, "case \(i) logits")
+            // and the one-pass inference path is the training forward: same loss
+            let loss = SoftmaxCrossEntropy.forward(logits: one.logits, targets: mb.targets).0
+            XCTAssertEqual(loss, model.loss(mb, parameters: p), accuracy: 1e-6 * max(1, loss))
+        }
+    }
+
+    func testPhase2MergeIsTheOnlineSoftmax() {
+        // Direct op-level check: phase1 over K sources + merge of one partial == one-pass over K+1 sources.
+        var rng = SplitMix64(seed: 77)
+        func tensor(_ shape: [Int], _ s: Double) -> Tensor {
+            Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float(rng.nextNormal() * s) })
+        }
+        let sources = (0..<3).map { _ in tensor([4, 6], 1) }, partial = tensor([4, 6], 3)
+        let queries = [tensor([6], 2), tensor([6], 2)]
+        let stats = DepthAttentionTwoPhase.phase1(queries: queries, keys: DepthAttentionTwoPhase.keys(sources), tokens: 4)
+        for (i, q) in queries.enumerated() {
+            let merged = DepthAttentionTwoPhase.merge(stats[i], sources: sources, query: q, partial: partial)
+            let ref = DepthAttention.forward(query: q, sources: sources + [partial]).0
+            XCTAssertLessThanOrEqual(relativeError(merged, ref), Self.tolerance)
+            // the unnormalised phase-1 output with its stats reproduces the softmax: o/ℓ = one-pass over K sources
+            var o = stats[i].output(sources: sources)
+            for r in 0..<4 { for j in 0..<6 { o.data[r * 6 + j] /= stats[i].sum[r] } }
+            XCTAssertLessThanOrEqual(relativeError(o, DepthAttention.forward(query: q, sources: sources).0), Self.tolerance)
+            let first = DepthAttentionTwoPhase.normalize(stats[i], sources: sources)
+            XCTAssertLessThanOrEqual(relativeError(first, DepthAttention.forward(query: q, sources: sources).0), Self.tolerance)
+        }
+    }
+}
