@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "Wire", dependencies: ["CZeroMQ"]),
         .target(name: "Pipeline", dependencies: ["Wire"]),
         .target(name: "Cluster", dependencies: [
-            "Pipeline", "Wire",
+            "Pipeline", "Wire", "Model", "Numerics",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -41,7 +41,7 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "Numerics"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Pipeline", "Wire", "CSys"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Pipeline", "Wire", "CSys", "Model", "Numerics"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -76,6 +76,9 @@ public struct WorkerReport: Codable, Sendable {
     public var tensorsPerHop: [Int: Int]
     public var computeSeconds: Double
     public var waitSeconds: Double
+    /// Compute mode: cross-stage gradient deposits made and consumed (equal when every deposit was added).
+    public var depositsMade: Int = 0
+    public var depositsConsumed: Int = 0
 }
 
 /// Worker → coordinator.
@@ -83,7 +86,7 @@ public enum FromWorker: Codable, Sendable {
     case hello(rank: Int, pid: Int32, host: String)
     case bound(rank: Int, endpoint: String)
     case ready(rank: Int)
-    case stepDone(rank: Int, variant: Int, step: Int)
+    case stepDone(rank: Int, variant: Int, step: Int, loss: Float?)
     case report(WorkerReport)
     case failed(rank: Int, message: String)
     case heartbeat(rank: Int)

@@ -111,7 +111,8 @@ public final class Coordinator {
     }
 
     /// Runs one variant for its steps on the connected workers and returns what they measured.
-    public func run(_ topology: Topology, onStep: ((Int) -> Void)? = nil) throws -> VariantResult {
+    /// `onStep(step, loss)` is called as every rank finishes a step (loss: compute mode).
+    public func run(_ topology: Topology, onStep: ((Int, Float?) -> Void)? = nil) throws -> VariantResult {
         precondition(topology.ranks == base.ranks, "variants share the cluster's ranks")
         let variant = variantCounter
         variantCounter += 1
@@ -121,20 +122,24 @@ public final class Coordinator {
             var done = [Int](repeating: 0, count: base.ranks)
             var reports: [Int: WorkerReport] = [:]
             var reportedStep = 0
+            var losses: [Int: Float] = [:]
             try waitUntil(phase: "variant \(topology.residual.rawValue)/\(topology.cache.rawValue)") { [unowned self] in
                 for m in self.drain() {
                     switch m {
-                    case .stepDone(let r, let v, let s) where v == variant: done[r] = s + 1
+                    case .stepDone(let r, let v, let s, let loss) where v == variant:
+                        done[r] = s + 1
+                        if let loss { losses[s] = loss }
                     case .report(let rep): reports[rep.rank] = rep
                     default: break
                     }
                 }
                 let all = done.min() ?? 0
-                while reportedStep < all { reportedStep += 1; onStep?(reportedStep) }
+                while reportedStep < all { reportedStep += 1; onStep?(reportedStep, losses[reportedStep - 1]) }
                 return reports.count == self.base.ranks
             }
             return try VariantResult(topology: topology, reports: (0..<base.ranks).map { reports[$0]! },
-                                     seconds: monotonicSeconds() - started)
+                                     seconds: monotonicSeconds() - started,
+                                     losses: topology.mode == .compute ? (0..<topology.steps).map { losses[$0]! } : [])
         } catch {
             shutdown()
             throw error
@@ -201,7 +206,7 @@ public final class Coordinator {
                 case .heartbeat(let r): lastSeen[r] = monotonicSeconds()
                 case .failed(let r, let message): throw ClusterError.workerFailed(rank: r, message: message)
                 default:
-                    if case .stepDone(let r, _, _) = msg { lastSeen[r] = monotonicSeconds() }
+                    if case .stepDone(let r, _, _, _) = msg { lastSeen[r] = monotonicSeconds() }
                     inbox.append(msg)
                 }
             }

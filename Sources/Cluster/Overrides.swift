@@ -5,7 +5,7 @@ public struct Overrides: Sendable {
     public var ranks: Int?, virtualStages: Int?, layers: Int?, blocks: Int?
     public var residual: ResidualKind?, cache: CachePolicy?, schedule: ScheduleKind?
     public var microbatches: Int?, microbatchSize: Int?, seq: Int?, hidden: Int?, heads: Int?
-    public var steps: Int?, mode: RunMode?, transport: TransportKind?, seed: Int?
+    public var steps: Int?, mode: RunMode?, transport: TransportKind?, seed: Int?, vocab: Int?, learningRate: Float?
 
     public init() {}
 
@@ -32,6 +32,8 @@ public struct Overrides: Sendable {
         take(mode, "mode", "--mode") { t.mode = $0 }
         take(transport, "transport", "--transport") { t.transport = $0 }
         take(seed, "seed", "--seed") { t.seed = $0 }
+        take(vocab, "model.vocab", "--vocab") { t.vocab = $0 }
+        take(learningRate, "lr", "--lr") { t.learningRate = $0 }
         // Changing ranks or virtual stages without naming a schedule picks the natural one.
         if schedule == nil, ranks != nil || virtualStages != nil {
             if t.virtualStages >= 2 { t.schedule = .interleaved1F1B } else if t.schedule == .interleaved1F1B { t.schedule = .oneFOneB }

@@ -108,6 +108,8 @@ public struct ReportJSON: Codable {
     }
     public var workers: [WorkerInfo]?
     public var runs: [Run]
+    /// Compute mode: per-step mean losses of the (first) run.
+    public var losses: [Float]?
 
     static func links(_ d: [LinkKey: Int]) -> [Link] {
         d.keys.sorted().map { Link(src: $0.src, dst: $0.dst, direction: $0.direction.rawValue, kind: $0.kind.rawValue, payloadBytes: d[$0]!) }
@@ -133,6 +135,7 @@ public struct ReportJSON: Codable {
     public init(workers: [WorkerInfo], results: [VariantResult]) {
         self.workers = workers
         runs = results.map { ReportJSON.run($0.topology, $0.prediction, $0) }
+        losses = results.first.flatMap { $0.losses.isEmpty ? nil : $0.losses }
     }
 
     public init(predictions: [(Topology, TrafficPrediction)]) {

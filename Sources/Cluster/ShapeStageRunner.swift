@@ -35,27 +35,6 @@ struct ShapeStageRunner {
     var rank: Int { worker.rank }
     var layout: Layout { plan.layout }
 
-    func descriptor(_ role: TensorRole) -> TensorDescriptor {
-        let t = spec.topology
-        let dims = [UInt32(t.microbatchSize), UInt32(t.seq), UInt32(t.hidden)]
-        switch role {
-        case .hidden: return TensorDescriptor(role: .hidden, block: 0, partialLayers: 0, dims: dims)
-        case .block(let n): return TensorDescriptor(role: .block, block: UInt32(n), partialLayers: 0, dims: dims)
-        case .partial(let n, let i): return TensorDescriptor(role: .partial, block: UInt32(n), partialLayers: UInt32(i), dims: dims)
-        }
-    }
-
-    func role(_ d: TensorDescriptor) -> TensorRole {
-        switch d.role {
-        case .hidden: return .hidden
-        case .block: return .block(Int(d.block))
-        case .partial: return .partial(block: Int(d.block), layers: Int(d.partialLayers))
-        }
-    }
-
-    /// The step field carries the variant in its high 12 bits so that two variants never mix.
-    var wireStep: UInt32 { UInt32(spec.variant) << 20 | UInt32(step) }
-
     func key(_ kind: FrameKind, hop: Int, microbatch: Int) -> DataKey {
         DataKey(variant: spec.variant, step: step, kind: kind, hop: hop, microbatch: microbatch)
     }
@@ -68,18 +47,12 @@ struct ShapeStageRunner {
             case .recvForward, .recvBackward: break  // received inside forward/backward below
             case .forward(let c, let m): try forward(chunk: c, microbatch: m)
             case .sendForward(let c, let m):
-                let roles = plan.tensors[c]
-                let header = FrameHeader(kind: .forward, step: wireStep, microbatch: UInt32(m), hop: UInt32(c),
-                                         source: UInt16(rank), destination: UInt16(layout.rank(ofChunk: c + 1)),
-                                         tensors: roles.map(descriptor))
-                try worker.sendData(to: layout.rank(ofChunk: c + 1), header: header, payloads: outbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!)
+                try HopWire.send(worker, spec: spec, plan: plan, direction: .forward, hop: c, step: step, microbatch: m,
+                                 payloads: outbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!)
             case .backward(let c, let m): try backward(chunk: c, microbatch: m)
             case .sendBackward(let c, let m):
-                let roles = plan.tensors[c - 1]
-                let header = FrameHeader(kind: .backward, step: wireStep, microbatch: UInt32(m), hop: UInt32(c - 1),
-                                         source: UInt16(rank), destination: UInt16(layout.rank(ofChunk: c - 1)),
-                                         tensors: roles.map(descriptor))
-                try worker.sendData(to: layout.rank(ofChunk: c - 1), header: header, payloads: gradOutbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!)
+                try HopWire.send(worker, spec: spec, plan: plan, direction: .backward, hop: c - 1, step: step, microbatch: m,
+                                 payloads: gradOutbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!)
             }
             if a.isCompute { worker.counters.computeSeconds += monotonicSeconds() - start }
             ledger.apply(a, plan: plan)
@@ -98,7 +71,7 @@ struct ShapeStageRunner {
             let msg = try worker.take(key(.forward, hop: c - 1, microbatch: m))
             try expect(msg, roles: plan.tensors[c - 1], direction: .forward, hop: c - 1, microbatch: m)
             for (d, p) in zip(msg.header.tensors, msg.payloads) {
-                if case .block(let n) = role(d) { available[n] = p }
+                if case .block(let n) = HopWire.role(d) { available[n] = p }
             }
         }
         for n in plan.producedBlocks(inChunk: c) {
@@ -148,10 +121,7 @@ struct ShapeStageRunner {
 
     /// A received message must carry exactly the planned tensors, each with the tag of what it claims to be.
     func expect(_ msg: DataMessage, roles: [TensorRole], direction: Direction, hop: Int, microbatch m: Int) throws {
-        let got = msg.header.tensors.map(role)
-        guard got == roles else {
-            throw WorkerError.protocolViolation(rank: rank, "hop \(hop) \(direction.rawValue) microbatch \(m): expected \(roles), received \(got)")
-        }
+        try HopWire.expect(msg, roles: roles, direction: direction, hop: hop, microbatch: m, rank: rank)
         for (r, p) in zip(roles, msg.payloads) where p.count >= 4 {
             let want = tag(r, direction, m, hop: hop)
             guard ShapeTensors.readTag(p) == want else {
@@ -166,12 +136,14 @@ struct ShapeStageRunner {
         }
     }
 
-    func report() -> WorkerReport {
+    func report() -> WorkerReport { ShapeStageRunner.report(worker: worker, peakCachedBytes: peakCachedBytes) }
+
+    static func report(worker: Worker, peakCachedBytes: Int) -> WorkerReport {
         let c = worker.counters
         func counts(_ d: [LinkKey: (bytes: Int, tensors: Int)]) -> [LinkCount] {
             d.keys.sorted().map { k in LinkCount(src: k.src, dst: k.dst, direction: k.direction, kind: k.kind, payloadBytes: d[k]!.bytes, tensors: d[k]!.tensors) }
         }
-        return WorkerReport(rank: rank, received: counts(c.received), sent: counts(c.sent), headerBytesSent: c.headerBytesSent,
+        return WorkerReport(rank: worker.rank, received: counts(c.received), sent: counts(c.sent), headerBytesSent: c.headerBytesSent,
                             messagesSent: c.messagesSent, peakCachedBytes: peakCachedBytes, tensorsPerHop: c.tensorsPerHop,
                             computeSeconds: c.computeSeconds, waitSeconds: c.waitSeconds)
     }

@@ -28,6 +28,8 @@ public struct Topology: Codable, Sendable, Equatable {
     public var ranks = 4, virtualStages = 2
     public var schedule: ScheduleKind = .interleaved1F1B
     public var microbatches = 8, microbatchSize = 2
+    /// AdamW learning rate (compute mode); the same default as `attnres train`.
+    public var learningRate: Float = 3e-3
     public var transport: TransportKind = .ipc
     /// The coordinator's control endpoint; nil = a fresh ipc path (or a free loopback port for tcp).
     public var coordinator: String?
@@ -98,7 +100,7 @@ extension Topology {
         t.source = source
         var seen: Set<String> = []
         let p = Parser(file: source)
-        try p.each(top, path: "", known: ["name", "mode", "seed", "steps", "model", "residual", "cache", "pipeline",
+        try p.each(top, path: "", known: ["name", "mode", "seed", "steps", "lr", "model", "residual", "cache", "pipeline",
                                          "transport", "coordinator"]) { key, node in
             seen.insert(key)
             switch key {
@@ -108,6 +110,11 @@ extension Topology {
             case "steps": t.steps = try p.int(node, key, min: 1)
             case "cache": t.cache = try p.choice(node, key, CachePolicy.self)
             case "coordinator": t.coordinator = try p.string(node, key)
+            case "lr":
+                guard let v = node.scalar.flatMap({ Float($0.string) }), v > 0, v.isFinite else {
+                    throw p.bad(node, key, "must be a positive number")
+                }
+                t.learningRate = v
             case "model":
                 try p.each(try p.mapping(node, key), path: "model.", known: ["layers", "hidden", "heads", "seq", "vocab"]) { k, v in
                     seen.insert("model.\(k)")
@@ -199,6 +206,7 @@ extension Topology {
             }
             throw fail(key, e.description)
         }
+        guard learningRate > 0, learningRate.isFinite else { throw fail("lr", "must be a positive number, got \(learningRate)") }
         if transport == .tcp, !addresses.isEmpty, addresses.count != ranks {
             throw fail("transport.ranks", "lists \(addresses.count) addresses for \(ranks) ranks")
         }

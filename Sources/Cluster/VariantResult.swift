@@ -12,9 +12,16 @@ public struct VariantResult: Sendable {
     public let tensorsPerHop: [Int]
     public let seconds: Double
     public let waitSeconds: [Double]
+    /// Compute mode: the mean loss of every step, as the last chunk computed it.
+    public let losses: [Float]
 
-    public init(topology: Topology, reports: [WorkerReport], seconds: Double) throws {
+    public init(topology: Topology, reports: [WorkerReport], seconds: Double, losses: [Float] = []) throws {
         self.topology = topology
+        self.losses = losses
+        let made = reports.reduce(0) { $0 + $1.depositsMade }, consumed = reports.reduce(0) { $0 + $1.depositsConsumed }
+        guard made == consumed else {
+            throw ClusterError.measuredDiffers("\(made) cross-stage gradient deposits were made but \(consumed) consumed")
+        }
         self.seconds = seconds
         prediction = try TrafficPrediction(topology.trafficConfig)
         let steps = topology.steps

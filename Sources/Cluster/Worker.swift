@@ -204,16 +204,22 @@ public final class Worker {
 
     func runVariant(_ spec: RunSpec) throws {
         counters = Counters()
-        var runner = try ShapeStageRunner(worker: self, spec: spec)
+        var shape: ShapeStageRunner?
+        var compute: ComputeStageRunner?
+        if spec.topology.mode == .compute { compute = try ComputeStageRunner(worker: self, spec: spec) } else { shape = try ShapeStageRunner(worker: self, spec: spec) }
         for step in 0..<spec.topology.steps {
             for f in faults where f.rank == rank {
                 if case .kill(_, let s) = f, s == step { kill(getpid(), SIGKILL) }
                 if case .freeze(_, let s) = f, s == step { kill(getpid(), SIGSTOP) }
             }
-            try runner.runStep(step)
-            try send(.stepDone(rank: rank, variant: spec.variant, step: step))
+            var loss: Float?
+            if compute != nil { loss = try compute!.runStep(step) } else { try shape!.runStep(step) }
+            try send(.stepDone(rank: rank, variant: spec.variant, step: step, loss: loss))
         }
-        try send(.report(runner.report()))
+        var report = shape?.report() ?? ShapeStageRunner.report(worker: self, peakCachedBytes: compute!.peakCachedBytes)
+        report.depositsMade = compute?.depositsMade ?? 0
+        report.depositsConsumed = compute?.depositsConsumed ?? 0
+        try send(.report(report))
     }
 
     func sendData(to dst: Int, header: FrameHeader, payloads: [Message]) throws {

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Cluster
 import Foundation
+import Numerics
+import Pipeline
 import Logging
 
 /// Progress on a TTY only: one line rewritten in place on standard error.
@@ -65,30 +67,34 @@ struct Run: ParsableCommand {
     @OptionGroup var cluster: ClusterOptions
 
     func run() throws {
+        // Every process of a run uses the same BLAS kernel as `attnres train` (bitwise agreement; docs/model.md).
+        BLASKernel.reexecWithPreferredKernelIfNeeded()
         let t = try topology.resolve()
-        try requireShapeMode(t)
         let coordinator = try cluster.makeCoordinator(t)
         defer { coordinator.shutdown() }
         let progress = Progress()
         progress.update("starting \(t.ranks) workers")
         try coordinator.start()
-        let result = try coordinator.run(t) { step in progress.update("step \(step)/\(t.steps)") }
+        var moved = 0
+        let perStep = try TrafficPrediction(t.trafficConfig).payloadBytesPerStep
+        let result = try coordinator.run(t) { step, loss in
+            moved += perStep
+            progress.update("step \(step)/\(t.steps)" + (loss.map { String(format: ", loss %.4f", $0) } ?? "") + ", \(Report.human(moved)) moved")
+        }
         progress.finish()
         coordinator.shutdown()
         print(Report.describe(t))
         print("workers: " + coordinator.workers.values.sorted { $0.rank < $1.rank }.map { "rank \($0.rank) pid \($0.pid)" }.joined(separator: ", "))
         print("")
         print(Report.linkTable(result))
+        if !result.losses.isEmpty {
+            print("\nlosses: " + result.losses.enumerated().map { String(format: "%d:%.6f", $0.offset + 1, $0.element) }.joined(separator: " "))
+        }
         if let path = cluster.json { try ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: [result]).write(to: path) }
         guard result.matchesPrediction else { throw ExitCode(3) }
     }
 }
 
-func requireShapeMode(_ t: Topology) throws {
-    guard t.mode == .shape else {
-        throw UsageError(description: "\(t.source): mode: compute is not available in this build yet (pipeline training across workers is tracked as its own issue); use mode: shape")
-    }
-}
 
 struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -103,8 +109,9 @@ struct Compare: ParsableCommand {
     @OptionGroup var cluster: ClusterOptions
 
     func run() throws {
+        // Every process of a run uses the same BLAS kernel as `attnres train` (bitwise agreement; docs/model.md).
+        BLASKernel.reexecWithPreferredKernelIfNeeded()
         let t = try topology.resolve()
-        try requireShapeMode(t)
         let coordinator = try cluster.makeCoordinator(t)
         defer { coordinator.shutdown() }
         let progress = Progress()
@@ -139,6 +146,7 @@ struct WorkerCommand: ParsableCommand {
     @Flag(help: "Exit as soon as the parent process (a local coordinator) is gone; set by the coordinator.") var watchParent = false
 
     func run() throws {
+        BLASKernel.reexecWithPreferredKernelIfNeeded()
         let parsed = try faults.map { f -> Fault in
             guard let fault = Fault(argument: f) else { throw UsageError(description: "--fault '\(f)' is not a fault") }
             return fault
@@ -164,8 +172,9 @@ struct CoordinatorCommand: ParsableCommand {
     @Flag(help: "Run every residual variant (as `compare`) instead of the topology's own.") var compare = false
 
     func run() throws {
+        // Every process of a run uses the same BLAS kernel as `attnres train` (bitwise agreement; docs/model.md).
+        BLASKernel.reexecWithPreferredKernelIfNeeded()
         let t = try topology.resolve()
-        try requireShapeMode(t)
         var logger = Logger(label: "attnres.coordinator") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = .info
         let coordinator = try Coordinator(topology: t, joinTimeout: cluster.joinTimeout, silenceTimeout: cluster.silenceTimeout,

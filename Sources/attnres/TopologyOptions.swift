@@ -29,6 +29,8 @@ struct TopologyOptions: ParsableArguments {
     @Option(help: "shape | compute") var mode: RunMode?
     @Option(help: "ipc | tcp") var transport: TransportKind?
     @Option(help: "Seed.") var seed: Int?
+    @Option(help: "Vocabulary size (compute mode).") var vocab: Int?
+    @Option(help: "AdamW learning rate (compute mode).") var lr: Float?
 
     var overrides: Overrides {
         var o = Overrides()
@@ -36,6 +38,7 @@ struct TopologyOptions: ParsableArguments {
         o.residual = residual; o.cache = cache; o.schedule = schedule; o.microbatches = microbatches
         o.microbatchSize = microbatchSize; o.seq = seq; o.hidden = hidden; o.heads = heads
         o.steps = steps; o.mode = mode; o.transport = transport; o.seed = seed
+        o.vocab = vocab; o.learningRate = lr
         return o
     }
 
