@@ -67,6 +67,9 @@ struct ComputeStageRunner {
             gradients[c] = p.zerosLike()
             optimizers[c] = AdamW(parameters: p, learningRate: t.learningRate)
         }
+        if let dir = spec.resumeDirectory {
+            (parameters, optimizers) = try Checkpoint.loadRank(directory: dir, rank: worker.rank, chunks: chunks, learningRate: t.learningRate)
+        }
         let needsData = myChunks.contains(0) || myChunks.contains(t.layout.chunks - 1)
         data = needsData ? BatchSource.synthetic(seq: t.seq, vocab: t.vocab, seed: UInt64(t.seed)) : nil
         var owner: [Int: Int] = [:]
@@ -87,7 +90,7 @@ struct ComputeStageRunner {
     mutating func runStep(_ step: Int) throws -> Float? {
         self.step = step
         if let data {
-            batch = data.batch(step: step + 1, microbatches: spec.topology.microbatches, microbatchSize: spec.topology.microbatchSize)
+            batch = data.batch(step: spec.firstStep + step + 1, microbatches: spec.topology.microbatches, microbatchSize: spec.topology.microbatchSize)
         }
         losses = [:]
         for a in actions {
@@ -227,6 +230,12 @@ struct ComputeStageRunner {
             }
             if let entries = cache.removeValue(forKey: m) { cachedBytes -= entries.values.reduce(0) { $0 + $1.count * 4 } }
         }
+    }
+
+    /// Writes this rank's checkpoint (after the run's last step).
+    func save(to directory: String) throws {
+        try Checkpoint.saveRank(directory: directory, rank: rank, chunks: myChunks, parameters: parameters, optimizers: optimizers,
+                                stepsCompleted: spec.firstStep + spec.topology.steps)
     }
 
     /// A tensor's bytes in a new zero-copy message (the tensor's own array is not handed to libzmq).

@@ -40,6 +40,12 @@ public struct RunSpec: Codable, Sendable {
     public var topology: Topology
     /// Index of this variant within the session (tags data messages so variants never mix).
     public var variant: Int
+    /// Compute mode: optimizer steps already taken (a resumed run's batches continue from step firstStep + 1).
+    public var firstStep: Int = 0
+    /// Compute mode: load parameters and optimizer state from this checkpoint directory first.
+    public var resumeDirectory: String?
+    /// Compute mode: write this rank's checkpoint here after the last step.
+    public var saveDirectory: String?
 }
 
 /// Coordinator → worker.

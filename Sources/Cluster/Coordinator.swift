@@ -112,13 +112,26 @@ public final class Coordinator {
 
     /// Runs one variant for its steps on the connected workers and returns what they measured.
     /// `onStep(step, loss)` is called as every rank finishes a step (loss: compute mode).
-    public func run(_ topology: Topology, onStep: ((Int, Float?) -> Void)? = nil) throws -> VariantResult {
+    /// `resume` / `save`: checkpoint directories (compute mode).
+    public func run(_ topology: Topology, resume: String? = nil, save: String? = nil,
+                    onStep: ((Int, Float?) -> Void)? = nil) throws -> VariantResult {
+        var firstStep = 0
+        if resume != nil || save != nil {
+            guard topology.mode == .compute else { throw Checkpoint.Failure.incompatible("checkpoints hold model parameters: use mode compute") }
+        }
+        if let resume {
+            let manifest = try Checkpoint.readManifest(resume)
+            try Checkpoint.checkCompatible(manifest.topology, topology)
+            firstStep = manifest.stepsCompleted
+        }
         precondition(topology.ranks == base.ranks, "variants share the cluster's ranks")
         let variant = variantCounter
         variantCounter += 1
         let started = monotonicSeconds()
         do {
-            for r in 0..<base.ranks { try send(r, .run(RunSpec(topology: topology, variant: variant))) }
+            for r in 0..<base.ranks {
+                try send(r, .run(RunSpec(topology: topology, variant: variant, firstStep: firstStep, resumeDirectory: resume, saveDirectory: save)))
+            }
             var done = [Int](repeating: 0, count: base.ranks)
             var reports: [Int: WorkerReport] = [:]
             var reportedStep = 0
@@ -136,6 +149,11 @@ public final class Coordinator {
                 let all = done.min() ?? 0
                 while reportedStep < all { reportedStep += 1; onStep?(reportedStep, losses[reportedStep - 1]) }
                 return reports.count == self.base.ranks
+            }
+            if let save {
+                let files = (0..<base.ranks).map { Checkpoint.Manifest.RankFile(rank: $0, file: Checkpoint.rankFile($0), chunks: topology.layout.chunks(onRank: $0)) }
+                try Checkpoint.writeManifest(Checkpoint.Manifest(format: Checkpoint.format, stepsCompleted: firstStep + topology.steps,
+                                                                 topology: topology, ranks: files), to: save)
             }
             return try VariantResult(topology: topology, reports: (0..<base.ranks).map { reports[$0]! },
                                      seconds: monotonicSeconds() - started,

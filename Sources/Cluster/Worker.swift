@@ -216,6 +216,7 @@ public final class Worker {
             if compute != nil { loss = try compute!.runStep(step) } else { try shape!.runStep(step) }
             try send(.stepDone(rank: rank, variant: spec.variant, step: step, loss: loss))
         }
+        if let dir = spec.saveDirectory, let compute { try compute.save(to: dir) }
         var report = shape?.report() ?? ShapeStageRunner.report(worker: self, peakCachedBytes: compute!.peakCachedBytes)
         report.depositsMade = compute?.depositsMade ?? 0
         report.depositsConsumed = compute?.depositsConsumed ?? 0

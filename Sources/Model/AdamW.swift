@@ -27,6 +27,11 @@ public struct AdamW: Sendable {
         m = parameters.zerosLike(); v = parameters.zerosLike()
     }
 
+    /// Restores a saved state (checkpoint resume): moments named like the parameters, and the update count.
+    public mutating func restore(m: ParameterSet, v: ParameterSet, step: Int) {
+        self.m = m; self.v = v; self.step = step
+    }
+
     /// Applies one update to every parameter in `parameters` from `gradients` (same names).
     public mutating func update(_ parameters: inout ParameterSet, gradients: ParameterSet) {
         step += 1

@@ -65,6 +65,10 @@ struct Run: ParsableCommand {
 
     @OptionGroup var topology: TopologyOptions
     @OptionGroup var cluster: ClusterOptions
+    @Option(help: "Compute mode: write one checkpoint file per rank and a manifest into this directory after the last step.")
+    var save: String?
+    @Option(help: "Compute mode: continue from the checkpoint in this directory (its steps count towards the batches).")
+    var resume: String?
 
     func run() throws {
         // Every process of a run uses the same BLAS kernel as `attnres train` (bitwise agreement; docs/model.md).
@@ -77,7 +81,7 @@ struct Run: ParsableCommand {
         try coordinator.start()
         var moved = 0
         let perStep = try TrafficPrediction(t.trafficConfig).payloadBytesPerStep
-        let result = try coordinator.run(t) { step, loss in
+        let result = try coordinator.run(t, resume: resume, save: save) { step, loss in
             moved += perStep
             progress.update("step \(step)/\(t.steps)" + (loss.map { String(format: ", loss %.4f", $0) } ?? "") + ", \(Report.human(moved)) moved")
         }
@@ -189,5 +193,19 @@ struct CoordinatorCommand: ParsableCommand {
         print(compare ? Report.compareTable(results) : Report.linkTable(results[0]))
         if let path = cluster.json { try ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: results).write(to: path) }
         guard results.allSatisfy(\.matchesPrediction) else { throw ExitCode(3) }
+    }
+}
+
+struct Merge: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Merge a run's per-rank checkpoint into one safetensors file of the whole model.",
+        discussion: "attnres run --mode compute --steps 10 --save ckpt && attnres merge ckpt model.safetensors")
+
+    @Argument(help: "Checkpoint directory written by --save.") var directory: String
+    @Argument(help: "Output safetensors file.") var output: String
+
+    func run() throws {
+        let n = try Checkpoint.merge(directory: directory, output: output)
+        print("wrote \(n) tensors to \(output)")
     }
 }
