@@ -10,6 +10,14 @@ public enum BLAS {
     public static func configureDeterministic() { _ = pinned }
     private static let pinned: Bool = { openblas_set_num_threads(1); return true }()
 
+    /// Lets OpenBLAS use `count` threads from now on (after `configureDeterministic`). OpenBLAS's threaded sgemm
+    /// splits the output into M×N tiles and never splits the inner dimension, so each element is still summed in the
+    /// same order; `attnres train --blas-threads` exists to check that claim (compare the losses bit for bit).
+    public static func setThreads(_ count: Int) {
+        configureDeterministic()
+        openblas_set_num_threads(Int32(count))
+    }
+
     /// The kernel family OpenBLAS selected at load time (e.g. "Prescott", "Haswell", "SkylakeX").
     public static var coreName: String {
         guard let p = openblas_get_corename() else { return "unknown" }

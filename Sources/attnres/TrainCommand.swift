@@ -38,6 +38,8 @@ struct Train: ParsableCommand {
     @Option(help: "Seed for init and batch sampling.") var seed: UInt64?
     @Option(help: "AdamW learning rate.") var lr: Float?
     @Option(help: "Run the model as this many chunks (same results bit for bit; for checking).") var chunks: Int = 1
+    @Option(name: .customLong("blas-threads"), help: "OpenBLAS threads (default 1: deterministic and fair to other ranks).")
+    var blasThreads: Int = 1
     @Option(help: "Train on this text file instead of the synthetic language.") var data: String?
     @Option(help: "Write {\"losses\": [...], \"config\": {...}} to this file.") var json: String?
     @Option(help: "After training, write params/batch/grads safetensors and loss.json into this directory.")
@@ -48,6 +50,7 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         if chunks < 1 { throw ValidationError("--chunks must be ≥ 1") }
+        if blasThreads < 1 { throw ValidationError("--blas-threads must be ≥ 1") }
         if statsEvery < 1 { throw ValidationError("--stats-every must be ≥ 1") }
     }
 
@@ -82,6 +85,7 @@ struct Train: ParsableCommand {
             source = .synthetic(seq: config.model.seq, vocab: config.model.vocab, seed: config.seed)
         }
         var trainer = try Trainer(config: config, data: source, chunks: chunks)
+        if blasThreads != 1 { BLAS.setThreads(blasThreads) }
         let tty = isatty(fileno(stderr)) != 0
         let m = config.model
         print("# train residual=\(m.residual.rawValue) blocks=\(m.effectiveBlocks) layers=\(m.layers) hidden=\(m.hidden) "
@@ -119,7 +123,8 @@ struct Train: ParsableCommand {
                        "residual": m.residual.rawValue, "blocks": m.effectiveBlocks,
                        "microbatches": config.microbatches, "microbatch_size": config.microbatchSize,
                        "steps": config.steps, "seed": config.seed, "lr": Double(config.learningRate),
-                       "data": data ?? "synthetic", "blas_kernel": BLAS.coreName] as [String: Any],
+                       "data": data ?? "synthetic", "blas_kernel": BLAS.coreName,
+                       "blas_threads": blasThreads] as [String: Any],
         ]
         let bytes = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
         try bytes.write(to: URL(fileURLWithPath: path))

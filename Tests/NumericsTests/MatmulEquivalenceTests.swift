@@ -57,3 +57,24 @@ final class VectorKernelTests: XCTestCase {
         }
     }
 }
+
+/// OpenBLAS's threaded sgemm tiles the output and never splits the inner dimension, so two threads give the same
+/// bits as one. 384³ is above OpenBLAS's threading threshold, so the second call really runs on two threads.
+final class BLASThreadDeterminismTests: XCTestCase {
+    func testTwoThreadsGiveBitwiseIdenticalProducts() {
+        var rng = TestRandom(40)
+        let x = rng.tensor([384, 384]), w = rng.tensor([384, 384])
+        BLAS.setThreads(1)
+        let one = Matmul.forward(x, w)
+        BLAS.setThreads(2)
+        let two = Matmul.forward(x, w)
+        var dx = Tensor(zeros: x.shape), dw = Tensor(zeros: w.shape)
+        Matmul.backward(one, x: x, w: w, dx: &dx, dw: &dw)
+        BLAS.setThreads(1)
+        var dx1 = Tensor(zeros: x.shape), dw1 = Tensor(zeros: w.shape)
+        Matmul.backward(one, x: x, w: w, dx: &dx1, dw: &dw1)
+        XCTAssertEqual(one.data.map(\.bitPattern), two.data.map(\.bitPattern))
+        XCTAssertEqual(dx.data.map(\.bitPattern), dx1.data.map(\.bitPattern))
+        XCTAssertEqual(dw.data.map(\.bitPattern), dw1.data.map(\.bitPattern))
+    }
+}
