@@ -157,7 +157,8 @@ public final class Coordinator {
             }
             return try VariantResult(topology: topology, reports: (0..<base.ranks).map { reports[$0]! },
                                      seconds: monotonicSeconds() - started,
-                                     losses: topology.mode == .compute ? (0..<topology.steps).map { losses[$0]! } : [])
+                                     losses: topology.mode == .compute ? (0..<topology.steps).map { losses[$0]! } : [],
+                                     firstStep: firstStep)
         } catch {
             shutdown()
             throw error

@@ -110,6 +110,8 @@ public struct ReportJSON: Codable {
     public var runs: [Run]
     /// Compute mode: per-step mean losses of the (first) run.
     public var losses: [Float]?
+    /// The step number before `losses[0]` (non-zero after --resume).
+    public var firstStep: Int?
 
     static func links(_ d: [LinkKey: Int]) -> [Link] {
         d.keys.sorted().map { Link(src: $0.src, dst: $0.dst, direction: $0.direction.rawValue, kind: $0.kind.rawValue, payloadBytes: d[$0]!) }
@@ -136,6 +138,7 @@ public struct ReportJSON: Codable {
         self.workers = workers
         runs = results.map { ReportJSON.run($0.topology, $0.prediction, $0) }
         losses = results.first.flatMap { $0.losses.isEmpty ? nil : $0.losses }
+        firstStep = losses == nil ? nil : results.first?.firstStep
     }
 
     public init(predictions: [(Topology, TrafficPrediction)]) {

@@ -14,10 +14,13 @@ public struct VariantResult: Sendable {
     public let waitSeconds: [Double]
     /// Compute mode: the mean loss of every step, as the last chunk computed it.
     public let losses: [Float]
+    /// Steps taken before this run (a resumed run's losses are steps firstStep+1 …).
+    public let firstStep: Int
 
-    public init(topology: Topology, reports: [WorkerReport], seconds: Double, losses: [Float] = []) throws {
+    public init(topology: Topology, reports: [WorkerReport], seconds: Double, losses: [Float] = [], firstStep: Int = 0) throws {
         self.topology = topology
         self.losses = losses
+        self.firstStep = firstStep
         let made = reports.reduce(0) { $0 + $1.depositsMade }, consumed = reports.reduce(0) { $0 + $1.depositsConsumed }
         guard made == consumed else {
             throw ClusterError.measuredDiffers("\(made) cross-stage gradient deposits were made but \(consumed) consumed")

@@ -92,7 +92,7 @@ struct Run: ParsableCommand {
         print("")
         print(Report.linkTable(result))
         if !result.losses.isEmpty {
-            print("\nlosses: " + result.losses.enumerated().map { String(format: "%d:%.6f", $0.offset + 1, $0.element) }.joined(separator: " "))
+            print("\nlosses: " + result.losses.enumerated().map { String(format: "%d:%.6f", result.firstStep + $0.offset + 1, $0.element) }.joined(separator: " "))
         }
         if let path = cluster.json { try ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: [result]).write(to: path) }
         guard result.matchesPrediction else { throw ExitCode(3) }
