@@ -40,6 +40,9 @@ struct ComputeStageRunner {
     var cachedBytes = 0
     var peakCachedBytes = 0
     var outbox: [Pair: [Message]] = [:]
+    /// Messages received for a chunk's next forward / backward.
+    var inbox: [Pair: DataMessage] = [:]
+    var gradInbox: [Pair: DataMessage] = [:]
     var gradOutbox: [Pair: [Message]] = [:]
     var losses: [Int: Float] = [:]
     var step = 0
@@ -96,7 +99,9 @@ struct ComputeStageRunner {
         for a in actions {
             let start = monotonicSeconds()
             switch a {
-            case .recvForward, .recvBackward: break  // received inside forward/backward
+            // Receives are their own actions, so a trace separates waiting from compute.
+            case .recvForward(let c, let m): inbox[Pair(chunk: c, microbatch: m)] = try worker.take(key(.forward, hop: c - 1, microbatch: m))
+            case .recvBackward(let c, let m): gradInbox[Pair(chunk: c, microbatch: m)] = try worker.take(key(.backward, hop: c, microbatch: m))
             case .forward(let c, let m): try forward(chunk: c, microbatch: m)
             case .backward(let c, let m): try backward(chunk: c, microbatch: m)
             case .sendForward(let c, let m):
@@ -106,7 +111,13 @@ struct ComputeStageRunner {
                 try HopWire.send(worker, spec: spec, plan: plan, direction: .backward, hop: c - 1, step: step, microbatch: m,
                                  payloads: gradOutbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!)
             }
-            if a.isCompute { worker.counters.computeSeconds += monotonicSeconds() - start }
+            if a.isCompute {
+                worker.counters.computeSeconds += monotonicSeconds() - start
+                if case .forward = a { worker.recordCompute(.forward, start: start, step: step, chunk: a.chunk, microbatch: a.microbatch) }
+                if case .backward = a { worker.recordCompute(.backward, start: start, step: step, chunk: a.chunk, microbatch: a.microbatch) }
+            }
+            // Drain the inbox between actions so arrival times in a trace are at most one action late.
+            if worker.trace != nil { try worker.pump(timeoutMs: 0) }
             ledger.apply(a, plan: plan)
             for (m, blocks) in ledger.entries where Set(cache[m]?.keys.map { $0 } ?? []) != blocks {
                 throw WorkerError.protocolViolation(rank: rank, "after \(a): cache for microbatch \(m) holds \(cache[m]?.keys.sorted() ?? []), ledger \(blocks.sorted())")
@@ -121,6 +132,7 @@ struct ComputeStageRunner {
             gradients[c]!.zeroAll()
         }
         worker.counters.computeSeconds += monotonicSeconds() - optimizerStart
+        worker.recordCompute(.optimizer, start: optimizerStart, step: step, chunk: -1, microbatch: -1)
         guard myChunks.contains(layout.chunks - 1) else { return nil }
         // The mean of the microbatch means, summed in microbatch order exactly as the single-process Trainer does.
         let scale = 1 / Float(spec.topology.microbatches)
@@ -132,7 +144,7 @@ struct ComputeStageRunner {
     mutating func forward(chunk c: Int, microbatch m: Int) throws {
         var input: HopActivations? = nil
         if c > 0 {
-            let msg = try worker.take(key(.forward, hop: c - 1, microbatch: m))
+            let msg = inbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!
             try HopWire.expect(msg, roles: plan.tensors[c - 1], direction: .forward, hop: c - 1, microbatch: m, rank: rank)
             let structure = HopStructure(config: config, afterLayer: layout.layers(ofChunk: c).lowerBound - 1)
             var value = HopActivations(blocks: [])
@@ -183,7 +195,7 @@ struct ComputeStageRunner {
         let pair = Pair(chunk: c, microbatch: m)
         var gradOutput: HopActivations? = nil
         if c < layout.chunks - 1 {
-            let msg = try worker.take(key(.backward, hop: c, microbatch: m))
+            let msg = gradInbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!
             try HopWire.expect(msg, roles: plan.tensors[c], direction: .backward, hop: c, microbatch: m, rank: rank)
             let structure = HopStructure(config: config, afterLayer: layout.layers(ofChunk: c).upperBound)
             // Blocks the receiver already held were not shipped: their output copy here has no consumer (0).

@@ -46,6 +46,8 @@ public struct RunSpec: Codable, Sendable {
     public var resumeDirectory: String?
     /// Compute mode: write this rank's checkpoint here after the last step.
     public var saveDirectory: String?
+    /// Record timed spans for `--trace`.
+    public var trace: Bool = false
 }
 
 /// Coordinator → worker.
@@ -85,6 +87,8 @@ public struct WorkerReport: Codable, Sendable {
     /// Compute mode: cross-stage gradient deposits made and consumed (equal when every deposit was added).
     public var depositsMade: Int = 0
     public var depositsConsumed: Int = 0
+    /// Timed spans, when the run asked for a trace.
+    public var trace: [TraceRecord]?
 }
 
 /// Worker → coordinator.

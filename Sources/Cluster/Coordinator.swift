@@ -113,7 +113,7 @@ public final class Coordinator {
     /// Runs one variant for its steps on the connected workers and returns what they measured.
     /// `onStep(step, loss)` is called as every rank finishes a step (loss: compute mode).
     /// `resume` / `save`: checkpoint directories (compute mode).
-    public func run(_ topology: Topology, resume: String? = nil, save: String? = nil,
+    public func run(_ topology: Topology, resume: String? = nil, save: String? = nil, trace: Bool = false,
                     onStep: ((Int, Float?) -> Void)? = nil) throws -> VariantResult {
         var firstStep = 0
         if resume != nil || save != nil {
@@ -130,7 +130,8 @@ public final class Coordinator {
         let started = monotonicSeconds()
         do {
             for r in 0..<base.ranks {
-                try send(r, .run(RunSpec(topology: topology, variant: variant, firstStep: firstStep, resumeDirectory: resume, saveDirectory: save)))
+                try send(r, .run(RunSpec(topology: topology, variant: variant, firstStep: firstStep, resumeDirectory: resume, saveDirectory: save,
+                                         trace: trace)))
             }
             var done = [Int](repeating: 0, count: base.ranks)
             var reports: [Int: WorkerReport] = [:]

@@ -99,6 +99,11 @@ public struct ReportJSON: Codable {
         var payloadBytesPerStep: Int, forwardPayloadBytesPerStep: Int, backwardPayloadBytesPerStep: Int
         var headerBytesPerStep: Int, tensorsPerHop: [Int], peakCachedBytesPerRank: [Int], links: [Link]
         var matchesPredicted: Bool, mismatches: [String], seconds: Double, waitSecondsPerRank: [Double]
+        var bubble: Bubble?
+    }
+    public struct Bubble: Codable {
+        var measuredPerRank: [Double]?
+        var theoreticalPerRank: [Double]
     }
     public struct Run: Codable {
         var name: String, mode: String, residual: String, blocks: Int?, cache: String, steps: Int
@@ -126,7 +131,8 @@ public struct ReportJSON: Codable {
             Measured(payloadBytesPerStep: $0.payloadBytesPerStep, forwardPayloadBytesPerStep: $0.forwardPayloadBytesPerStep,
                      backwardPayloadBytesPerStep: $0.backwardPayloadBytesPerStep, headerBytesPerStep: $0.headerBytesPerStep,
                      tensorsPerHop: $0.tensorsPerHop, peakCachedBytesPerRank: $0.peakCachedBytes, links: links($0.measuredLinks),
-                     matchesPredicted: $0.matchesPrediction, mismatches: $0.mismatches, seconds: $0.seconds, waitSecondsPerRank: $0.waitSeconds)
+                     matchesPredicted: $0.matchesPrediction, mismatches: $0.mismatches, seconds: $0.seconds, waitSecondsPerRank: $0.waitSeconds,
+                     bubble: Bubble(measuredPerRank: $0.measuredBubble, theoreticalPerRank: $0.theoreticalBubble))
         }
         return Run(name: t.name, mode: t.mode.rawValue, residual: t.residual.rawValue, blocks: t.residual == .block ? t.blocks : (t.residual == .full ? t.layers : nil),
                    cache: t.cache.rawValue, steps: t.steps, ranks: t.ranks, virtual: t.virtualStages, schedule: t.schedule.rawValue,

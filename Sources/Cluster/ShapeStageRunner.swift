@@ -17,6 +17,9 @@ struct ShapeStageRunner {
     var peakCachedBytes = 0
     /// Outputs of a forward chunk waiting for their send action, keyed by (chunk, microbatch).
     var outbox: [Pair: [Message]] = [:]
+    /// Messages received for a chunk's next forward / backward.
+    var inbox: [Pair: DataMessage] = [:]
+    var gradInbox: [Pair: DataMessage] = [:]
     /// Gradients of a chunk's inputs waiting for their send action.
     var gradOutbox: [Pair: [Message]] = [:]
     var step = 0
@@ -44,7 +47,9 @@ struct ShapeStageRunner {
         for a in actions {
             let start = monotonicSeconds()
             switch a {
-            case .recvForward, .recvBackward: break  // received inside forward/backward below
+            // Receives are their own actions, so a trace separates waiting from compute.
+            case .recvForward(let c, let m): inbox[Pair(chunk: c, microbatch: m)] = try worker.take(key(.forward, hop: c - 1, microbatch: m))
+            case .recvBackward(let c, let m): gradInbox[Pair(chunk: c, microbatch: m)] = try worker.take(key(.backward, hop: c, microbatch: m))
             case .forward(let c, let m): try forward(chunk: c, microbatch: m)
             case .sendForward(let c, let m):
                 try HopWire.send(worker, spec: spec, plan: plan, direction: .forward, hop: c, step: step, microbatch: m,
@@ -54,7 +59,13 @@ struct ShapeStageRunner {
                 try HopWire.send(worker, spec: spec, plan: plan, direction: .backward, hop: c - 1, step: step, microbatch: m,
                                  payloads: gradOutbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!)
             }
-            if a.isCompute { worker.counters.computeSeconds += monotonicSeconds() - start }
+            if a.isCompute {
+                worker.counters.computeSeconds += monotonicSeconds() - start
+                if case .forward = a { worker.recordCompute(.forward, start: start, step: step, chunk: a.chunk, microbatch: a.microbatch) }
+                if case .backward = a { worker.recordCompute(.backward, start: start, step: step, chunk: a.chunk, microbatch: a.microbatch) }
+            }
+            // Drain the inbox between actions so arrival times in a trace are at most one action late.
+            if worker.trace != nil { try worker.pump(timeoutMs: 0) }
             ledger.apply(a, plan: plan)
             try checkCacheAgainstLedger(after: a)
         }
@@ -68,7 +79,7 @@ struct ShapeStageRunner {
     mutating func forward(chunk c: Int, microbatch m: Int) throws {
         var available: [Int: Message] = cache[m] ?? [:]
         if c > 0 {
-            let msg = try worker.take(key(.forward, hop: c - 1, microbatch: m))
+            let msg = inbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!
             try expect(msg, roles: plan.tensors[c - 1], direction: .forward, hop: c - 1, microbatch: m)
             for (d, p) in zip(msg.header.tensors, msg.payloads) {
                 if case .block(let n) = HopWire.role(d) { available[n] = p }
@@ -102,7 +113,7 @@ struct ShapeStageRunner {
     /// Receives the gradients of hop c's tensors and prepares the gradients of hop c−1's (what came in).
     mutating func backward(chunk c: Int, microbatch m: Int) throws {
         if c < layout.chunks - 1 {
-            let msg = try worker.take(key(.backward, hop: c, microbatch: m))
+            let msg = gradInbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!
             try expect(msg, roles: plan.tensors[c], direction: .backward, hop: c, microbatch: m)
         }
         if c > 0 {

@@ -14,6 +14,11 @@ public struct VariantResult: Sendable {
     public let waitSeconds: [Double]
     /// Compute mode: the mean loss of every step, as the last chunk computed it.
     public let losses: [Float]
+    /// Timed spans per rank (when traced).
+    public let trace: [Int: [TraceRecord]]?
+    /// Measured idle fraction per rank (when traced) and the schedule's theoretical one (unit-time F and B).
+    public let measuredBubble: [Double]?
+    public let theoreticalBubble: [Double]
     /// Steps taken before this run (a resumed run's losses are steps firstStep+1 …).
     public let firstStep: Int
 
@@ -21,6 +26,16 @@ public struct VariantResult: Sendable {
         self.topology = topology
         self.losses = losses
         self.firstStep = firstStep
+        if reports.allSatisfy({ $0.trace != nil }) {
+            let t = Dictionary(uniqueKeysWithValues: reports.map { ($0.rank, $0.trace!) })
+            trace = t
+            measuredBubble = ChromeTrace.bubbleFractions(t, ranks: reports.count, steps: topology.steps)
+        } else {
+            trace = nil
+            measuredBubble = nil
+        }
+        theoreticalBubble = try ScheduleSimulation(Schedule(kind: topology.schedule, layout: topology.layout,
+                                                            microbatches: topology.microbatches)).bubbleFractionPerRank
         let made = reports.reduce(0) { $0 + $1.depositsMade }, consumed = reports.reduce(0) { $0 + $1.depositsConsumed }
         guard made == consumed else {
             throw ClusterError.measuredDiffers("\(made) cross-stage gradient deposits were made but \(consumed) consumed")

@@ -37,6 +37,8 @@ public final class Worker {
     /// Data messages that arrived before the action that needs them.
     var stash: [DataKey: DataMessage] = [:]
     var counters = Counters()
+    /// Timed spans of the current variant (nil unless the run asked for a trace).
+    var trace: [TraceRecord]?
     /// Seconds of coordinator silence after which a worker exits on its own (no orphans, DESIGN §6).
     static let coordinatorTimeout = 3.0
 
@@ -185,25 +187,45 @@ public final class Worker {
         let key = DataKey(variant: Int(header.step >> 20), step: Int(header.step & 0xFFFFF), kind: header.kind,
                           hop: Int(header.hop), microbatch: Int(header.microbatch))
         counters.countReceived(header: header, payloads: message.payloads)
+        if trace != nil {
+            let now = monotonicSeconds()
+            trace!.append(TraceRecord(kind: .arrive, start: now, end: now, step: key.step, chunk: -1, microbatch: key.microbatch,
+                                      hop: key.hop, backward: key.kind == .backward, peer: Int(header.source),
+                                      bytes: message.payloads.reduce(0) { $0 + $1.count }))
+        }
         stash[key] = message
     }
 
     /// Blocks (while answering control traffic) until the message `key` has arrived.
     func take(_ key: DataKey) throws -> DataMessage {
         let start = monotonicSeconds()
+        var waited = false
         while true {
             if let m = stash.removeValue(forKey: key) {
-                counters.waitSeconds += monotonicSeconds() - start
+                let now = monotonicSeconds()
+                counters.waitSeconds += now - start
+                if waited, trace != nil {
+                    trace!.append(TraceRecord(kind: .wait, start: start, end: now, step: key.step, chunk: -1, microbatch: key.microbatch,
+                                              hop: key.hop, backward: key.kind == .backward))
+                }
                 return m
             }
+            waited = true
             try pump(timeoutMs: 50)
         }
+    }
+
+    /// Records a compute span (forward, backward, optimizer) when tracing.
+    func recordCompute(_ kind: TraceRecord.Kind, start: Double, step: Int, chunk: Int, microbatch: Int) {
+        guard trace != nil else { return }
+        trace!.append(TraceRecord(kind: kind, start: start, end: monotonicSeconds(), step: step, chunk: chunk, microbatch: microbatch))
     }
 
     // MARK: running a variant
 
     func runVariant(_ spec: RunSpec) throws {
         counters = Counters()
+        trace = spec.trace ? [] : nil
         var shape: ShapeStageRunner?
         var compute: ComputeStageRunner?
         if spec.topology.mode == .compute { compute = try ComputeStageRunner(worker: self, spec: spec) } else { shape = try ShapeStageRunner(worker: self, spec: spec) }
@@ -220,13 +242,20 @@ public final class Worker {
         var report = shape?.report() ?? ShapeStageRunner.report(worker: self, peakCachedBytes: compute!.peakCachedBytes)
         report.depositsMade = compute?.depositsMade ?? 0
         report.depositsConsumed = compute?.depositsConsumed ?? 0
+        report.trace = trace
         try send(.report(report))
     }
 
     func sendData(to dst: Int, header: FrameHeader, payloads: [Message]) throws {
         guard let s = peers[dst] else { throw WorkerError.protocolViolation(rank: rank, "no link to rank \(dst)") }
+        let start = monotonicSeconds()
         let (sizes, headerBytes) = try DataMessage(header: header, payloads: payloads).send(on: s)
         counters.countSent(header: header, payloadBytes: sizes, headerBytes: headerBytes, rank: rank)
+        if trace != nil, header.kind != .probe {
+            trace!.append(TraceRecord(kind: .send, start: start, end: monotonicSeconds(), step: Int(header.step & 0xFFFFF), chunk: -1,
+                                      microbatch: Int(header.microbatch), hop: Int(header.hop), backward: header.kind == .backward,
+                                      peer: dst, bytes: sizes.reduce(0, +)))
+        }
     }
 
     /// Entry point of `attnres worker`.

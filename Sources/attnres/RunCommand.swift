@@ -69,6 +69,10 @@ struct Run: ParsableCommand {
     var save: String?
     @Option(help: "Compute mode: continue from the checkpoint in this directory (its steps count towards the batches).")
     var resume: String?
+    @Option(help: "Write a Chrome trace-event timeline (open it in Perfetto or chrome://tracing).")
+    var trace: String?
+    @Option(help: "Write an SVG timeline of the last step's compute tracks (bubbles are the gaps).")
+    var traceSvg: String?
 
     func run() throws {
         // Every process of a run uses the same BLAS kernel as `attnres train` (bitwise agreement; docs/model.md).
@@ -81,7 +85,7 @@ struct Run: ParsableCommand {
         try coordinator.start()
         var moved = 0
         let perStep = try TrafficPrediction(t.trafficConfig).payloadBytesPerStep
-        let result = try coordinator.run(t, resume: resume, save: save) { step, loss in
+        let result = try coordinator.run(t, resume: resume, save: save, trace: trace != nil || traceSvg != nil) { step, loss in
             moved += perStep
             progress.update("step \(step)/\(t.steps)" + (loss.map { String(format: ", loss %.4f", $0) } ?? "") + ", \(Report.human(moved)) moved")
         }
@@ -91,6 +95,16 @@ struct Run: ParsableCommand {
         print("workers: " + coordinator.workers.values.sorted { $0.rank < $1.rank }.map { "rank \($0.rank) pid \($0.pid)" }.joined(separator: ", "))
         print("")
         print(Report.linkTable(result))
+        if let records = result.trace {
+            if let trace { try ChromeTrace.write(records, ranks: t.ranks, to: trace) }
+            if let traceSvg {
+                try ChromeTrace.svg(records, ranks: t.ranks, title: Report.describe(t) + " — step \(t.steps)", step: t.steps - 1)
+                    .write(toFile: traceSvg, atomically: true, encoding: .utf8)
+            }
+            let m = result.measuredBubble ?? []
+            print("\nbubble per rank: measured " + m.map { String(format: "%.1f%%", 100 * $0) }.joined(separator: " ")
+                  + "; schedule theory (unit-time F and B) " + result.theoreticalBubble.map { String(format: "%.1f%%", 100 * $0) }.joined(separator: " "))
+        }
         if !result.losses.isEmpty {
             print("\nlosses: " + result.losses.enumerated().map { String(format: "%d:%.6f", result.firstStep + $0.offset + 1, $0.element) }.joined(separator: " "))
         }
