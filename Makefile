@@ -20,8 +20,8 @@ deps: ## install the C libraries (libzmq, OpenBLAS) with apt-get when pkg-config
 build: deps ## build the release binary
 	$(SWIFT) build -c release
 
-run: build ## run the default topology on a local cluster and print the per-link table
-	$(RELEASE_BIN) run $(TOPOLOGY)
+run: build ## run the default topology on a local cluster and print the per-link table (ARGS="--mode compute" trains for real)
+	$(RELEASE_BIN) run $(TOPOLOGY) $(ARGS)
 
 test: deps ## build and run the whole test suite (debug build; real worker processes included)
 	$(SWIFT) build --build-tests
@@ -32,6 +32,7 @@ test: deps ## build and run the whole test suite (debug build; real worker proce
 bench: build ## run the benchmarks (ratios against baselines measured in the same run)
 	$(RELEASE_BIN) bench wire
 	$(RELEASE_BIN) bench model
+	$(RELEASE_BIN) bench pipeline
 
 clean: ## remove build outputs
 	rm -rf .build

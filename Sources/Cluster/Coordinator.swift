@@ -46,10 +46,14 @@ public final class Coordinator {
     ///   - workerExecutable: the `attnres` binary to start workers from (default: this executable).
     public init(topology: Topology, faults: [Fault] = [], joinTimeout: Double = 5, silenceTimeout: Double = 3,
                 spawnLocal: Bool = true, workerExecutable: String = WorkerProcesses.selfExecutable,
-                logger: Logger = Logger(label: "attnres.coordinator")) throws {
+                logger: Logger? = nil) throws {
         base = topology
         self.workerExecutable = workerExecutable
-        self.logger = logger
+        self.logger = logger ?? {
+            var quiet = Logger(label: "attnres.coordinator")
+            quiet.logLevel = .warning
+            return quiet
+        }()
         self.faults = faults
         self.joinTimeout = joinTimeout
         self.silenceTimeout = silenceTimeout
@@ -66,7 +70,7 @@ public final class Coordinator {
             throw ClusterError.controlEndpoint(wanted, e.isAddressInUse ? "address already in use (another coordinator?)" : e.message)
         }
         endpoint = router.lastEndpoint
-        logger.info("coordinator listening on \(endpoint)")
+        self.logger.info("coordinator listening on \(endpoint)")
         signal(SIGINT) { coordinatorInterrupt = $0 }
         signal(SIGTERM) { coordinatorInterrupt = $0 }
         signal(SIGPIPE, SIG_IGN)

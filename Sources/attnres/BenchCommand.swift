@@ -1,6 +1,9 @@
 import ArgumentParser
 import Cluster
 import Foundation
+import Model
+import Numerics
+import Pipeline
 import Wire
 
 /// `attnres bench`: benchmarks, separate from tests; each prints ratios against a baseline measured in the same run.
@@ -8,7 +11,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks (ratios against baselines measured in the same run).",
-        subcommands: [BenchWire.self, BenchModel.self])
+        subcommands: [BenchWire.self, BenchModel.self, BenchPipeline.self])
 }
 
 struct BenchWire: ParsableCommand {
@@ -40,5 +43,44 @@ struct BenchWire: ParsableCommand {
         if let worst = big.map(\.ratio).min() {
             print(String(format: "\nworst ratio at ≥ 1 MiB: %.3f (goal ≥ 0.95): %@", worst, worst >= 0.95 ? "met" : "NOT met"))
         }
+    }
+}
+
+struct BenchPipeline: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pipeline",
+        abstract: "Compute-mode step time on worker processes vs the single-process train step, same model, same run.",
+        discussion: "Default: 2 ranks, 1F1B, the train defaults (L=8, d=64, 4 × 2 sequences of 32). Build with -c release.")
+
+    @OptionGroup var topology: TopologyOptions
+    @Option(help: "Timed steps per side (after one warm-up step).") var timedSteps = 30
+
+    func run() throws {
+        BLASKernel.reexecWithPreferredKernelIfNeeded()
+        var o = topology.overrides
+        o.mode = .compute
+        o.ranks = o.ranks ?? 2; o.virtualStages = o.virtualStages ?? 1
+        o.schedule = o.schedule ?? (o.virtualStages! > 1 ? .interleaved1F1B : .oneFOneB)
+        o.layers = o.layers ?? 8; o.blocks = o.blocks ?? 4; o.microbatches = o.microbatches ?? 4; o.steps = timedSteps
+        let t = try o.resolve(path: topology.topology)
+        let config = TrainConfig(model: t.modelConfig, microbatches: t.microbatches, microbatchSize: t.microbatchSize,
+                                 steps: timedSteps + 1, seed: UInt64(t.seed), learningRate: t.learningRate)
+        var trainer = try Trainer(config: config, data: BatchSource.synthetic(seq: t.seq, vocab: t.vocab, seed: UInt64(t.seed)))
+        _ = trainer.step()
+        let start = Date()
+        for _ in 0..<timedSteps { _ = trainer.step() }
+        let single = Date().timeIntervalSince(start) / Double(timedSteps)
+        let coordinator = try Coordinator(topology: t)
+        defer { coordinator.shutdown() }
+        try coordinator.start()
+        var warm = t; warm.steps = 1
+        _ = try coordinator.run(warm)
+        let result = try coordinator.run(t)
+        coordinator.shutdown()
+        let pipelined = result.seconds / Double(timedSteps)
+        print("attnres bench pipeline — \(Report.describe(t)); BLAS kernel \(ProcessInfo.processInfo.environment[BLASKernel.variable] ?? "auto")")
+        print("command: \(CommandLine.arguments.joined(separator: " "))")
+        print(String(format: "single-process train step: %.2f ms; %d-rank pipeline step: %.2f ms; ratio %.2f×", single * 1000, t.ranks, pipelined * 1000, pipelined / single))
+        print("(one process uses one core; the pipeline overlaps \(t.ranks) ranks on \(ProcessInfo.processInfo.activeProcessorCount) cores but pays messages and bubbles)")
     }
 }
