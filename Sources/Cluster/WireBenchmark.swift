@@ -17,7 +17,8 @@ public enum WireBenchmark {
         /// Slowest and fastest raw trial: the machine's own noise, to read the ratio against.
         public let rawSpread: ClosedRange<Double>
         public let oursSpread: ClosedRange<Double>
-        public var ratio: Double { oursGBps / rawGBps }
+        /// Median over trials of (ours / raw) for the back-to-back pair of that trial: robust to slow drift.
+        public let ratio: Double
     }
 
     /// Runs `trials` alternating raw/ours trials per (transport, size), each moving about `bytesPerTrial`.
@@ -46,7 +47,8 @@ public enum WireBenchmark {
                     }
                 }
                 rows.append(Row(transport: transport, bytes: size, rawGBps: median(raw), oursGBps: median(ours),
-                                rawSpread: raw.min()!...raw.max()!, oursSpread: ours.min()!...ours.max()!))
+                                rawSpread: raw.min()!...raw.max()!, oursSpread: ours.min()!...ours.max()!,
+                                ratio: median(zip(ours, raw).map { $0 / $1 })))
             }
         }
         return rows

@@ -21,7 +21,7 @@ struct BenchWire: ParsableCommand {
         discussion: "Goal: ≥ 0.95 of raw libzmq at 1 MiB and above. Median of alternating trials; build with -c release.")
 
     @Option(help: "Tensor sizes in bytes.") var sizes: [Int] = [64 << 10, 1 << 20, 8 << 20]
-    @Option(help: "Trials per size and side.") var trials = 9
+    @Option(help: "Trials per size and side.") var trials = 15
     @Option(help: "Bytes moved per trial.") var bytesPerTrial = 1 << 30
     @Option(help: "ipc and/or tcp.") var transport: [TransportKind] = [.ipc, .tcp]
 
@@ -32,7 +32,7 @@ struct BenchWire: ParsableCommand {
         print("attnres bench wire — libzmq \(ZContext.version), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(trials) trials of \(Report.human(bytesPerTrial)) per cell, median")
         print("command: \(CommandLine.arguments.joined(separator: " "))")
         print("")
-        print("transport  tensor     raw libzmq GB/s (min-max)  attnres data path GB/s (min-max)  ratio")
+        print("transport  tensor     raw libzmq GB/s (min-max)  attnres data path GB/s (min-max)  ratio (median of paired trials)")
         for r in rows {
             let size = Report.human(r.bytes).padding(toLength: 10, withPad: " ", startingAt: 0)
             let raw = String(format: "%5.2f (%.2f-%.2f)", r.rawGBps, r.rawSpread.lowerBound, r.rawSpread.upperBound)
