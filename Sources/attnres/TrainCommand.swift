@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import Model
 import Numerics
@@ -133,44 +134,16 @@ struct Train: ParsableCommand {
 
 extension ResidualKind: ExpressibleByArgument {}
 
-/// The few topology keys `train` reads until the shared topology type (Cluster) replaces this at merge.
+/// A topology file for `train`: the shared parser (unknown keys, lines and values checked as for `run`); train
+/// takes its model, microbatches, seed, steps and lr, and ignores the pipeline placement.
 enum TopologyKeys {
-    struct Failure: Error, CustomStringConvertible {
-        let file: String, key: String, problem: String
-        var description: String { "\(file): key '\(key)': \(problem)" }
-    }
-
     static func apply(file: String, to c: inout TrainConfig) throws {
-        let text = try String(contentsOfFile: file, encoding: .utf8)
-        guard let root = try Yams.load(yaml: text) as? [String: Any] else {
-            throw Failure(file: file, key: "(root)", problem: "not a mapping")
-        }
-        func int(_ dict: [String: Any], _ key: String, _ path: String) throws -> Int? {
-            guard let v = dict[key] else { return nil }
-            guard let i = v as? Int else { throw Failure(file: file, key: path, problem: "expected an integer, got \(v)") }
-            return i
-        }
-        if let model = root["model"] as? [String: Any] {
-            if let v = try int(model, "layers", "model.layers") { c.model.layers = v }
-            if let v = try int(model, "hidden", "model.hidden") { c.model.hidden = v }
-            if let v = try int(model, "heads", "model.heads") { c.model.heads = v }
-            if let v = try int(model, "seq", "model.seq") { c.model.seq = v }
-            if let v = try int(model, "vocab", "model.vocab") { c.model.vocab = v }
-            if let v = try int(model, "blocks", "model.blocks") { c.model.blocks = v }
-        }
-        if let residual = root["residual"] {
-            let kindValue = (residual as? [String: Any])?["kind"] ?? residual
-            guard let s = kindValue as? String, let kind = ResidualKind(rawValue: s) else {
-                throw Failure(file: file, key: "residual", problem: "expected standard, full or block")
-            }
-            c.model.residual = kind
-            if let r = residual as? [String: Any], let v = try int(r, "blocks", "residual.blocks") { c.model.blocks = v }
-        }
-        if let p = root["pipeline"] as? [String: Any] {
-            if let v = try int(p, "microbatches", "pipeline.microbatches") { c.microbatches = v }
-            if let v = try int(p, "microbatch_size", "pipeline.microbatch_size") { c.microbatchSize = v }
-        }
-        if let v = try int(root, "seed", "seed") { c.seed = UInt64(v) }
-        if let v = try int(root, "steps", "steps") { c.steps = v }
+        let (t, _) = try Topology.load(path: file)
+        c.model = t.modelConfig
+        c.microbatches = t.microbatches
+        c.microbatchSize = t.microbatchSize
+        c.seed = UInt64(t.seed)
+        c.steps = t.steps
+        c.learningRate = t.learningRate
     }
 }
