@@ -13,7 +13,7 @@ import Wire
 /// deposits to the gradient of its output copy before its own backward, so the sum leaves on the hop the block
 /// arrived by. Deposits live from the reader's backward to the owner's; none may remain when the rank's first
 /// chunk has finished a microbatch's backward (checked).
-struct ComputeStageRunner {
+struct ComputeStageRunner: StageRunner {
     unowned let worker: Worker
     let spec: RunSpec
     let plan: HopPlan
@@ -27,9 +27,9 @@ struct ComputeStageRunner {
     let data: BatchSource?
     var batch: [Microbatch] = []
     /// Forward tapes kept until the matching backward.
-    var tapes: [Pair: ChunkTape] = [:]
+    var tapes: [ChunkMicrobatch: ChunkTape] = [:]
     /// Which input blocks of (chunk, microbatch) arrived on the wire (the rest came from the cache).
-    var wireBlocks: [Pair: Set<Int>] = [:]
+    var wireBlocks: [ChunkMicrobatch: Set<Int>] = [:]
     /// The cross-stage cache: microbatch → block → tensor.
     var cache: [Int: [Int: Tensor]] = [:]
     /// Gradient deposits for cached blocks: microbatch → block → summed gradient.
@@ -39,17 +39,16 @@ struct ComputeStageRunner {
     var ledger = CrossStageCacheLedger()
     var cachedBytes = 0
     var peakCachedBytes = 0
-    var outbox: [Pair: [Message]] = [:]
+    var outbox: [ChunkMicrobatch: [Message]] = [:]
     /// Messages received for a chunk's next forward / backward.
-    var inbox: [Pair: DataMessage] = [:]
-    var gradInbox: [Pair: DataMessage] = [:]
-    var gradOutbox: [Pair: [Message]] = [:]
+    var inbox: [ChunkMicrobatch: DataMessage] = [:]
+    var gradInbox: [ChunkMicrobatch: DataMessage] = [:]
+    var gradOutbox: [ChunkMicrobatch: [Message]] = [:]
     var losses: [Int: Float] = [:]
     var step = 0
     /// Deposits made and consumed over the run (reported, and checked to balance).
     var depositsMade = 0, depositsConsumed = 0
 
-    struct Pair: Hashable { let chunk: Int; let microbatch: Int }
 
     init(worker: Worker, spec: RunSpec) throws {
         self.worker = worker
@@ -80,51 +79,21 @@ struct ComputeStageRunner {
         self.owner = owner
     }
 
-    var rank: Int { worker.rank }
-    var layout: Layout { plan.layout }
     var rows: Int { spec.topology.microbatchSize * spec.topology.seq }
 
-    func key(_ kind: FrameKind, hop: Int, microbatch: Int) -> DataKey {
-        DataKey(variant: spec.variant, step: step, kind: kind, hop: hop, microbatch: microbatch)
-    }
+    func cachedBlocks(microbatch m: Int) -> Set<Int> { Set(cache[m]?.keys.map { $0 } ?? []) }
 
     /// One training step: every action of this rank, then AdamW on this rank's parameters. Returns the step's
     /// mean loss on the rank that holds the last chunk.
     mutating func runStep(_ step: Int) throws -> Float? {
-        self.step = step
+        self.step = step  // the batch below needs it before the actions run
         if let data {
             batch = data.batch(step: spec.firstStep + step + 1, microbatches: spec.topology.microbatches, microbatchSize: spec.topology.microbatchSize)
         }
         losses = [:]
-        for a in actions {
-            let start = monotonicSeconds()
-            switch a {
-            // Receives are their own actions, so a trace separates waiting from compute.
-            case .recvForward(let c, let m): inbox[Pair(chunk: c, microbatch: m)] = try worker.take(key(.forward, hop: c - 1, microbatch: m))
-            case .recvBackward(let c, let m): gradInbox[Pair(chunk: c, microbatch: m)] = try worker.take(key(.backward, hop: c, microbatch: m))
-            case .forward(let c, let m): try forward(chunk: c, microbatch: m)
-            case .backward(let c, let m): try backward(chunk: c, microbatch: m)
-            case .sendForward(let c, let m):
-                try HopWire.send(worker, spec: spec, plan: plan, direction: .forward, hop: c, step: step, microbatch: m,
-                                 payloads: outbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!)
-            case .sendBackward(let c, let m):
-                try HopWire.send(worker, spec: spec, plan: plan, direction: .backward, hop: c - 1, step: step, microbatch: m,
-                                 payloads: gradOutbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!)
-            }
-            if a.isCompute {
-                worker.counters.computeSeconds += monotonicSeconds() - start
-                if case .forward = a { worker.recordCompute(.forward, start: start, step: step, chunk: a.chunk, microbatch: a.microbatch) }
-                if case .backward = a { worker.recordCompute(.backward, start: start, step: step, chunk: a.chunk, microbatch: a.microbatch) }
-            }
-            // Drain the inbox between actions so arrival times in a trace are at most one action late.
-            if worker.trace != nil { try worker.pump(timeoutMs: 0) }
-            ledger.apply(a, plan: plan)
-            for (m, blocks) in ledger.entries where Set(cache[m]?.keys.map { $0 } ?? []) != blocks {
-                throw WorkerError.protocolViolation(rank: rank, "after \(a): cache for microbatch \(m) holds \(cache[m]?.keys.sorted() ?? []), ledger \(blocks.sorted())")
-            }
-        }
-        guard cache.isEmpty, deposits.isEmpty, tapes.isEmpty, outbox.isEmpty, gradOutbox.isEmpty else {
-            throw WorkerError.protocolViolation(rank: rank, "step \(step) ended with cache entries, deposits, tapes or unsent tensors left")
+        try runActions(step: step)
+        guard cache.isEmpty, deposits.isEmpty, tapes.isEmpty else {
+            throw WorkerError.protocolViolation(rank: rank, "step \(step) ended with cache entries, deposits or tapes left")
         }
         let optimizerStart = monotonicSeconds()
         for c in myChunks {
@@ -144,7 +113,7 @@ struct ComputeStageRunner {
     mutating func forward(chunk c: Int, microbatch m: Int) throws {
         var input: HopActivations? = nil
         if c > 0 {
-            let msg = inbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!
+            let msg = inbox.removeValue(forKey: ChunkMicrobatch(chunk: c, microbatch: m))!
             try HopWire.expect(msg, roles: plan.tensors[c - 1], direction: .forward, hop: c - 1, microbatch: m, rank: rank)
             let structure = HopStructure(config: config, afterLayer: layout.layers(ofChunk: c).lowerBound - 1)
             var value = HopActivations(blocks: [])
@@ -164,13 +133,13 @@ struct ComputeStageRunner {
                     throw WorkerError.protocolViolation(rank: rank, "chunk \(c) microbatch \(m) has no b\(j): neither received nor cached")
                 }
             }
-            wireBlocks[Pair(chunk: c, microbatch: m)] = arrived
+            wireBlocks[ChunkMicrobatch(chunk: c, microbatch: m)] = arrived
             input = value
         }
         // Middle chunks need only the microbatch's size; tokens and targets live on the first and last chunk.
         let mb = batch.isEmpty ? Microbatch(tokens: [], targets: [], sequences: spec.topology.microbatchSize) : batch[m]
         let f = chunks[c]!.forward(input, microbatch: mb, parameters: parameters[c]!)
-        tapes[Pair(chunk: c, microbatch: m)] = f.tape
+        tapes[ChunkMicrobatch(chunk: c, microbatch: m)] = f.tape
         if let loss = f.loss { losses[m] = loss }
         // Keep what later chunks of this rank will read (received, or produced here).
         for j in plan.cachedBlocks(byChunk: c) where cache[m]?[j] == nil {
@@ -182,7 +151,7 @@ struct ComputeStageRunner {
         }
         peakCachedBytes = max(peakCachedBytes, cachedBytes)
         guard let out = f.output else { return }
-        outbox[Pair(chunk: c, microbatch: m)] = plan.tensors[c].map { role in
+        outbox[ChunkMicrobatch(chunk: c, microbatch: m)] = plan.tensors[c].map { role in
             switch role {
             case .hidden: return ComputeStageRunner.message(out.hidden!)
             case .block(let j): return ComputeStageRunner.message(out.blocks[j])
@@ -192,10 +161,10 @@ struct ComputeStageRunner {
     }
 
     mutating func backward(chunk c: Int, microbatch m: Int) throws {
-        let pair = Pair(chunk: c, microbatch: m)
+        let pair = ChunkMicrobatch(chunk: c, microbatch: m)
         var gradOutput: HopActivations? = nil
         if c < layout.chunks - 1 {
-            let msg = gradInbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!
+            let msg = gradInbox.removeValue(forKey: ChunkMicrobatch(chunk: c, microbatch: m))!
             try HopWire.expect(msg, roles: plan.tensors[c], direction: .backward, hop: c, microbatch: m, rank: rank)
             let structure = HopStructure(config: config, afterLayer: layout.layers(ofChunk: c).upperBound)
             // Blocks the receiver already held were not shipped: their output copy here has no consumer (0).

@@ -4,7 +4,7 @@ import Wire
 /// Runs one rank's actions in shape mode: every tensor the real model would send, of exactly its size, with
 /// no arithmetic. Blocks live in a real cross-stage cache (libzmq buffers shared, never copied) whose contents
 /// are checked against the pure `CrossStageCacheLedger` after every action.
-struct ShapeStageRunner {
+struct ShapeStageRunner: StageRunner {
     unowned let worker: Worker
     let spec: RunSpec
     let plan: HopPlan
@@ -16,15 +16,14 @@ struct ShapeStageRunner {
     var cachedBytes = 0
     var peakCachedBytes = 0
     /// Outputs of a forward chunk waiting for their send action, keyed by (chunk, microbatch).
-    var outbox: [Pair: [Message]] = [:]
+    var outbox: [ChunkMicrobatch: [Message]] = [:]
     /// Messages received for a chunk's next forward / backward.
-    var inbox: [Pair: DataMessage] = [:]
-    var gradInbox: [Pair: DataMessage] = [:]
+    var inbox: [ChunkMicrobatch: DataMessage] = [:]
+    var gradInbox: [ChunkMicrobatch: DataMessage] = [:]
     /// Gradients of a chunk's inputs waiting for their send action.
-    var gradOutbox: [Pair: [Message]] = [:]
+    var gradOutbox: [ChunkMicrobatch: [Message]] = [:]
     var step = 0
 
-    struct Pair: Hashable { let chunk: Int; let microbatch: Int }
 
     init(worker: Worker, spec: RunSpec) throws {
         self.worker = worker
@@ -35,43 +34,11 @@ struct ShapeStageRunner {
         activationBytes = t.trafficConfig.activationBytes
     }
 
-    var rank: Int { worker.rank }
-    var layout: Layout { plan.layout }
-
-    func key(_ kind: FrameKind, hop: Int, microbatch: Int) -> DataKey {
-        DataKey(variant: spec.variant, step: step, kind: kind, hop: hop, microbatch: microbatch)
-    }
+    func cachedBlocks(microbatch m: Int) -> Set<Int> { Set(cache[m]?.keys.map { $0 } ?? []) }
 
     mutating func runStep(_ step: Int) throws {
-        self.step = step
-        for a in actions {
-            let start = monotonicSeconds()
-            switch a {
-            // Receives are their own actions, so a trace separates waiting from compute.
-            case .recvForward(let c, let m): inbox[Pair(chunk: c, microbatch: m)] = try worker.take(key(.forward, hop: c - 1, microbatch: m))
-            case .recvBackward(let c, let m): gradInbox[Pair(chunk: c, microbatch: m)] = try worker.take(key(.backward, hop: c, microbatch: m))
-            case .forward(let c, let m): try forward(chunk: c, microbatch: m)
-            case .sendForward(let c, let m):
-                try HopWire.send(worker, spec: spec, plan: plan, direction: .forward, hop: c, step: step, microbatch: m,
-                                 payloads: outbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!)
-            case .backward(let c, let m): try backward(chunk: c, microbatch: m)
-            case .sendBackward(let c, let m):
-                try HopWire.send(worker, spec: spec, plan: plan, direction: .backward, hop: c - 1, step: step, microbatch: m,
-                                 payloads: gradOutbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!)
-            }
-            if a.isCompute {
-                worker.counters.computeSeconds += monotonicSeconds() - start
-                if case .forward = a { worker.recordCompute(.forward, start: start, step: step, chunk: a.chunk, microbatch: a.microbatch) }
-                if case .backward = a { worker.recordCompute(.backward, start: start, step: step, chunk: a.chunk, microbatch: a.microbatch) }
-            }
-            // Drain the inbox between actions so arrival times in a trace are at most one action late.
-            if worker.trace != nil { try worker.pump(timeoutMs: 0) }
-            ledger.apply(a, plan: plan)
-            try checkCacheAgainstLedger(after: a)
-        }
-        guard cache.isEmpty, outbox.isEmpty, gradOutbox.isEmpty else {
-            throw WorkerError.protocolViolation(rank: rank, "step \(step) ended with cache entries or unsent tensors left")
-        }
+        try runActions(step: step)
+        guard cache.isEmpty else { throw WorkerError.protocolViolation(rank: rank, "step \(step) ended with cache entries left") }
     }
 
     /// Receives the chunk's inputs (or embeds, on chunk 0), stores blocks per the cache policy and prepares the
@@ -79,7 +46,7 @@ struct ShapeStageRunner {
     mutating func forward(chunk c: Int, microbatch m: Int) throws {
         var available: [Int: Message] = cache[m] ?? [:]
         if c > 0 {
-            let msg = inbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!
+            let msg = inbox.removeValue(forKey: ChunkMicrobatch(chunk: c, microbatch: m))!
             try expect(msg, roles: plan.tensors[c - 1], direction: .forward, hop: c - 1, microbatch: m)
             for (d, p) in zip(msg.header.tensors, msg.payloads) {
                 if case .block(let n) = HopWire.role(d) { available[n] = p }
@@ -107,17 +74,17 @@ struct ShapeStageRunner {
                 out.append(ShapeTensors.make(bytes: activationBytes, tag: tag(r, .forward, m, hop: c)))
             }
         }
-        outbox[Pair(chunk: c, microbatch: m)] = out
+        outbox[ChunkMicrobatch(chunk: c, microbatch: m)] = out
     }
 
     /// Receives the gradients of hop c's tensors and prepares the gradients of hop c−1's (what came in).
     mutating func backward(chunk c: Int, microbatch m: Int) throws {
         if c < layout.chunks - 1 {
-            let msg = gradInbox.removeValue(forKey: Pair(chunk: c, microbatch: m))!
+            let msg = gradInbox.removeValue(forKey: ChunkMicrobatch(chunk: c, microbatch: m))!
             try expect(msg, roles: plan.tensors[c], direction: .backward, hop: c, microbatch: m)
         }
         if c > 0 {
-            gradOutbox[Pair(chunk: c, microbatch: m)] = plan.tensors[c - 1].map {
+            gradOutbox[ChunkMicrobatch(chunk: c, microbatch: m)] = plan.tensors[c - 1].map {
                 ShapeTensors.make(bytes: activationBytes, tag: tag($0, .backward, m, hop: c - 1))
             }
         }
@@ -138,12 +105,6 @@ struct ShapeStageRunner {
             guard ShapeTensors.readTag(p) == want else {
                 throw WorkerError.protocolViolation(rank: rank, "hop \(hop) \(direction.rawValue) microbatch \(m): \(r) carries tag \(ShapeTensors.readTag(p) ?? .nan), expected \(want)")
             }
-        }
-    }
-
-    func checkCacheAgainstLedger(after a: Action) throws {
-        for (m, blocks) in ledger.entries where Set(cache[m]?.keys.map { $0 } ?? []) != blocks {
-            throw WorkerError.protocolViolation(rank: rank, "after \(a): cache for microbatch \(m) holds \(cache[m]?.keys.sorted() ?? []), ledger \(blocks.sorted())")
         }
     }
 
