@@ -141,16 +141,21 @@ struct Compare: ParsableCommand {
             results.append(try coordinator.run(v))
         }
         progress.finish()
-        coordinator.shutdown()
-        print(Report.describe(t))
-        print("")
-        print(Report.compareTable(results))
-        for r in results where !r.matchesPrediction {
-            print("\nMISMATCH in \(r.topology.residual.rawValue)/\(r.topology.cache.rawValue):\n  " + r.mismatches.joined(separator: "\n  "))
-        }
-        if let path = cluster.json { try ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: results).write(to: path) }
-        guard results.allSatisfy(\.matchesPrediction) else { throw ExitCode(3) }
+        try reportComparison(t, coordinator: coordinator, results: results, json: cluster.json)
     }
+}
+
+/// Prints the comparison table (and any mismatch), writes the JSON, and fails when measured ≠ predicted.
+func reportComparison(_ t: Topology, coordinator: Coordinator, results: [VariantResult], json: String?) throws {
+    coordinator.shutdown()
+    print(Report.describe(t))
+    print("")
+    print(results.count == 1 ? Report.linkTable(results[0]) : Report.compareTable(results))
+    for r in results where !r.matchesPrediction && results.count > 1 {
+        print("\nMISMATCH in \(r.topology.residual.rawValue)/\(r.topology.cache.rawValue):\n  " + r.mismatches.joined(separator: "\n  "))
+    }
+    if let json { try ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: results).write(to: json) }
+    guard results.allSatisfy(\.matchesPrediction) else { throw ExitCode(3) }
 }
 
 struct WorkerCommand: ParsableCommand {
@@ -201,12 +206,7 @@ struct CoordinatorCommand: ParsableCommand {
         print("waiting for \(t.ranks) workers: attnres worker --join \(coordinator.endpoint) --rank R")
         try coordinator.start()
         let results = try (compare ? comparisonVariants(of: t) : [t]).map { try coordinator.run($0) }
-        coordinator.shutdown()
-        print(Report.describe(t))
-        print("")
-        print(compare ? Report.compareTable(results) : Report.linkTable(results[0]))
-        if let path = cluster.json { try ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: results).write(to: path) }
-        guard results.allSatisfy(\.matchesPrediction) else { throw ExitCode(3) }
+        try reportComparison(t, coordinator: coordinator, results: results, json: cluster.json)
     }
 }
 

@@ -103,15 +103,10 @@ final class FailureTests: XCTestCase {
     func testMalformedFrameIsRejectedByTheWorker() throws {
         var t = Topology()
         t.steps = 1
-        let coordinator = try Coordinator(topology: t, joinTimeout: 20, silenceTimeout: 20, spawnLocal: false)
-        let group = DispatchGroup()
-        for r in 0..<t.ranks {
-            let endpoint = coordinator.endpoint
-            group.enter()
-            Thread { _ = Worker.main(join: endpoint, rank: r, faults: []); group.leave() }.start()
-        }
-        defer { coordinator.shutdown(); group.wait() }
-        try coordinator.start()
+        try ThreadCluster.with(t) { coordinator in try sendMalformedFrame(coordinator, t) }
+    }
+
+    func sendMalformedFrame(_ coordinator: Coordinator, _ t: Topology) throws {
         let ctx = ZContext()
         let rogue = try Socket(ctx, .push)
         try rogue.connect(coordinator.dataEndpoints[1])

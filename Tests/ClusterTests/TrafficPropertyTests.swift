@@ -79,6 +79,14 @@ final class TrafficPropertyTests: XCTestCase {
     }
 
     func runOnThreads(_ t: Topology) throws -> VariantResult {
+        try ThreadCluster.with(t) { coordinator in try coordinator.run(t) }
+    }
+}
+
+/// A cluster whose workers are threads of the test process (real sockets, no process start-up cost).
+enum ThreadCluster {
+    /// Starts a coordinator and one worker thread per rank, proves the links, runs `body`, stops everything.
+    static func with<T>(_ t: Topology, _ body: (Coordinator) throws -> T) throws -> T {
         let coordinator = try Coordinator(topology: t, joinTimeout: 20, silenceTimeout: 20, spawnLocal: false)
         let group = DispatchGroup()
         for r in 0..<t.ranks {
@@ -91,6 +99,6 @@ final class TrafficPropertyTests: XCTestCase {
             group.wait()
         }
         try coordinator.start()
-        return try coordinator.run(t)
+        return try body(coordinator)
     }
 }
