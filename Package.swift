@@ -25,7 +25,7 @@ let package = Package(
         .target(name: "Numerics", dependencies: ["COpenBLAS"]),
         .target(name: "Model", dependencies: ["Numerics"]),
         .target(name: "Wire", dependencies: ["CZeroMQ"]),
-        .target(name: "Pipeline", dependencies: ["Wire"]),
+        .target(name: "Pipeline", dependencies: ["Wire", "Model"]),
         .target(name: "Cluster", dependencies: [
             "Pipeline", "Wire", "Model", "Numerics",
             .product(name: "Yams", package: "Yams"),
@@ -40,7 +40,7 @@ let package = Package(
         .testTarget(name: "NumericsTests", dependencies: ["Numerics"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Numerics"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Model"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Pipeline", "Wire", "CSys", "Model", "Numerics"]),
     ],
     swiftLanguageModes: [.v5]

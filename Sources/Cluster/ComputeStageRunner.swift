@@ -241,6 +241,6 @@ extension Topology {
     /// The model this topology trains in compute mode (and `attnres train` with the same file).
     public var modelConfig: ModelConfig {
         ModelConfig(layers: layers, hidden: hidden, heads: heads, seq: seq, vocab: vocab,
-                    residual: Model.ResidualKind(rawValue: residual.rawValue)!, blocks: residual == .block ? blocks : layers)
+                    residual: residual, blocks: residual == .block ? blocks : layers)
     }
 }

@@ -1,3 +1,4 @@
+import Model
 import Pipeline
 
 /// Command-line values that override a topology file (the same flags on run, compare, predict, schedule).

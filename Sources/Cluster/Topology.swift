@@ -1,3 +1,4 @@
+import Model
 import Foundation
 import Pipeline
 import Yams

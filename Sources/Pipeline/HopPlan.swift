@@ -1,3 +1,5 @@
+import Model
+
 /// What one tensor on a hop is, in the paper's words. Its gradient travels back on the same hop.
 public enum TensorRole: Hashable, Sendable, CustomStringConvertible {
     /// The hidden state h of a standard residual stream.

@@ -1,12 +1,4 @@
-/// How residual connections are formed (DESIGN §3).
-public enum ResidualKind: String, Sendable, CaseIterable, Codable {
-    /// h_{l+1} = h_l + f_l(h_l): one hidden state travels on every hop.
-    case standard
-    /// Full AttnRes: every layer output is its own block (block AttnRes with N = L).
-    case full
-    /// Block AttnRes with N blocks of S = ⌊L/N⌋ layers (the last block takes the remainder).
-    case block
-}
+import Model
 
 /// Which block representations a rank keeps for a microbatch between its virtual stages (DESIGN §4).
 public enum CachePolicy: String, Sendable, CaseIterable, Codable {

@@ -1,3 +1,5 @@
+import Model
+
 /// The paper's closed forms (arXiv 2603.15031 §4.1) beside our exact per-hop counts, in block transmissions
 /// per microbatch per direction. The paper counts block representations only: no embedding, no partials.
 public struct PaperAccounting: Sendable {

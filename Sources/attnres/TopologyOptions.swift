@@ -1,8 +1,8 @@
+import Model
 import ArgumentParser
 import Cluster
 import Pipeline
 
-extension ResidualKind: ExpressibleByArgument {}
 extension CachePolicy: ExpressibleByArgument {}
 extension ScheduleKind: ExpressibleByArgument {}
 extension RunMode: ExpressibleByArgument {}

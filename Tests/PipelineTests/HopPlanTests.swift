@@ -1,4 +1,5 @@
 import XCTest
+import Model
 @testable import Pipeline
 
 final class HopPlanTests: XCTestCase {
