@@ -93,16 +93,17 @@ public enum WireBenchmark {
     /// GB/s from the first send until the receiver has the last message.
     static func timed(_ pair: Pair, count: Int, size: Int, send: () throws -> Void, receive: @escaping () throws -> Void) throws -> Double {
         let done = DispatchSemaphore(value: 0)
-        var failure: Error?
+        final class Outcome: @unchecked Sendable { var failure: Error? }  // written before signal, read after wait
+        let outcome = Outcome()
         let receiver = Thread {
-            do { try receive() } catch { failure = error }
+            do { try receive() } catch { outcome.failure = error }
             done.signal()
         }
         let start = monotonicSeconds()
         receiver.start()
         try send()
         done.wait()
-        if let failure { throw failure }
+        if let failure = outcome.failure { throw failure }
         return Double(count * size) / (monotonicSeconds() - start) / 1e9
     }
 
