@@ -8,12 +8,15 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
     case neverJoin(rank: Int)
     /// The worker SIGSTOPs itself when step `step` starts (a frozen peer: only silence reveals it).
     case freeze(rank: Int, step: Int)
+    /// The worker's main thread is busy for 4 s when step `step` starts (a long computation that reads no
+    /// socket): the run must go on, since the heartbeat thread keeps reporting.
+    case stall(rank: Int, step: Int)
 
     public var rank: Int {
-        switch self { case .kill(let r, _), .neverJoin(let r), .freeze(let r, _): return r }
+        switch self { case .kill(let r, _), .neverJoin(let r), .freeze(let r, _), .stall(let r, _): return r }
     }
 
-    /// Parses `kill:R@S`, `never-join:R`, `freeze:R@S`.
+    /// Parses `kill:R@S`, `never-join:R`, `freeze:R@S`, `stall:R@S`.
     public init?(argument: String) {
         let parts = argument.split(separator: ":")
         guard parts.count == 2 else { return nil }
@@ -22,6 +25,7 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
         case ("never-join", 1): guard let r = Int(rest[0]) else { return nil }; self = .neverJoin(rank: r)
         case ("kill", 2): guard let r = Int(rest[0]), let s = Int(rest[1]) else { return nil }; self = .kill(rank: r, step: s)
         case ("freeze", 2): guard let r = Int(rest[0]), let s = Int(rest[1]) else { return nil }; self = .freeze(rank: r, step: s)
+        case ("stall", 2): guard let r = Int(rest[0]), let s = Int(rest[1]) else { return nil }; self = .stall(rank: r, step: s)
         default: return nil
         }
     }
@@ -31,6 +35,7 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
         case .kill(let r, let s): return "kill:\(r)@\(s)"
         case .neverJoin(let r): return "never-join:\(r)"
         case .freeze(let r, let s): return "freeze:\(r)@\(s)"
+        case .stall(let r, let s): return "stall:\(r)@\(s)"
         }
     }
 }

@@ -30,7 +30,10 @@ public final class Worker {
     var inbox: Socket?
     var peers: [Int: Socket] = [:]
     var lastHeard = monotonicSeconds()
-    var lastBeat = 0.0
+    /// Control messages read but not yet acted on.
+    var pendingControl: [ToWorker] = []
+    let joinEndpoint: String
+    var heartbeat: HeartbeatSender?
     let parentPid = getppid()
     /// Locally spawned workers also exit as soon as their parent (the coordinator) is gone.
     let watchParent: Bool
@@ -46,6 +49,7 @@ public final class Worker {
         self.rank = rank
         self.watchParent = watchParent
         self.faults = faults
+        joinEndpoint = endpoint
         control = try Socket(context, .dealer)
         try control.setIdentity("rank-\(rank)")
         try control.setUnboundedQueues()
@@ -55,6 +59,8 @@ public final class Worker {
     /// Runs until shutdown; returns the process exit code.
     public func run() -> Int32 {
         if faults.contains(.neverJoin(rank: rank)) { return idleUntilOrphaned() }
+        heartbeat = HeartbeatSender(context: context, endpoint: joinEndpoint, rank: rank, parent: watchParent ? parentPid : nil)
+        defer { heartbeat?.stop() }
         do {
             try send(.hello(rank: rank, pid: getpid(), host: ProcessInfo.processInfo.hostName))
             while true {
@@ -86,25 +92,32 @@ public final class Worker {
 
     func send(_ m: FromWorker) throws { try control.send([try ControlFrame.encode(m)]) }
 
-    /// Reads one control message (or none within the timeout), keeping heartbeats and liveness checks going.
+    /// The next control message (or none within the timeout); heartbeats only refresh the coordinator's liveness.
     func nextControl(timeoutMs: Int) throws -> ToWorker? {
         try liveness()
-        guard try !Socket.poll([control], timeoutMs: timeoutMs).isEmpty,
-              let frames = try control.receive(nonBlocking: true), let first = frames.first else { return nil }
-        lastHeard = monotonicSeconds()
-        return try ControlFrame.decode(ToWorker.self, from: first)
+        if pendingControl.isEmpty, try !Socket.poll([control], timeoutMs: timeoutMs).isEmpty { try drainControl() }
+        return pendingControl.isEmpty ? nil : pendingControl.removeFirst()
     }
 
-    /// Sends our heartbeat and exits when the coordinator has gone (parent changed, or silence).
-    func liveness() throws {
-        let now = monotonicSeconds()
-        if watchParent, getppid() != parentPid { throw WorkerError.coordinatorLost(rank: rank, why: "parent process \(parentPid) exited") }
-        if now - lastHeard > Worker.coordinatorTimeout {
-            throw WorkerError.coordinatorLost(rank: rank, why: "no message for \(Int(Worker.coordinatorTimeout)) s")
+    /// Reads every waiting control message without blocking.
+    func drainControl() throws {
+        while let frames = try control.receive(nonBlocking: true), let first = frames.first {
+            lastHeard = monotonicSeconds()
+            let message = try ControlFrame.decode(ToWorker.self, from: first)
+            if case .heartbeat = message { continue }
+            pendingControl.append(message)
         }
-        if now - lastBeat > 0.25 {
-            lastBeat = now
-            try send(.heartbeat(rank: rank))
+    }
+
+    /// Exits when the coordinator has gone: parent changed (local workers), or no message for a while, counting
+    /// the ones that queued up during a long computation.
+    func liveness() throws {
+        if watchParent, getppid() != parentPid { throw WorkerError.coordinatorLost(rank: rank, why: "parent process \(parentPid) exited") }
+        if monotonicSeconds() - lastHeard > Worker.coordinatorTimeout {
+            try drainControl()
+            if monotonicSeconds() - lastHeard > Worker.coordinatorTimeout {
+                throw WorkerError.coordinatorLost(rank: rank, why: "no message for \(Int(Worker.coordinatorTimeout)) s")
+            }
         }
     }
 
@@ -159,10 +172,8 @@ public final class Worker {
         if let inbox { sockets.append(inbox) }
         let ready = try Socket.poll(sockets, timeoutMs: timeoutMs)
         if ready.contains(0) {
-            while let frames = try control.receive(nonBlocking: true), let first = frames.first {
-                lastHeard = monotonicSeconds()
-                if case .shutdown = try ControlFrame.decode(ToWorker.self, from: first) { throw WorkerError.shutdownRequested }
-            }
+            try drainControl()
+            if pendingControl.contains(where: { if case .shutdown = $0 { return true }; return false }) { throw WorkerError.shutdownRequested }
         }
         if ready.contains(1), let inbox {
             while let frames = try inbox.receive(nonBlocking: true) { try accept(frames) }
@@ -233,6 +244,7 @@ public final class Worker {
             for f in faults where f.rank == rank {
                 if case .kill(_, let s) = f, s == step { kill(getpid(), SIGKILL) }
                 if case .freeze(_, let s) = f, s == step { kill(getpid(), SIGSTOP) }
+                if case .stall(_, let s) = f, s == step { usleep(4_000_000) }
             }
             var loss: Float?
             if compute != nil { loss = try compute!.runStep(step) } else { try shape!.runStep(step) }

@@ -18,7 +18,7 @@ struct Progress {
 
 /// Options of commands that launch a local cluster.
 struct ClusterOptions: ParsableArguments {
-    @Option(name: .customLong("fault"), help: "Inject a fault: kill:RANK@STEP, freeze:RANK@STEP or never-join:RANK (repeatable).")
+    @Option(name: .customLong("fault"), help: "Inject a fault: kill:RANK@STEP, freeze:RANK@STEP, stall:RANK@STEP (4 s busy) or never-join:RANK (repeatable).")
     var faults: [String] = []
 
     @Option(help: "Seconds to wait for every worker to join.")
@@ -43,7 +43,7 @@ struct ClusterOptions: ParsableArguments {
     func parsedFaults() throws -> [Fault] {
         try faults.map { f in
             guard let fault = Fault(argument: f) else {
-                throw UsageError(description: "--fault '\(f)': expected kill:RANK@STEP, freeze:RANK@STEP or never-join:RANK")
+                throw UsageError(description: "--fault '\(f)': expected kill:RANK@STEP, freeze:RANK@STEP, stall:RANK@STEP or never-join:RANK")
             }
             return fault
         }

@@ -27,6 +27,16 @@ final class FailureTests: XCTestCase {
         try assertFails(["run", "--steps", "2", "--fault", "freeze:3@0", "--silence-timeout", "1.5"], mentioning: ["worker rank 3 silent", "frozen"])
     }
 
+    /// A worker busy for longer than the silence timeout (a long computation) is not mistaken for a frozen one:
+    /// its heartbeat thread keeps reporting, and the coordinator's messages that queued up are read afterwards.
+    func testLongComputationIsNotAFreeze() throws {
+        let r = try CLIProcess.run(["run", "--steps", "2", "--fault", "stall:2@1", "--silence-timeout", "1.5"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("measured == predicted"), r.stdout)
+        XCTAssertGreaterThan(r.seconds, 4, "the stall happened")
+        CLIProcess.assertNoOrphans()
+    }
+
     func testCoordinatorEndpointInUse() throws {
         let ctx = ZContext()
         let squatter = try Socket(ctx, .pull)
