@@ -14,11 +14,38 @@ public enum DepthAttention {
         public var alpha: [Float]
     }
 
+    /// The reciprocal RMS of every row of one source, [n]: the key normalisation, which does not depend on the query.
+    /// A completed block never changes within a forward, so a caller attending over it from several layers computes
+    /// this once and passes it to `forward(query:sources:rstd:)`; it is the very expression `forward` evaluates, so
+    /// the result is bitwise the same.
+    public static func rstd(_ source: Tensor) -> [Float] {
+        let n = source.rows, d = source.cols
+        var out = [Float](repeating: 0, count: n)
+        source.data.withUnsafeBufferPointer { v in
+            out.withUnsafeMutableBufferPointer { rs in
+                for r in 0..<n { rs[r] = rowRstd(v.baseAddress! + r * d, d) }
+            }
+        }
+        return out
+    }
+
+    /// 1 / √(mean(row²) + eps), shared by `rstd` and `forward` so a cached value equals a recomputed one bit for bit.
+    @inline(__always)
+    static func rowRstd(_ row: UnsafePointer<Float>, _ d: Int) -> Float {
+        1 / _sqrt(VectorKernels.dot(row, row, d) / Float(d) + RMSNorm.epsilon)
+    }
+
     /// Forward. query [d], sources K × [n, d] (K ≥ 1) -> h [n, d].
     public static func forward(query: Tensor, sources: [Tensor]) -> (Tensor, Saved) {
+        forward(query: query, sources: sources, rstd: [])
+    }
+
+    /// Forward with the key statistics of some sources precomputed: `cached[i]` (when present and non-nil) must be
+    /// `rstd(sources[i])`; the others are computed here. Same result as `forward(query:sources:)`, bit for bit.
+    public static func forward(query: Tensor, sources: [Tensor], rstd cached: [[Float]?]) -> (Tensor, Saved) {
         precondition(!sources.isEmpty, "DepthAttention needs at least one source")
         let n = sources[0].rows, d = sources[0].cols, kCount = sources.count
-        precondition(query.count == d)
+        precondition(query.count == d && cached.count <= kCount)
         var rstd = [Float](repeating: 0, count: kCount * n)
         var z = [Float](repeating: 0, count: kCount * n)
         var alpha = [Float](repeating: 0, count: kCount * n)
@@ -30,12 +57,21 @@ public enum DepthAttention {
                 for i in 0..<kCount {
                     precondition(sources[i].rows == n && sources[i].cols == d, "DepthAttention: source shapes differ")
                     sources[i].data.withUnsafeBufferPointer { v in
-                        for r in 0..<n {
-                            let row = v.baseAddress! + r * d
-                            let ss = VectorKernels.dot(row, row, d), dot = VectorKernels.dot(w.baseAddress!, row, d)
-                            let s = 1 / _sqrt(ss / Float(d) + RMSNorm.epsilon)
-                            rs[i * n + r] = s
-                            zs[i * n + r] = s * dot
+                        if i < cached.count, let c = cached[i] {
+                            precondition(c.count == n, "DepthAttention: cached rstd has the wrong length")
+                            for r in 0..<n {
+                                let row = v.baseAddress! + r * d
+                                let s = c[r]
+                                rs[i * n + r] = s
+                                zs[i * n + r] = s * VectorKernels.dot(w.baseAddress!, row, d)
+                            }
+                        } else {
+                            for r in 0..<n {
+                                let row = v.baseAddress! + r * d
+                                let s = rowRstd(row, d)
+                                rs[i * n + r] = s
+                                zs[i * n + r] = s * VectorKernels.dot(w.baseAddress!, row, d)
+                            }
                         }
                     }
                 }
