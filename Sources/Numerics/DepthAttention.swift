@@ -79,7 +79,7 @@ public enum DepthAttention {
                     var m = -Float.infinity
                     for i in 0..<kCount { m = max(m, zs[i * n + r]) }
                     var sum: Float = 0
-                    for i in 0..<kCount { let e = _exp(zs[i * n + r] - m); al[i * n + r] = e; sum += e }
+                    for i in 0..<kCount { let e = _expShifted(zs[i * n + r] - m); al[i * n + r] = e; sum += e }
                     let inv = 1 / sum
                     for i in 0..<kCount { al[i * n + r] *= inv }
                 }
