@@ -61,4 +61,35 @@ final class TwoPhaseTests: XCTestCase {
             XCTAssertLessThanOrEqual(relativeError(first, DepthAttention.forward(query: q, sources: sources).0), Self.tolerance)
         }
     }
+
+    func testCachedKeyStatisticsAreBitwiseTheRecomputedOnes() {
+        // The caches (completed blocks' rstd in training and one-pass, keys appended block by block in two-phase)
+        // must change no bit: they hold exactly what the uncached code computes.
+        var rng = SplitMix64(seed: 91)
+        func tensor(_ shape: [Int], _ s: Double) -> Tensor {
+            Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float(rng.nextNormal() * s) })
+        }
+        for d in [6, 16, 37, 64] {
+            let sources = (0..<4).map { _ in tensor([5, d], 2) }, w = tensor([d], 1), dh = tensor([5, d], 1)
+            let ref = DepthAttention.forward(query: w, sources: sources)
+            for cached in [[], [DepthAttention.rstd(sources[0])], sources.dropLast().map { DepthAttention.rstd($0) },
+                           [nil, DepthAttention.rstd(sources[1])]] as [[[Float]?]] {
+                let got = DepthAttention.forward(query: w, sources: sources, rstd: cached)
+                XCTAssertEqual(got.0, ref.0)
+                XCTAssertEqual(got.1.rstd, ref.1.rstd); XCTAssertEqual(got.1.logits, ref.1.logits)
+                XCTAssertEqual(got.1.alpha, ref.1.alpha)
+                var ds1 = sources.map { Tensor(zeros: $0.shape) }, ds2 = ds1, dw1 = Tensor(zeros: [d]), dw2 = dw1
+                DepthAttention.backward(dh, query: w, sources: sources, saved: ref.1, dsources: &ds1, dquery: &dw1)
+                DepthAttention.backward(dh, query: w, sources: sources, saved: got.1, dsources: &ds2, dquery: &dw2)
+                XCTAssertEqual(ds1, ds2); XCTAssertEqual(dw1, dw2)
+            }
+            var rstd: [Float] = [], stacked: [Float] = []
+            for src in sources { stacked += DepthAttentionTwoPhase.keys([src], rstd: &rstd).data }
+            XCTAssertEqual(stacked, DepthAttentionTwoPhase.keys(sources).data)
+            XCTAssertEqual(rstd, sources.flatMap { DepthAttention.rstd($0) })
+        }
+        for x: Float in [0, -0.0, 1e-30, -1e-30, -1, -87.5, -200, .infinity, -.infinity, .nan] {
+            XCTAssertEqual(_expShifted(x).bitPattern, _exp(x).bitPattern, "x = \(x)")
+        }
+    }
 }
