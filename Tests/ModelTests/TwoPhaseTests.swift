@@ -92,4 +92,47 @@ final class TwoPhaseTests: XCTestCase {
             XCTAssertEqual(_expShifted(x).bitPattern, _exp(x).bitPattern, "x = \(x)")
         }
     }
+
+    func testInferenceWithCachedKeysIsBitwiseTheUncachedForward() throws {
+        // Inference keeps each completed block's keys and rstd instead of renormalising every block per block; the
+        // uncached reference below (keys of all blocks per block, no rstd cache) must give the same bits.
+        for (layers, blocks, kind) in [(8, 4, ResidualKind.block), (7, 3, .block), (5, 5, .full), (6, 1, .block)] {
+            let c = ModelConfig(layers: layers, hidden: 16, heads: 2, seq: 6, vocab: 32, residual: kind, blocks: blocks)
+            let model = try Transformer(config: c)
+            let p = Fixtures.perturbedParameters(model, seed: 5)
+            let mb = Fixtures.microbatches(c, seed: 3, m: 1, b: 2)[0], b = mb.sequences
+            let inference = try Inference(config: c)
+            for mode in Inference.Mode.allCases {
+                var v0 = Embedding.forward(ids: mb.tokens, table: p["embed.weight"])
+                v0.add(Embedding.forward(ids: (0..<(b * c.seq)).map { Int32($0 % c.seq) }, table: p["pos.weight"]))
+                var done = [v0], inputs: [Tensor] = []
+                for n in 1...c.effectiveBlocks {
+                    let first = (n - 1) * c.blockSize + 1, last = n == c.effectiveBlocks ? c.layers : n * c.blockSize
+                    let queries = (first...last).map { p["layers.\($0).query"] }
+                    let stats = DepthAttentionTwoPhase.phase1(queries: queries, keys: DepthAttentionTwoPhase.keys(done),
+                                                              tokens: v0.rows)
+                    var partial: Tensor? = nil
+                    for (i, l) in (first...last).enumerated() {
+                        let h: Tensor
+                        if mode == .onePass {
+                            h = DepthAttention.forward(query: queries[i], sources: partial.map { done + [$0] } ?? done).0
+                        } else {
+                            h = partial.map { DepthAttentionTwoPhase.merge(stats[i], sources: done, query: queries[i],
+                                                                           partial: $0) }
+                                ?? DepthAttentionTwoPhase.normalize(stats[i], sources: done)
+                        }
+                        inputs.append(h)
+                        let v = Sublayer.forward(layer: l, h, batch: b, config: c, parameters: p).0
+                        if partial == nil { partial = v } else { partial!.add(v) }
+                    }
+                    done.append(partial!)
+                }
+                let o = DepthAttention.forward(query: p["layers.\(c.layers + 1).query"], sources: done).0
+                let logits = Matmul.forward(RMSNorm.forward(o, gain: p["final_norm.gain"]).0, p["head.weight"])
+                let got = inference.forward(mb, parameters: p, mode: mode)
+                XCTAssertEqual(got.layerInputs, inputs, "\(kind) L=\(layers) N=\(blocks) \(mode)")
+                XCTAssertEqual(got.logits, logits, "\(kind) L=\(layers) N=\(blocks) \(mode)")
+            }
+        }
+    }
 }
