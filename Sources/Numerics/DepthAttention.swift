@@ -106,6 +106,62 @@ public enum DepthAttention {
                                 dsources: inout [Tensor], dquery: inout Tensor) {
         let n = dh.rows, d = dh.cols, kCount = sources.count
         precondition(dsources.count == kCount)
+        let dz = logitGradients(dh, sources: sources, saved: saved)
+        let invD = 1 / Float(d)
+        // Per source and token the two coefficients of the key path: c = rstd·dz and ck = z/d·rstd (k̂ = rstd·v).
+        var coef = [Float](repeating: 0, count: 2 * kCount * n)
+        for k in 0..<(kCount * n) {
+            let s = saved.rstd[k]
+            coef[2 * k] = s * dz[k]; coef[2 * k + 1] = saved.logits[k] * invD * s
+        }
+        // Columns in tiles of 16: for one tile the query w and its gradient dw stay in registers while the tokens
+        // stream by, instead of being loaded (and dw stored) once per token. Every element sees the same operations
+        // in the same order as the plain loop (`backwardReference`), so the result is bitwise the same.
+        let tiled = d - d % 16
+        dh.data.withUnsafeBufferPointer { g in
+        query.data.withUnsafeBufferPointer { w in
+        dquery.data.withUnsafeMutableBufferPointer { dw in
+        saved.alpha.withUnsafeBufferPointer { al in
+        coef.withUnsafeBufferPointer { cf in
+            for i in 0..<kCount {
+                sources[i].data.withUnsafeBufferPointer { v in
+                    dsources[i].data.withUnsafeMutableBufferPointer { dv in
+                        var j0 = 0
+                        while j0 < tiled {
+                            let wv = UnsafeRawPointer(w.baseAddress! + j0).loadUnaligned(as: SIMD16<Float>.self)
+                            var dwv = UnsafeRawPointer(dw.baseAddress! + j0).loadUnaligned(as: SIMD16<Float>.self)
+                            for r in 0..<n {
+                                let k = i * n + r
+                                let a = al[k], c = cf[2 * k], ck = cf[2 * k + 1], off = r * d + j0
+                                let gv = UnsafeRawPointer(g.baseAddress! + off).loadUnaligned(as: SIMD16<Float>.self)
+                                let x = UnsafeRawPointer(v.baseAddress! + off).loadUnaligned(as: SIMD16<Float>.self)
+                                let out = UnsafeMutableRawPointer(dv.baseAddress! + off)
+                                let o = out.loadUnaligned(as: SIMD16<Float>.self)
+                                out.storeBytes(of: o + (a * gv + c * (wv - ck * x)), as: SIMD16<Float>.self)
+                                dwv = dwv + c * x
+                            }
+                            UnsafeMutableRawPointer(dw.baseAddress! + j0).storeBytes(of: dwv, as: SIMD16<Float>.self)
+                            j0 += 16
+                        }
+                        guard tiled < d else { return }
+                        for r in 0..<n {
+                            let k = i * n + r
+                            let a = al[k], c = cf[2 * k], ck = cf[2 * k + 1]
+                            let gr = g.baseAddress! + r * d, row = v.baseAddress! + r * d, out = dv.baseAddress! + r * d
+                            for j in tiled..<d {
+                                out[j] += a * gr[j] + c * (w[j] - ck * row[j])
+                                dw[j] += c * row[j]
+                            }
+                        }
+                    }
+                }
+            }
+        }}}}}
+    }
+
+    /// First pass of `backward`: dz = α(dα − Σ_t α_t dα_t) with dα_i[r] = dh[r] · v_i[r], [K·n].
+    static func logitGradients(_ dh: Tensor, sources: [Tensor], saved: Saved) -> [Float] {
+        let n = dh.rows, d = dh.cols, kCount = sources.count
         var dz = [Float](repeating: 0, count: kCount * n)
         dh.data.withUnsafeBufferPointer { g in
         saved.alpha.withUnsafeBufferPointer { al in
@@ -124,7 +180,15 @@ public enum DepthAttention {
                 for i in 0..<kCount { dzs[i * n + r] = al[i * n + r] * (dzs[i * n + r] - dot) }
             }
         }}}
-        let invD = 1 / Float(d)
+        return dz
+    }
+
+    /// `backward` in its plain form (token by token over every column in the second pass), kept as the reference
+    /// the tiled loop must equal bit for bit: dv_i[r] += α·dh[r] + c·(w − ck·v_i[r]) and dw += c·v_i[r].
+    static func backwardReference(_ dh: Tensor, query: Tensor, sources: [Tensor], saved: Saved,
+                                  dsources: inout [Tensor], dquery: inout Tensor) {
+        let n = dh.rows, d = dh.cols, kCount = sources.count, invD = 1 / Float(d)
+        let dz = logitGradients(dh, sources: sources, saved: saved)
         dh.data.withUnsafeBufferPointer { g in
         query.data.withUnsafeBufferPointer { w in
         dquery.data.withUnsafeMutableBufferPointer { dw in

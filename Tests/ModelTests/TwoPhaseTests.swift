@@ -83,6 +83,11 @@ final class TwoPhaseTests: XCTestCase {
                 DepthAttention.backward(dh, query: w, sources: sources, saved: got.1, dsources: &ds2, dquery: &dw2)
                 XCTAssertEqual(ds1, ds2); XCTAssertEqual(dw1, dw2)
             }
+            // the tiled backward equals its plain reference bit for bit (accumulating into non-zero buffers)
+            var ds1 = sources.map { _ in tensor([5, d], 1) }, ds2 = ds1, dw1 = tensor([d], 1), dw2 = dw1
+            DepthAttention.backward(dh, query: w, sources: sources, saved: ref.1, dsources: &ds1, dquery: &dw1)
+            DepthAttention.backwardReference(dh, query: w, sources: sources, saved: ref.1, dsources: &ds2, dquery: &dw2)
+            XCTAssertEqual(ds1, ds2, "d = \(d)"); XCTAssertEqual(dw1, dw2, "d = \(d)")
             var rstd: [Float] = [], stacked: [Float] = []
             for src in sources { stacked += DepthAttentionTwoPhase.keys([src], rstd: &rstd).data }
             XCTAssertEqual(stacked, DepthAttentionTwoPhase.keys(sources).data)
