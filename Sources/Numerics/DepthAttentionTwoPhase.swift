@@ -102,29 +102,23 @@ public enum DepthAttentionTwoPhase {
         return combine(stats, sources: sources, partial: partial, partialWeight: { b[$0] }, scale: { a[$0] })
     }
 
-    /// One pass over the values: h[r] = scale(r) · Σ_i weights_i[r] v_i[r] + partialWeight(r) · partial[r].
+    /// One pass over the values: h[r] = scale(r) · Σ_i weights_i[r] v_i[r] + partialWeight(r) · partial[r]
+    /// (as Σ_i (weights_i[r]·scale(r)) v_i[r] + partialWeight(r) · partial[r], in that order; `DepthAttention.mix`).
     @inline(__always)
     static func combine(_ stats: Stats, sources: [Tensor], partial: Tensor?, partialWeight: (Int) -> Float,
                         scale: (Int) -> Float) -> Tensor {
-        let n = sources[0].rows, d = sources[0].cols
+        let n = sources[0].rows, d = sources[0].cols, kCount = sources.count
+        var c = [Float](repeating: 0, count: (kCount + (partial == nil ? 0 : 1)) * n)
+        for r in 0..<n {
+            let s = scale(r)
+            for i in 0..<kCount { c[i * n + r] = stats.weights[i * n + r] * s }
+            if partial != nil { c[kCount * n + r] = partialWeight(r) }
+        }
         var h = Tensor(zeros: [n, d])
         h.data.withUnsafeMutableBufferPointer { hp in
-            for r in 0..<n {
-                let out = hp.baseAddress! + r * d, s = scale(r)
-                for (i, src) in sources.enumerated() {
-                    let c = stats.weights[i * n + r] * s
-                    src.data.withUnsafeBufferPointer { v in
-                        let row = v.baseAddress! + r * d
-                        for j in 0..<d { out[j] += c * row[j] }
-                    }
-                }
-                if let partial {
-                    let c = partialWeight(r)
-                    partial.data.withUnsafeBufferPointer { v in
-                        let row = v.baseAddress! + r * d
-                        for j in 0..<d { out[j] += c * row[j] }
-                    }
-                }
+            c.withUnsafeBufferPointer { cp in
+                DepthAttention.mix(sources: partial.map { sources + [$0] } ?? sources, weights: cp,
+                                   into: hp.baseAddress!, rows: n, cols: d)
             }
         }
         return h

@@ -88,6 +88,30 @@ final class TwoPhaseTests: XCTestCase {
             DepthAttention.backward(dh, query: w, sources: sources, saved: ref.1, dsources: &ds1, dquery: &dw1)
             DepthAttention.backwardReference(dh, query: w, sources: sources, saved: ref.1, dsources: &ds2, dquery: &dw2)
             XCTAssertEqual(ds1, ds2, "d = \(d)"); XCTAssertEqual(dw1, dw2, "d = \(d)")
+            // the tiled weighted sum of the forward equals its plain reference bit for bit
+            let weights = (0..<(4 * 5)).map { _ in Float(rng.nextNormal()) }
+            var m1 = tensor([5, d], 1).data, m2 = m1
+            weights.withUnsafeBufferPointer { wp in
+                m1.withUnsafeMutableBufferPointer {
+                    DepthAttention.mix(sources: sources, weights: wp, into: $0.baseAddress!, rows: 5, cols: d)
+                }
+                m2.withUnsafeMutableBufferPointer {
+                    DepthAttention.mixReference(sources: sources, weights: wp, into: $0.baseAddress!, rows: 5, cols: d)
+                }
+            }
+            XCTAssertEqual(m1.map(\.bitPattern), m2.map(\.bitPattern), "d = \(d)")
+            // phase 2's combine (via `mix`) equals the plain row-by-row, source-by-source loop bit for bit
+            let stats = DepthAttentionTwoPhase.phase1(queries: [w], keys: DepthAttentionTwoPhase.keys(sources), tokens: 5)[0]
+            var plain = Tensor(zeros: [5, d])
+            for r in 0..<5 {
+                let inv = 1 / stats.sum[r]
+                for i in 0..<4 {
+                    let c = stats.weights[i * 5 + r] * inv
+                    for j in 0..<d { plain.data[r * d + j] += c * sources[i].data[r * d + j] }
+                }
+            }
+            XCTAssertEqual(DepthAttentionTwoPhase.normalize(stats, sources: sources).data.map(\.bitPattern),
+                           plain.data.map(\.bitPattern), "d = \(d)")
             var rstd: [Float] = [], stacked: [Float] = []
             for src in sources { stacked += DepthAttentionTwoPhase.keys([src], rstd: &rstd).data }
             XCTAssertEqual(stacked, DepthAttentionTwoPhase.keys(sources).data)
