@@ -35,6 +35,22 @@ public struct Inference: Sendable {
             o = h
         } else {
             var blocks = [v0]
+            // Normalised keys of the completed blocks, stacked [K·n, d]. A completed block never changes, so its keys
+            // are normalised once, when it completes, and appended (row-wise the same values `keys(blocks)` gives).
+            // The key statistics (reciprocal RMS) of each completed block likewise serve every later one-pass layer and
+            // the output attention.
+            var keys = Tensor(zeros: [0, c.hidden]), blockRstd: [[Float]?] = []
+            func completed(_ block: Tensor, last: Bool) {
+                if mode == .twoPhase && !last {
+                    var rstd: [Float] = []
+                    let newKeys = DepthAttentionTwoPhase.keys([block], rstd: &rstd)
+                    keys = Tensor(shape: [keys.rows + block.rows, c.hidden], data: keys.data + newKeys.data)
+                    blockRstd.append(rstd)
+                } else {
+                    blockRstd.append(DepthAttention.rstd(block))
+                }
+            }
+            completed(v0, last: false)
             for n in 1...c.effectiveBlocks {
                 let first = (n - 1) * c.blockSize + 1, last = n == c.effectiveBlocks ? c.layers : n * c.blockSize
                 let queries = (first...last).map { p["layers.\($0).query"] }
@@ -43,13 +59,12 @@ public struct Inference: Sendable {
                 case .onePass:
                     for (i, l) in (first...last).enumerated() {
                         let sources = partial.map { blocks + [$0] } ?? blocks
-                        let h = DepthAttention.forward(query: queries[i], sources: sources).0
+                        let h = DepthAttention.forward(query: queries[i], sources: sources, rstd: blockRstd).0
                         inputs.append(h)
                         let v = Sublayer.forward(layer: l, h, batch: b, config: c, parameters: p).0
                         if partial == nil { partial = v } else { partial!.add(v) }
                     }
                 case .twoPhase:
-                    let keys = DepthAttentionTwoPhase.keys(blocks)
                     let stats = DepthAttentionTwoPhase.phase1(queries: queries, keys: keys, tokens: v0.rows)
                     for (i, l) in (first...last).enumerated() {
                         let h = partial.map {
@@ -61,8 +76,9 @@ public struct Inference: Sendable {
                     }
                 }
                 blocks.append(partial!)
+                completed(partial!, last: n == c.effectiveBlocks)
             }
-            o = DepthAttention.forward(query: p["layers.\(c.layers + 1).query"], sources: blocks).0
+            o = DepthAttention.forward(query: p["layers.\(c.layers + 1).query"], sources: blocks, rstd: blockRstd).0
         }
         let normed = RMSNorm.forward(o, gain: p["final_norm.gain"]).0
         return Result(logits: Matmul.forward(normed, p["head.weight"]), layerInputs: inputs)

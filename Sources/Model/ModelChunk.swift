@@ -99,10 +99,19 @@ public struct ModelChunk: Sendable {
             guard let input else { preconditionFailure("chunk \(index) needs its input activations") }
             state = input
         }
+        // Key statistics (reciprocal RMS) of the completed blocks: a completed block never changes within a forward,
+        // so each is normalised once here and reused by every later layer and the output attention (bitwise the same
+        // as recomputing). Only the partial's keys change from layer to layer.
+        var blockRstd: [[Float]?] = []
+        func completedBlockRstd() -> [[Float]?] {
+            while blockRstd.count < state.blocks.count { blockRstd.append(DepthAttention.rstd(state.blocks[blockRstd.count])) }
+            return blockRstd
+        }
         for l in layers {
             if c.usesDepthAttention {
                 let sources = state.partial.map { state.blocks + [$0] } ?? state.blocks
-                let (h, ds) = DepthAttention.forward(query: p["layers.\(l).query"], sources: sources)
+                let (h, ds) = DepthAttention.forward(query: p["layers.\(l).query"], sources: sources,
+                                                     rstd: completedBlockRstd())
                 let (v, ss) = Sublayer.forward(layer: l, h, batch: b, config: c, parameters: p)
                 tape.layers.append(.init(layer: l, sources: sources, depth: ds, sublayer: ss,
                                          hadPartial: state.partial != nil, output: v))
@@ -120,7 +129,8 @@ public struct ModelChunk: Sendable {
         if c.usesDepthAttention {
             precondition(state.partial == nil, "the last layer must complete the last block")
             headSources = state.blocks
-            (o, headDepth) = DepthAttention.forward(query: p["layers.\(c.layers + 1).query"], sources: headSources)
+            (o, headDepth) = DepthAttention.forward(query: p["layers.\(c.layers + 1).query"], sources: headSources,
+                                                    rstd: completedBlockRstd())
         } else {
             o = state.hidden!
         }

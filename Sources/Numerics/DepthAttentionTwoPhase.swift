@@ -26,6 +26,13 @@ public enum DepthAttentionTwoPhase {
     /// Normalised keys of the completed blocks, stacked [K·n, d], computed once per block and shared by its S queries
     /// (the block representations act like a KV cache shared across layers).
     public static func keys(_ sources: [Tensor]) -> Tensor {
+        var unused: [Float] = []
+        return keys(sources, rstd: &unused)
+    }
+
+    /// `keys(sources)`, also appending each row's reciprocal RMS to `rstd` (source-major): exactly
+    /// `DepthAttention.rstd` of each source, so the output attention can reuse it instead of recomputing it.
+    public static func keys(_ sources: [Tensor], rstd: inout [Float]) -> Tensor {
         let n = sources[0].rows, d = sources[0].cols
         var stacked = Tensor(zeros: [sources.count * n, d])
         stacked.data.withUnsafeMutableBufferPointer { out in
@@ -33,7 +40,8 @@ public enum DepthAttentionTwoPhase {
                 src.data.withUnsafeBufferPointer { v in
                     for r in 0..<n {
                         let row = v.baseAddress! + r * d, o = out.baseAddress! + (i * n + r) * d
-                        let s = 1 / _sqrt(VectorKernels.dot(row, row, d) / Float(d) + RMSNorm.epsilon)
+                        let s = DepthAttention.rowRstd(row, d)
+                        rstd.append(s)
                         for j in 0..<d { o[j] = row[j] * s }
                     }
                 }
@@ -62,7 +70,7 @@ public enum DepthAttentionTwoPhase {
             var w = Array(z[(s * kCount * n)..<((s + 1) * kCount * n)])
             var m = [Float](repeating: -.infinity, count: n), l = [Float](repeating: 0, count: n)
             for i in 0..<kCount { for r in 0..<n { m[r] = Swift.max(m[r], w[i * n + r]) } }
-            for i in 0..<kCount { for r in 0..<n { let e = _exp(w[i * n + r] - m[r]); w[i * n + r] = e; l[r] += e } }
+            for i in 0..<kCount { for r in 0..<n { let e = _expShifted(w[i * n + r] - m[r]); w[i * n + r] = e; l[r] += e } }
             return Stats(weights: w, max: m, sum: l)
         }
     }
@@ -85,7 +93,7 @@ public enum DepthAttentionTwoPhase {
                     let ss = VectorKernels.dot(row, row, d), dot = VectorKernels.dot(w.baseAddress!, row, d)
                     let z2 = dot / _sqrt(ss / Float(d) + RMSNorm.epsilon)  // w · RMSNorm(partial)
                     let m = Swift.max(stats.max[r], z2)
-                    let e1 = _exp(stats.max[r] - m), e2 = _exp(z2 - m)
+                    let e1 = _expShifted(stats.max[r] - m), e2 = _expShifted(z2 - m)
                     let inv = 1 / (e1 * stats.sum[r] + e2)
                     a[r] = e1 * inv; b[r] = e2 * inv
                 }
@@ -94,29 +102,23 @@ public enum DepthAttentionTwoPhase {
         return combine(stats, sources: sources, partial: partial, partialWeight: { b[$0] }, scale: { a[$0] })
     }
 
-    /// One pass over the values: h[r] = scale(r) · Σ_i weights_i[r] v_i[r] + partialWeight(r) · partial[r].
+    /// One pass over the values: h[r] = scale(r) · Σ_i weights_i[r] v_i[r] + partialWeight(r) · partial[r]
+    /// (as Σ_i (weights_i[r]·scale(r)) v_i[r] + partialWeight(r) · partial[r], in that order; `DepthAttention.mix`).
     @inline(__always)
     static func combine(_ stats: Stats, sources: [Tensor], partial: Tensor?, partialWeight: (Int) -> Float,
                         scale: (Int) -> Float) -> Tensor {
-        let n = sources[0].rows, d = sources[0].cols
+        let n = sources[0].rows, d = sources[0].cols, kCount = sources.count
+        var c = [Float](repeating: 0, count: (kCount + (partial == nil ? 0 : 1)) * n)
+        for r in 0..<n {
+            let s = scale(r)
+            for i in 0..<kCount { c[i * n + r] = stats.weights[i * n + r] * s }
+            if partial != nil { c[kCount * n + r] = partialWeight(r) }
+        }
         var h = Tensor(zeros: [n, d])
         h.data.withUnsafeMutableBufferPointer { hp in
-            for r in 0..<n {
-                let out = hp.baseAddress! + r * d, s = scale(r)
-                for (i, src) in sources.enumerated() {
-                    let c = stats.weights[i * n + r] * s
-                    src.data.withUnsafeBufferPointer { v in
-                        let row = v.baseAddress! + r * d
-                        for j in 0..<d { out[j] += c * row[j] }
-                    }
-                }
-                if let partial {
-                    let c = partialWeight(r)
-                    partial.data.withUnsafeBufferPointer { v in
-                        let row = v.baseAddress! + r * d
-                        for j in 0..<d { out[j] += c * row[j] }
-                    }
-                }
+            c.withUnsafeBufferPointer { cp in
+                DepthAttention.mix(sources: partial.map { sources + [$0] } ?? sources, weights: cp,
+                                   into: hp.baseAddress!, rows: n, cols: d)
             }
         }
         return h

@@ -61,4 +61,107 @@ final class TwoPhaseTests: XCTestCase {
             XCTAssertLessThanOrEqual(relativeError(first, DepthAttention.forward(query: q, sources: sources).0), Self.tolerance)
         }
     }
+
+    func testCachedKeyStatisticsAreBitwiseTheRecomputedOnes() {
+        // The caches (completed blocks' rstd in training and one-pass, keys appended block by block in two-phase)
+        // must change no bit: they hold exactly what the uncached code computes.
+        var rng = SplitMix64(seed: 91)
+        func tensor(_ shape: [Int], _ s: Double) -> Tensor {
+            Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float(rng.nextNormal() * s) })
+        }
+        for d in [6, 16, 37, 64] {
+            let sources = (0..<4).map { _ in tensor([5, d], 2) }, w = tensor([d], 1), dh = tensor([5, d], 1)
+            let ref = DepthAttention.forward(query: w, sources: sources)
+            for cached in [[], [DepthAttention.rstd(sources[0])], sources.dropLast().map { DepthAttention.rstd($0) },
+                           [nil, DepthAttention.rstd(sources[1])]] as [[[Float]?]] {
+                let got = DepthAttention.forward(query: w, sources: sources, rstd: cached)
+                XCTAssertEqual(got.0, ref.0)
+                XCTAssertEqual(got.1.rstd, ref.1.rstd); XCTAssertEqual(got.1.logits, ref.1.logits)
+                XCTAssertEqual(got.1.alpha, ref.1.alpha)
+                var ds1 = sources.map { Tensor(zeros: $0.shape) }, ds2 = ds1, dw1 = Tensor(zeros: [d]), dw2 = dw1
+                DepthAttention.backward(dh, query: w, sources: sources, saved: ref.1, dsources: &ds1, dquery: &dw1)
+                DepthAttention.backward(dh, query: w, sources: sources, saved: got.1, dsources: &ds2, dquery: &dw2)
+                XCTAssertEqual(ds1, ds2); XCTAssertEqual(dw1, dw2)
+            }
+            // the tiled backward equals its plain reference bit for bit (accumulating into non-zero buffers)
+            var ds1 = sources.map { _ in tensor([5, d], 1) }, ds2 = ds1, dw1 = tensor([d], 1), dw2 = dw1
+            DepthAttention.backward(dh, query: w, sources: sources, saved: ref.1, dsources: &ds1, dquery: &dw1)
+            DepthAttention.backwardReference(dh, query: w, sources: sources, saved: ref.1, dsources: &ds2, dquery: &dw2)
+            XCTAssertEqual(ds1, ds2, "d = \(d)"); XCTAssertEqual(dw1, dw2, "d = \(d)")
+            // the tiled weighted sum of the forward equals its plain reference bit for bit
+            let weights = (0..<(4 * 5)).map { _ in Float(rng.nextNormal()) }
+            var m1 = tensor([5, d], 1).data, m2 = m1
+            weights.withUnsafeBufferPointer { wp in
+                m1.withUnsafeMutableBufferPointer {
+                    DepthAttention.mix(sources: sources, weights: wp, into: $0.baseAddress!, rows: 5, cols: d)
+                }
+                m2.withUnsafeMutableBufferPointer {
+                    DepthAttention.mixReference(sources: sources, weights: wp, into: $0.baseAddress!, rows: 5, cols: d)
+                }
+            }
+            XCTAssertEqual(m1.map(\.bitPattern), m2.map(\.bitPattern), "d = \(d)")
+            // phase 2's combine (via `mix`) equals the plain row-by-row, source-by-source loop bit for bit
+            let stats = DepthAttentionTwoPhase.phase1(queries: [w], keys: DepthAttentionTwoPhase.keys(sources), tokens: 5)[0]
+            var plain = Tensor(zeros: [5, d])
+            for r in 0..<5 {
+                let inv = 1 / stats.sum[r]
+                for i in 0..<4 {
+                    let c = stats.weights[i * 5 + r] * inv
+                    for j in 0..<d { plain.data[r * d + j] += c * sources[i].data[r * d + j] }
+                }
+            }
+            XCTAssertEqual(DepthAttentionTwoPhase.normalize(stats, sources: sources).data.map(\.bitPattern),
+                           plain.data.map(\.bitPattern), "d = \(d)")
+            var rstd: [Float] = [], stacked: [Float] = []
+            for src in sources { stacked += DepthAttentionTwoPhase.keys([src], rstd: &rstd).data }
+            XCTAssertEqual(stacked, DepthAttentionTwoPhase.keys(sources).data)
+            XCTAssertEqual(rstd, sources.flatMap { DepthAttention.rstd($0) })
+        }
+        for x: Float in [0, -0.0, 1e-30, -1e-30, -1, -87.5, -200, .infinity, -.infinity, .nan] {
+            XCTAssertEqual(_expShifted(x).bitPattern, _exp(x).bitPattern, "x = \(x)")
+        }
+    }
+
+    func testInferenceWithCachedKeysIsBitwiseTheUncachedForward() throws {
+        // Inference keeps each completed block's keys and rstd instead of renormalising every block per block; the
+        // uncached reference below (keys of all blocks per block, no rstd cache) must give the same bits.
+        for (layers, blocks, kind) in [(8, 4, ResidualKind.block), (7, 3, .block), (5, 5, .full), (6, 1, .block)] {
+            let c = ModelConfig(layers: layers, hidden: 16, heads: 2, seq: 6, vocab: 32, residual: kind, blocks: blocks)
+            let model = try Transformer(config: c)
+            let p = Fixtures.perturbedParameters(model, seed: 5)
+            let mb = Fixtures.microbatches(c, seed: 3, m: 1, b: 2)[0], b = mb.sequences
+            let inference = try Inference(config: c)
+            for mode in Inference.Mode.allCases {
+                var v0 = Embedding.forward(ids: mb.tokens, table: p["embed.weight"])
+                v0.add(Embedding.forward(ids: (0..<(b * c.seq)).map { Int32($0 % c.seq) }, table: p["pos.weight"]))
+                var done = [v0], inputs: [Tensor] = []
+                for n in 1...c.effectiveBlocks {
+                    let first = (n - 1) * c.blockSize + 1, last = n == c.effectiveBlocks ? c.layers : n * c.blockSize
+                    let queries = (first...last).map { p["layers.\($0).query"] }
+                    let stats = DepthAttentionTwoPhase.phase1(queries: queries, keys: DepthAttentionTwoPhase.keys(done),
+                                                              tokens: v0.rows)
+                    var partial: Tensor? = nil
+                    for (i, l) in (first...last).enumerated() {
+                        let h: Tensor
+                        if mode == .onePass {
+                            h = DepthAttention.forward(query: queries[i], sources: partial.map { done + [$0] } ?? done).0
+                        } else {
+                            h = partial.map { DepthAttentionTwoPhase.merge(stats[i], sources: done, query: queries[i],
+                                                                           partial: $0) }
+                                ?? DepthAttentionTwoPhase.normalize(stats[i], sources: done)
+                        }
+                        inputs.append(h)
+                        let v = Sublayer.forward(layer: l, h, batch: b, config: c, parameters: p).0
+                        if partial == nil { partial = v } else { partial!.add(v) }
+                    }
+                    done.append(partial!)
+                }
+                let o = DepthAttention.forward(query: p["layers.\(c.layers + 1).query"], sources: done).0
+                let logits = Matmul.forward(RMSNorm.forward(o, gain: p["final_norm.gain"]).0, p["head.weight"])
+                let got = inference.forward(mb, parameters: p, mode: mode)
+                XCTAssertEqual(got.layerInputs, inputs, "\(kind) L=\(layers) N=\(blocks) \(mode)")
+                XCTAssertEqual(got.logits, logits, "\(kind) L=\(layers) N=\(blocks) \(mode)")
+            }
+        }
+    }
 }
