@@ -33,6 +33,16 @@ struct ClusterOptions: ParsableArguments {
     @Flag(help: "Log the coordinator's phases (joins, links) to standard error.")
     var verbose = false
 
+    /// Resolves the topology (in the BLAS kernel `attnres train` uses, so compute runs agree bit for bit with it:
+    /// docs/model.md) and starts a local cluster for it with every data link proven.
+    func startCluster(_ topology: TopologyOptions) throws -> (Topology, Coordinator) {
+        BLASKernel.reexecWithPreferredKernelIfNeeded()
+        let t = try topology.resolve()
+        let coordinator = try makeCoordinator(t)
+        try coordinator.start()
+        return (t, coordinator)
+    }
+
     func makeCoordinator(_ t: Topology) throws -> Coordinator {
         var logger = Logger(label: "attnres.coordinator") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = verbose ? .info : .warning
@@ -75,14 +85,10 @@ struct Run: ParsableCommand {
     var traceSvg: String?
 
     func run() throws {
-        // Every process of a run uses the same BLAS kernel as `attnres train` (bitwise agreement; docs/model.md).
-        BLASKernel.reexecWithPreferredKernelIfNeeded()
-        let t = try topology.resolve()
-        let coordinator = try cluster.makeCoordinator(t)
-        defer { coordinator.shutdown() }
         let progress = Progress()
-        progress.update("starting \(t.ranks) workers")
-        try coordinator.start()
+        progress.update("starting the workers")
+        let (t, coordinator) = try cluster.startCluster(topology)
+        defer { coordinator.shutdown() }
         var moved = 0
         let perStep = try TrafficPrediction(t.trafficConfig).payloadBytesPerStep
         let result = try coordinator.run(t, resume: resume, save: save, trace: trace != nil || traceSvg != nil) { step, loss in
@@ -127,13 +133,9 @@ struct Compare: ParsableCommand {
     @OptionGroup var cluster: ClusterOptions
 
     func run() throws {
-        // Every process of a run uses the same BLAS kernel as `attnres train` (bitwise agreement; docs/model.md).
-        BLASKernel.reexecWithPreferredKernelIfNeeded()
-        let t = try topology.resolve()
-        let coordinator = try cluster.makeCoordinator(t)
-        defer { coordinator.shutdown() }
         let progress = Progress()
-        try coordinator.start()
+        let (t, coordinator) = try cluster.startCluster(topology)
+        defer { coordinator.shutdown() }
         var results: [VariantResult] = []
         let variants = comparisonVariants(of: t)
         for (i, v) in variants.enumerated() {
