@@ -36,27 +36,30 @@ struct ClusterOptions: ParsableArguments {
     /// Resolves the topology (in the BLAS kernel `attnres train` uses, so compute runs agree bit for bit with it:
     /// docs/model.md) and starts a local cluster for it with every data link proven.
     func startCluster(_ topology: TopologyOptions) throws -> (Topology, Coordinator) {
-        BLASKernel.reexecWithPreferredKernelIfNeeded()
-        let t = try topology.resolve()
-        let coordinator = try makeCoordinator(t)
+        let (t, coordinator) = try makeCoordinator(topology, spawnLocal: true, logLevel: verbose ? .info : .warning)
         try coordinator.start()
         return (t, coordinator)
     }
 
-    func makeCoordinator(_ t: Topology) throws -> Coordinator {
+    /// The topology and a coordinator bound for it; `spawnLocal` false waits for workers started elsewhere.
+    func makeCoordinator(_ topology: TopologyOptions, spawnLocal: Bool, logLevel: Logger.Level) throws -> (Topology, Coordinator) {
+        BLASKernel.reexecWithPreferredKernelIfNeeded()
+        let t = try topology.resolve()
         var logger = Logger(label: "attnres.coordinator") { StreamLogHandler.standardError(label: $0) }
-        logger.logLevel = verbose ? .info : .warning
-        return try Coordinator(topology: t, faults: try parsedFaults(), joinTimeout: joinTimeout,
-                               silenceTimeout: silenceTimeout, logger: logger)
+        logger.logLevel = logLevel
+        let coordinator = try Coordinator(topology: t, faults: try parseFaults(faults), joinTimeout: joinTimeout,
+                                          silenceTimeout: silenceTimeout, spawnLocal: spawnLocal, logger: logger)
+        return (t, coordinator)
     }
+}
 
-    func parsedFaults() throws -> [Fault] {
-        try faults.map { f in
-            guard let fault = Fault(argument: f) else {
-                throw UsageError(description: "--fault '\(f)': expected kill:RANK@STEP, freeze:RANK@STEP, stall:RANK@STEP or never-join:RANK")
-            }
-            return fault
+/// Parses `--fault` values (the coordinator's and the worker's alike).
+func parseFaults(_ arguments: [String]) throws -> [Fault] {
+    try arguments.map { f in
+        guard let fault = Fault(argument: f) else {
+            throw UsageError(description: "--fault '\(f)': expected kill:RANK@STEP, freeze:RANK@STEP, stall:RANK@STEP or never-join:RANK")
         }
+        return fault
     }
 }
 
@@ -172,11 +175,7 @@ struct WorkerCommand: ParsableCommand {
 
     func run() throws {
         BLASKernel.reexecWithPreferredKernelIfNeeded()
-        let parsed = try faults.map { f -> Fault in
-            guard let fault = Fault(argument: f) else { throw UsageError(description: "--fault '\(f)' is not a fault") }
-            return fault
-        }
-        let code = Worker.main(join: join, rank: rank, faults: parsed, watchParent: watchParent)
+        let code = Worker.main(join: join, rank: rank, faults: try parseFaults(faults), watchParent: watchParent)
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -197,13 +196,7 @@ struct CoordinatorCommand: ParsableCommand {
     @Flag(help: "Run every residual variant (as `compare`) instead of the topology's own.") var compare = false
 
     func run() throws {
-        // Every process of a run uses the same BLAS kernel as `attnres train` (bitwise agreement; docs/model.md).
-        BLASKernel.reexecWithPreferredKernelIfNeeded()
-        let t = try topology.resolve()
-        var logger = Logger(label: "attnres.coordinator") { StreamLogHandler.standardError(label: $0) }
-        logger.logLevel = .info
-        let coordinator = try Coordinator(topology: t, joinTimeout: cluster.joinTimeout, silenceTimeout: cluster.silenceTimeout,
-                                          spawnLocal: false, logger: logger)
+        let (t, coordinator) = try cluster.makeCoordinator(topology, spawnLocal: false, logLevel: .info)
         defer { coordinator.shutdown() }
         print("waiting for \(t.ranks) workers: attnres worker --join \(coordinator.endpoint) --rank R")
         try coordinator.start()
