@@ -4,6 +4,10 @@ SWIFT ?= swift
 RELEASE_BIN := .build/release/attnres
 TOPOLOGY ?=
 APT_PACKAGES := libzmq3-dev libopenblas-dev pkg-config
+# The whole suite takes about 1.5 min here; a hang must fail fast, not eat CI's time limit. Output is line-buffered
+# so a log always shows the test that was running. Swift's crash backtracer is off for tests: seen here, it
+# blocked for ever reading a crashed test process's memory while holding the output pipe open.
+TEST_TIMEOUT ?= 900
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps build run test bench clean
@@ -25,7 +29,8 @@ run: build ## run the default topology on a local cluster and print the per-link
 
 test: deps ## build and run the whole test suite (debug build; real worker processes included)
 	$(SWIFT) build --build-tests
-	@set -o pipefail; $(SWIFT) test --skip-build 2>&1 | tee .build/test-output.txt; status=$$?; \
+	@set -o pipefail; SWIFT_BACKTRACE=enable=no timeout --kill-after=20 $(TEST_TIMEOUT) stdbuf -oL -eL $(SWIFT) test --skip-build 2>&1 | tee .build/test-output.txt; status=$$?; \
+	  if [ $$status = 124 ] || [ $$status = 137 ]; then echo "make test: the suite ran past $(TEST_TIMEOUT) s and was stopped; the last 'started' test above is the one that hung"; fi; \
 	  awk '/Executed [0-9]+ tests?, with [0-9]+ failures?/ { n=$$2; f=$$5 } END { if (n != "") printf "%d passed, %d failed\n", n-f, f }' .build/test-output.txt; \
 	  exit $$status
 

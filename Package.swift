@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "Wire", dependencies: ["CZeroMQ"]),
         .target(name: "Pipeline", dependencies: ["Wire", "Model"]),
         .target(name: "Cluster", dependencies: [
-            "Pipeline", "Wire", "Model", "Numerics",
+            "Pipeline", "Wire", "Model", "Numerics", "CSys",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),

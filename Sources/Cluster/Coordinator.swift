@@ -175,8 +175,10 @@ public final class Coordinator {
         guard !stopped else { return }
         stopped = true
         for r in workers.keys { try? send(r, .shutdown) }
+        // Linger so the shutdown messages above leave before the socket goes (linger 0 would drop them, and
+        // thread or remote workers would only stop when they notice the coordinator's silence).
+        router.close(lingerMs: 1000)
         processes.stopAll(graceSeconds: 1.0)
-        router.close()
         try? FileManager.default.removeItem(atPath: ipcDirectory)
     }
 

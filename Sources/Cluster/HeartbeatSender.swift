@@ -26,7 +26,8 @@ final class HeartbeatSender: @unchecked Sendable {
                     fputs("[rank \(rank)] coordinator (parent \(parent)) exited; exiting\n", stderr)
                     _exit(3)
                 }
-                if let beat = try? ControlFrame.encode(FromWorker.heartbeat(rank: rank)) { try? socket.send([beat]) }
+                // Never blocks: with the coordinator gone a blocking send could wait forever, and `stop()` with it.
+                if let beat = try? ControlFrame.encode(FromWorker.heartbeat(rank: rank)) { _ = try? socket.trySend(beat) }
                 _ = wake.wait(timeout: .now() + 0.25)
             }
         }.start()

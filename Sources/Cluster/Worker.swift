@@ -34,7 +34,10 @@ public final class Worker {
     var pendingControl: [ToWorker] = []
     let joinEndpoint: String
     var heartbeat: HeartbeatSender?
-    let parentPid = getppid()
+    /// The coordinator's pid for a locally spawned worker (given on the command line, not read with getppid()
+    /// at start-up: a coordinator that dies before then would otherwise leave a worker watching the wrong
+    /// parent forever); else the parent at start-up, used only by the never-join fault.
+    let parentPid: pid_t
     /// Locally spawned workers also exit as soon as their parent (the coordinator) is gone.
     let watchParent: Bool
     /// Data messages that arrived before the action that needs them.
@@ -45,9 +48,10 @@ public final class Worker {
     /// Seconds of coordinator silence after which a worker exits on its own (no orphans, DESIGN §6).
     static let coordinatorTimeout = 3.0
 
-    public init(join endpoint: String, rank: Int, faults: [Fault], watchParent: Bool = false) throws {
+    public init(join endpoint: String, rank: Int, faults: [Fault], parent: pid_t? = nil) throws {
         self.rank = rank
-        self.watchParent = watchParent
+        self.watchParent = parent != nil
+        parentPid = parent ?? getppid()
         self.faults = faults
         joinEndpoint = endpoint
         control = try Socket(context, .dealer)
@@ -60,7 +64,11 @@ public final class Worker {
     public func run() -> Int32 {
         if faults.contains(.neverJoin(rank: rank)) { return idleUntilOrphaned() }
         heartbeat = HeartbeatSender(context: context, endpoint: joinEndpoint, rank: rank, parent: watchParent ? parentPid : nil)
-        defer { heartbeat?.stop() }
+        defer {
+            heartbeat?.stop()
+            // The last control message (a failure report, say) must reach the coordinator before the socket goes.
+            control.close(lingerMs: 1000)
+        }
         do {
             try send(.hello(rank: rank, pid: getpid(), host: ProcessInfo.processInfo.hostName))
             while true {
@@ -271,9 +279,10 @@ public final class Worker {
     }
 
     /// Entry point of `attnres worker`.
-    public static func main(join: String, rank: Int, faults: [Fault], watchParent: Bool = false) -> Int32 {
+    /// `parent`: exit as soon as this process (the local coordinator that started the worker) is gone.
+    public static func main(join: String, rank: Int, faults: [Fault], parent: pid_t? = nil) -> Int32 {
         do {
-            return try Worker(join: join, rank: rank, faults: faults, watchParent: watchParent).run()
+            return try Worker(join: join, rank: rank, faults: faults, parent: parent).run()
         } catch {
             printError("[rank \(rank)] \(error)")
             return 1

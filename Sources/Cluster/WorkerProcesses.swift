@@ -1,3 +1,4 @@
+import CSys
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -18,14 +19,15 @@ public final class WorkerProcesses {
         return n > 0 ? String(cString: buf) : CommandLine.arguments[0]
     }
 
-    /// Starts `attnres worker --join ENDPOINT --rank R [--fault F]…`.
+    /// Starts `attnres worker --join ENDPOINT --rank R --parent-pid PID [--fault F]…`.
     public func spawn(rank: Int, join: String, faults: [Fault], executable exe: String = WorkerProcesses.selfExecutable) throws {
-        var args = [exe, "worker", "--join", join, "--rank", String(rank), "--watch-parent"]
+        var args = [exe, "worker", "--join", join, "--rank", String(rank), "--parent-pid", String(getpid())]
         for f in faults where f.rank == rank { args += ["--fault", f.description] }
         var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, exe, nil, nil, &cargs, environ)
+        // Only stdin/stdout/stderr are inherited (see attnres_spawn_clean).
+        let rc = attnres_spawn_clean(&pid, exe, &cargs, environ)
         guard rc == 0 else {
             throw ClusterError.spawnFailed(rank: rank, why: String(cString: strerror(rc)))
         }

@@ -121,6 +121,15 @@ public final class Socket: @unchecked Sendable {
         if !closed { zmq_close(raw); closed = true }
     }
 
+    /// Closes after giving queued outgoing messages up to `lingerMs` to reach their peer. Every socket here is
+    /// created with linger 0 (a dead peer must never block shutdown), so a last word such as "failed" or
+    /// "shutdown" is sent with this instead of plain `close()`, which would discard it.
+    public func close(lingerMs: Int32) {
+        guard !closed else { return }
+        try? setInt(ZMQ_LINGER, lingerMs)
+        close()
+    }
+
     public func setInt(_ option: Int32, _ value: Int32) throws {
         var v = value
         guard zmq_setsockopt(raw, option, &v, MemoryLayout<Int32>.size) == 0 else { throw ZMQError.last("zmq_setsockopt(\(option))") }
@@ -177,6 +186,19 @@ public final class Socket: @unchecked Sendable {
                 throw ZMQError.last("zmq_msg_send")
             }
         }
+    }
+
+    /// Sends a single-frame message without blocking; false when libzmq cannot queue it now (no peer, or the
+    /// high-water mark reached). For best-effort traffic such as heartbeats, which must never block their thread.
+    @discardableResult
+    public func trySend(_ frame: Message) throws -> Bool {
+        while zmq_msg_send(frame.msg, raw, ZMQ_DONTWAIT) < 0 {
+            let e = zmq_errno()
+            if e == EINTR { continue }
+            if e == EAGAIN { return false }
+            throw ZMQError.last("zmq_msg_send")
+        }
+        return true
     }
 
     /// Receives one multipart message; blocks unless `nonBlocking`, in which case nil means nothing waiting.

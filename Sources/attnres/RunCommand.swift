@@ -171,11 +171,12 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.1:5555.") var join: String
     @Option(help: "This worker's rank.") var rank: Int
     @Option(name: .customLong("fault"), help: "Fault to inject (see `attnres run --help`).") var faults: [String] = []
-    @Flag(help: "Exit as soon as the parent process (a local coordinator) is gone; set by the coordinator.") var watchParent = false
+    @Option(help: "Exit as soon as this process (the local coordinator that started the worker) is gone; set by the coordinator.")
+    var parentPid: Int32?
 
     func run() throws {
         BLASKernel.reexecWithPreferredKernelIfNeeded()
-        let code = Worker.main(join: join, rank: rank, faults: try parseFaults(faults), watchParent: watchParent)
+        let code = Worker.main(join: join, rank: rank, faults: try parseFaults(faults), parent: parentPid)
         if code != 0 { throw ExitCode(code) }
     }
 }

@@ -20,7 +20,8 @@ enum CLIProcess {
     /// child and `liveChildren()` sees it.
     static let becomeSubreaper: Void = { _ = attnres_set_child_subreaper() }()
 
-    static func run(_ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> Result {
+    /// Runs `attnres args` to completion (killed, and the test failed, if it takes more than `timeout` s).
+    static func run(_ args: [String], timeout: Double = 300, file: StaticString = #filePath, line: UInt = #line) throws -> Result {
         _ = becomeSubreaper
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             XCTFail("attnres binary not found at \(binary): build it (swift build) or set ATTNRES_BIN", file: file, line: line)
@@ -30,8 +31,8 @@ enum CLIProcess {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("out"), err = dir.appendingPathComponent("err")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        FileManager.default.createFile(atPath: err.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = args
@@ -39,7 +40,9 @@ enum CLIProcess {
         p.standardError = try FileHandle(forWritingTo: err)
         let start = Date()
         try p.run()
-        p.waitUntilExit()
+        guard Watchdog.waitForExit(p, "attnres \(args.joined(separator: " "))", seconds: timeout, file: file, line: line) else {
+            throw CocoaError(.executableLoad)
+        }
         let seconds = Date().timeIntervalSince(start)
         return Result(status: p.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),
                       stderr: try String(contentsOf: err, encoding: .utf8), seconds: seconds)

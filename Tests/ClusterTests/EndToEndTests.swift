@@ -109,8 +109,10 @@ final class EndToEndTests: XCTestCase {
         let workers = try (0..<4).map { try start(["worker", "--join", "ipc://\(dir.path)/ctl", "--rank", "\($0)"]) }
         let json = dir.appendingPathComponent("r.json")
         let coordinator = try start(["coordinator", yaml.path, "--json", json.path])
-        coordinator.waitUntilExit()
-        for w in workers { w.waitUntilExit() }
+        guard Watchdog.waitForExit(coordinator, "attnres coordinator"),
+              workers.allSatisfy({ Watchdog.waitForExit($0, "attnres worker --rank \(workers.firstIndex(of: $0)!)", seconds: 30) }) else {
+            return CLIProcess.assertNoOrphans()
+        }
         XCTAssertEqual(coordinator.terminationStatus, 0)
         XCTAssertEqual(workers.map(\.terminationStatus), [0, 0, 0, 0])
         let d = JSONDecoder()

@@ -86,7 +86,7 @@ final class FailureTests: XCTestCase {
     func testWorkersExitWhenTheCoordinatorIsKilled() throws {
         let (p, _) = try startStuckCluster()
         kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        Watchdog.waitForExit(p, "the SIGKILLed coordinator", seconds: 30)
         // The orphaned workers are now this process's children; each must notice and exit by itself.
         let watchdog = DispatchWorkItem { for pid in CLIProcess.liveChildren() { kill(pid, SIGKILL) } }
         DispatchQueue.global().asyncAfter(deadline: .now() + 10, execute: watchdog)
@@ -102,8 +102,11 @@ final class FailureTests: XCTestCase {
     func testSigtermStopsEveryWorker() throws {
         let (p, err) = try startStuckCluster()
         kill(p.processIdentifier, SIGTERM)
-        p.waitUntilExit()
-        let rest = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        guard Watchdog.waitForExit(p, "the coordinator after SIGTERM", seconds: 30) else { return CLIProcess.assertNoOrphans() }
+        // Ends when every writer of the pipe (the coordinator and the workers it started) has exited.
+        let rest = Watchdog.run("reading the coordinator's stderr to its end", seconds: 30) {
+            String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        } ?? ""
         XCTAssertNotEqual(p.terminationStatus, 0)
         XCTAssertTrue(rest.contains("interrupted by signal 15"), rest)
         CLIProcess.assertNoOrphans()

@@ -96,7 +96,9 @@ enum ThreadCluster {
         }
         defer {
             coordinator.shutdown()
-            group.wait()
+            if group.wait(timeout: .now() + 60) == .timedOut {
+                XCTFail("worker threads of \(t.name) did not stop within 60 s of the coordinator's shutdown")
+            }
         }
         try coordinator.start()
         return try body(coordinator)

@@ -6,10 +6,12 @@ import XCTest
 enum PythonEnvironment {
     struct Output { var status: Int32; var stdout: String; var stderr: String }
 
-    static func run(_ arguments: [String], input: String? = nil) throws -> Output {
+    /// Runs `arguments` under coreutils' `timeout`, so a pip install stuck on the network ends (status 124)
+    /// instead of hanging the suite.
+    static func run(_ arguments: [String], input: String? = nil, timeoutSeconds: Int = 600) throws -> Output {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = arguments
+        p.arguments = ["timeout", "--kill-after=10", "\(timeoutSeconds)"] + arguments
         let out = Pipe(), err = Pipe(), inp = Pipe()
         p.standardOutput = out; p.standardError = err; p.standardInput = inp
         try p.run()
