@@ -39,6 +39,10 @@ public final class Coordinator {
     var inbox: [FromWorker] = []
     var variantCounter = 0
     var stopped = false
+    /// Upper bound on each wait after the join (bind, link probe, one variant), seconds; nil = none (a real run
+    /// may legitimately take hours; liveness is watched by heartbeats). A test sets it so a lost message or a
+    /// schedule bug fails naming the phase and the ranks instead of waiting for ever on live workers.
+    public var phaseTimeout: Double?
 
     /// Binds the control endpoint. Throws `ClusterError.controlEndpoint` when it is in use.
     /// - Parameters:
@@ -71,9 +75,14 @@ public final class Coordinator {
         }
         endpoint = router.lastEndpoint
         self.logger.info("coordinator listening on \(endpoint)")
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// SIGINT and SIGTERM make every wait of every coordinator in this process stop its workers and throw
+    /// `ClusterError.interrupted`. For the command line; a library user (a test process) keeps its own handlers.
+    public static func interruptOnSignals() {
         signal(SIGINT) { coordinatorInterrupt = $0 }
         signal(SIGTERM) { coordinatorInterrupt = $0 }
-        signal(SIGPIPE, SIG_IGN)
     }
 
     deinit { shutdown() }
@@ -95,17 +104,21 @@ public final class Coordinator {
                 try send(r, .setup(transport: base.transport, ipcDirectory: ipcDirectory, address: address, ranks: base.ranks))
             }
             var endpoints = [String?](repeating: nil, count: base.ranks)
-            try waitUntil(phase: "bind") { [unowned self] in
+            try waitUntil(phase: "bind", deadline: phaseDeadline()) { [unowned self] in
                 for case .bound(let r, let ep) in self.drain() { endpoints[r] = ep }
                 return endpoints.allSatisfy { $0 != nil }
+            } onTimeout: { [unowned self] in
+                ClusterError.phaseTimedOut(phase: "bind", seconds: self.phaseTimeout ?? 0, ranks: (0..<self.base.ranks).filter { endpoints[$0] == nil })
             }
             dataEndpoints = endpoints.map { $0! }
             logger.info("data inboxes: \(dataEndpoints.joined(separator: " "))")
             for r in 0..<base.ranks { try send(r, .connect(endpoints: endpoints.map { $0! })) }
             var ready: Set<Int> = []
-            try waitUntil(phase: "link probe") { [unowned self] in
+            try waitUntil(phase: "link probe", deadline: phaseDeadline()) { [unowned self] in
                 for case .ready(let r) in self.drain() { ready.insert(r) }
                 return ready.count == self.base.ranks
+            } onTimeout: { [unowned self] in
+                ClusterError.phaseTimedOut(phase: "link probe", seconds: self.phaseTimeout ?? 0, ranks: (0..<self.base.ranks).filter { !ready.contains($0) })
             }
             logger.info("every data link probed")
         } catch {
@@ -141,7 +154,8 @@ public final class Coordinator {
             var reports: [Int: WorkerReport] = [:]
             var reportedStep = 0
             var losses: [Int: Float] = [:]
-            try waitUntil(phase: "variant \(topology.residual.rawValue)/\(topology.cache.rawValue)") { [unowned self] in
+            let phase = "variant \(topology.residual.rawValue)/\(topology.cache.rawValue)"
+            try waitUntil(phase: phase, deadline: phaseDeadline()) { [unowned self] in
                 for m in self.drain() {
                     switch m {
                     case .stepDone(let r, let v, let s, let loss) where v == variant:
@@ -154,6 +168,8 @@ public final class Coordinator {
                 let all = done.min() ?? 0
                 while reportedStep < all { reportedStep += 1; onStep?(reportedStep, losses[reportedStep - 1]) }
                 return reports.count == self.base.ranks
+            } onTimeout: { [unowned self] in
+                ClusterError.phaseTimedOut(phase: phase, seconds: self.phaseTimeout ?? 0, ranks: (0..<self.base.ranks).filter { reports[$0] == nil })
             }
             if let save {
                 let files = (0..<base.ranks).map { Checkpoint.Manifest.RankFile(rank: $0, file: Checkpoint.rankFile($0), chunks: topology.layout.chunks(onRank: $0)) }
@@ -184,6 +200,8 @@ public final class Coordinator {
 
     // MARK: control plumbing
 
+    func phaseDeadline() -> Double? { phaseTimeout.map { monotonicSeconds() + $0 } }
+
     func send(_ rank: Int, _ m: ToWorker) throws {
         try router.send([Message(bytes: Array("rank-\(rank)".utf8)), try ControlFrame.encode(m)])
     }
@@ -205,36 +223,48 @@ public final class Coordinator {
             }
             let now = monotonicSeconds()
             if let deadline, now > deadline, let onTimeout { throw onTimeout() }
-            for (r, seen) in lastSeen where now - seen > silenceTimeout {
-                throw ClusterError.workerSilent(rank: r, seconds: now - seen, phase: phase)
+            if lastSeen.values.contains(where: { now - $0 > silenceTimeout }) {
+                // Heartbeats may be waiting unread (the coordinator itself was slow): read them before judging,
+                // then name the rank silent the longest.
+                try receivePending()
+                let now = monotonicSeconds()
+                if let (r, seen) = lastSeen.min(by: { $0.value < $1.value }), now - seen > silenceTimeout {
+                    throw ClusterError.workerSilent(rank: r, seconds: now - seen, phase: phase)
+                }
             }
             if now - lastBeat > 0.2 {
                 lastBeat = now
                 for r in workers.keys { try? send(r, .heartbeat) }
             }
             guard try !Socket.poll([router], timeoutMs: 20).isEmpty else { continue }
-            while let frames = try router.receive(nonBlocking: true) {
-                guard frames.count == 2 else { continue }
-                let msg: FromWorker
-                do { msg = try ControlFrame.decode(FromWorker.self, from: frames[1]) } catch {
-                    printError("coordinator: ignoring a malformed control message: \(error)")
+            try receivePending()
+        }
+    }
+
+    /// Reads every waiting control message without blocking: liveness and joins are recorded, a failure report
+    /// is thrown, the rest queued for `drain()`.
+    func receivePending() throws {
+        while let frames = try router.receive(nonBlocking: true) {
+            guard frames.count == 2 else { continue }
+            let msg: FromWorker
+            do { msg = try ControlFrame.decode(FromWorker.self, from: frames[1]) } catch {
+                printError("coordinator: ignoring a malformed control message: \(error)")
+                continue
+            }
+            switch msg {
+            case .hello(let r, let pid, let host):
+                guard (0..<base.ranks).contains(r), workers[r] == nil else {
+                    printError("coordinator: ignoring hello from unexpected rank \(r)")
                     continue
                 }
-                switch msg {
-                case .hello(let r, let pid, let host):
-                    guard (0..<base.ranks).contains(r), workers[r] == nil else {
-                        printError("coordinator: ignoring hello from unexpected rank \(r)")
-                        continue
-                    }
-                    workers[r] = WorkerInfo(rank: r, pid: pid, host: host)
-                    logger.info("rank \(r) joined (pid \(pid), host \(host))")
-                    lastSeen[r] = monotonicSeconds()
-                case .heartbeat(let r): lastSeen[r] = monotonicSeconds()
-                case .failed(let r, let message): throw ClusterError.workerFailed(rank: r, message: message)
-                default:
-                    if case .stepDone(let r, _, _, _) = msg { lastSeen[r] = monotonicSeconds() }
-                    inbox.append(msg)
-                }
+                workers[r] = WorkerInfo(rank: r, pid: pid, host: host)
+                logger.info("rank \(r) joined (pid \(pid), host \(host))")
+                lastSeen[r] = monotonicSeconds()
+            case .heartbeat(let r): lastSeen[r] = monotonicSeconds()
+            case .failed(let r, let message): throw ClusterError.workerFailed(rank: r, message: message)
+            default:
+                if case .stepDone(let r, _, _, _) = msg { lastSeen[r] = monotonicSeconds() }
+                inbox.append(msg)
             }
         }
     }

@@ -47,6 +47,10 @@ public final class Worker {
     var trace: [TraceRecord]?
     /// Seconds of coordinator silence after which a worker exits on its own (no orphans, DESIGN §6).
     static let coordinatorTimeout = 3.0
+    /// Before the first word from the coordinator, a worker started by hand waits this long for it to come up.
+    static let firstContactTimeout = 60.0
+    /// Whether any control message has arrived yet.
+    var heardFromCoordinator = false
 
     public init(join endpoint: String, rank: Int, faults: [Fault], parent: pid_t? = nil) throws {
         self.rank = rank
@@ -111,6 +115,7 @@ public final class Worker {
     func drainControl() throws {
         while let frames = try control.receive(nonBlocking: true), let first = frames.first {
             lastHeard = monotonicSeconds()
+            heardFromCoordinator = true
             let message = try ControlFrame.decode(ToWorker.self, from: first)
             if case .heartbeat = message { continue }
             pendingControl.append(message)
@@ -121,10 +126,12 @@ public final class Worker {
     /// the ones that queued up during a long computation.
     func liveness() throws {
         if watchParent, getppid() != parentPid { throw WorkerError.coordinatorLost(rank: rank, why: "parent process \(parentPid) exited") }
-        if monotonicSeconds() - lastHeard > Worker.coordinatorTimeout {
+        let limit = heardFromCoordinator ? Worker.coordinatorTimeout : Worker.firstContactTimeout
+        if monotonicSeconds() - lastHeard > limit {
             try drainControl()
-            if monotonicSeconds() - lastHeard > Worker.coordinatorTimeout {
-                throw WorkerError.coordinatorLost(rank: rank, why: "no message for \(Int(Worker.coordinatorTimeout)) s")
+            if monotonicSeconds() - lastHeard > limit {
+                throw WorkerError.coordinatorLost(rank: rank, why: heardFromCoordinator ? "no message for \(Int(limit)) s"
+                                                  : "no coordinator answered at \(joinEndpoint) within \(Int(limit)) s")
             }
         }
     }

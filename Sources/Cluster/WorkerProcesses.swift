@@ -93,6 +93,7 @@ public enum ClusterError: Error, CustomStringConvertible {
     case controlEndpoint(String, String)
     case measuredDiffers(String)
     case interrupted(Int32)
+    case phaseTimedOut(phase: String, seconds: Double, ranks: [Int])
 
     public var description: String {
         switch self {
@@ -104,6 +105,9 @@ public enum ClusterError: Error, CustomStringConvertible {
         case .controlEndpoint(let ep, let why): return "cannot bind the coordinator endpoint \(ep): \(why)"
         case .measuredDiffers(let s): return "measured traffic differs from the analytical model: \(s)"
         case .interrupted(let sig): return "interrupted by signal \(sig); stopped every worker"
+        case .phaseTimedOut(let phase, let s, let ranks):
+            return "\(phase) did not finish within \(String(format: "%.0f", s)) s; still waiting for rank\(ranks.count == 1 ? "" : "s") "
+                + "\(ranks.map(String.init).joined(separator: ", ")), which are alive; stopped every worker"
         }
     }
 }

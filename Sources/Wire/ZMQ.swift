@@ -147,6 +147,9 @@ public final class Socket: @unchecked Sendable {
         try setInt(ZMQ_RCVHWM, 0)
     }
 
+    /// Queue messages only on completed connections: a send blocks until a peer is really there.
+    public func setImmediate() throws { try setInt(ZMQ_IMMEDIATE, 1) }
+
     /// A ROUTER fails a send to an unknown peer instead of dropping it silently.
     public func setRouterMandatory() throws { try setInt(ZMQ_ROUTER_MANDATORY, 1) }
 

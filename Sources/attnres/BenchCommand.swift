@@ -70,6 +70,7 @@ struct BenchPipeline: ParsableCommand {
         let start = Date()
         for _ in 0..<timedSteps { _ = trainer.step() }
         let single = Date().timeIntervalSince(start) / Double(timedSteps)
+        Coordinator.interruptOnSignals()
         let coordinator = try Coordinator(topology: t)
         defer { coordinator.shutdown() }
         try coordinator.start()

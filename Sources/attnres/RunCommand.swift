@@ -47,6 +47,7 @@ struct ClusterOptions: ParsableArguments {
         let t = try topology.resolve()
         var logger = Logger(label: "attnres.coordinator") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = logLevel
+        Coordinator.interruptOnSignals()
         let coordinator = try Coordinator(topology: t, faults: try parseFaults(faults), joinTimeout: joinTimeout,
                                           silenceTimeout: silenceTimeout, spawnLocal: spawnLocal, logger: logger)
         return (t, coordinator)

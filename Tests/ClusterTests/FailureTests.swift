@@ -20,7 +20,7 @@ final class FailureTests: XCTestCase {
     }
 
     func testWorkerThatNeverJoins() throws {
-        try assertFails(["run", "--fault", "never-join:2", "--join-timeout", "2"], mentioning: ["rank 2 never joined within 2.0 s"])
+        try assertFails(["run", "--fault", "never-join:2", "--join-timeout", "5"], mentioning: ["rank 2 never joined within 5.0 s"])
     }
 
     func testFrozenWorkerIsDetectedBySilence() throws {
@@ -74,12 +74,16 @@ final class FailureTests: XCTestCase {
         p.standardError = err
         p.standardOutput = FileHandle.nullDevice
         try p.run()
-        var log = ""
-        while !(0...2).allSatisfy({ log.contains("rank \($0) joined") }) {
-            let chunk = err.fileHandleForReading.availableData
-            if chunk.isEmpty { XCTFail("coordinator exited early:\n\(log)"); break }
-            log += String(decoding: chunk, as: UTF8.self)
+        let joined = Watchdog.run("ranks 0-2 joining the stuck cluster", seconds: 90, onTimeout: { kill(p.processIdentifier, SIGKILL) }) {
+            var log = ""
+            while !(0...2).allSatisfy({ log.contains("rank \($0) joined") }) {
+                let chunk = err.fileHandleForReading.availableData
+                if chunk.isEmpty { return "coordinator exited early:\n\(log)" }
+                log += String(decoding: chunk, as: UTF8.self)
+            }
+            return ""
         }
+        if let joined, !joined.isEmpty { XCTFail(joined) }
         return (p, err)
     }
 
@@ -112,16 +116,35 @@ final class FailureTests: XCTestCase {
         CLIProcess.assertNoOrphans()
     }
 
+    /// With a phase bound set, live workers that never finish a variant are an error naming the phase and the
+    /// ranks still owed, not an endless wait (the stall keeps rank 2 heartbeating but busy for 4 s).
+    func testPhaseTimeoutNamesThePhaseAndTheRanks() throws {
+        var t = Topology()
+        t.steps = 2
+        let coordinator = try Coordinator(topology: t, faults: [.stall(rank: 2, step: 0)], joinTimeout: 30, silenceTimeout: 30,
+                                          workerExecutable: CLIProcess.binary)
+        defer { coordinator.shutdown(); CLIProcess.assertNoOrphans() }
+        try coordinator.start()
+        coordinator.phaseTimeout = 1
+        XCTAssertThrowsError(try coordinator.run(t)) { error in
+            guard case ClusterError.phaseTimedOut(let phase, _, let ranks) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(phase.hasPrefix("variant"), phase)
+            XCTAssertTrue(ranks.contains(2), "\(ranks)")
+            XCTAssertTrue("\(error)".contains("did not finish within 1 s"), "\(error)")
+        }
+    }
+
     /// A malformed data frame reaching a worker is a clear error naming the rank, not a crash.
     func testMalformedFrameIsRejectedByTheWorker() throws {
         var t = Topology()
-        t.steps = 1
+        t.steps = 20  // rank 1 reads its inbox many times while the rogue frame is in flight
         try ThreadCluster.with(t) { coordinator in try sendMalformedFrame(coordinator, t) }
     }
 
     func sendMalformedFrame(_ coordinator: Coordinator, _ t: Topology) throws {
         let ctx = ZContext()
         let rogue = try Socket(ctx, .push)
+        try rogue.setImmediate()  // the send below returns only once the connection to rank 1 is up
         try rogue.connect(coordinator.dataEndpoints[1])
         var bad = FrameHeader(kind: .forward, step: 0, microbatch: 0, hop: 0, source: 0, destination: 1, tensors: []).encode()
         bad[4] = 9  // version 9

@@ -88,6 +88,8 @@ enum ThreadCluster {
     /// Starts a coordinator and one worker thread per rank, proves the links, runs `body`, stops everything.
     static func with<T>(_ t: Topology, _ body: (Coordinator) throws -> T) throws -> T {
         let coordinator = try Coordinator(topology: t, joinTimeout: 20, silenceTimeout: 20, spawnLocal: false)
+        // Thread workers keep heartbeating even if stuck, so bound every phase: a lost message fails the test.
+        coordinator.phaseTimeout = 120
         let group = DispatchGroup()
         for r in 0..<t.ranks {
             let endpoint = coordinator.endpoint

@@ -17,10 +17,16 @@ enum PythonEnvironment {
         try p.run()
         if let input { inp.fileHandleForWriting.write(Data(input.utf8)) }
         try inp.fileHandleForWriting.close()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        // stderr is read on its own thread: a child filling one pipe while we block on the other would deadlock.
+        final class Box: @unchecked Sendable { var data = Data() }
+        let e = Box()
+        let errDone = DispatchSemaphore(value: 0)
+        Thread { e.data = err.fileHandleForReading.readDataToEndOfFile(); errDone.signal() }.start()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        errDone.wait()
         p.waitUntilExit()
         return Output(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                      stderr: String(decoding: e, as: UTF8.self))
+                      stderr: String(decoding: e.data, as: UTF8.self))
     }
 
     /// Ensures `import` of each module works, installing `packages` with pip if needed; else throws XCTSkip.
@@ -30,7 +36,7 @@ enum PythonEnvironment {
             throw XCTSkip("python3 is not installed: cannot cross-check with Python's \(packages.joined(separator: ", "))")
         }
         if first.status == 0 { return }
-        let install = try run(["python3", "-m", "pip", "install", "-q"] + packages)
+        let install = try run(["python3", "-m", "pip", "install", "-q", "--timeout", "30", "--retries", "2"] + packages, timeoutSeconds: 300)
         guard install.status == 0, (try? run(["python3", "-c", check]))?.status == 0 else {
             throw XCTSkip("pip could not install \(packages.joined(separator: " ")) (PyPI unreachable?): "
                           + install.stderr.suffix(300))
