@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import Numerics
 import Pipeline
 import Wire
 
@@ -24,6 +25,8 @@ public enum WireBenchmark {
     /// Runs `trials` alternating raw/ours trials per (transport, size), each moving about `bytesPerTrial`.
     public static func run(transports: [TransportKind], sizes: [Int], trials: Int, bytesPerTrial: Int,
                            progress: (String) -> Void = { _ in }) throws -> [Row] {
+        // The allocator settings of a worker (both sides share them: one process).
+        AllocatorTuning.apply()
         var rows: [Row] = []
         for transport in transports {
             for size in sizes {

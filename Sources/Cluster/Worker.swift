@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import Numerics
 import Pipeline
 import Wire
 
@@ -53,6 +54,9 @@ public final class Worker {
     var heardFromCoordinator = false
 
     public init(join endpoint: String, rank: Int, faults: [Fault], parent: pid_t? = nil) throws {
+        // Received tensor frames are malloc'd by libzmq, 100 KiB to many MiB: keep them in the heap for reuse
+        // instead of returning each to the kernel and page-faulting the next one in (see AllocatorTuning).
+        AllocatorTuning.apply()
         self.rank = rank
         self.watchParent = parent != nil
         parentPid = parent ?? getppid()
