@@ -108,7 +108,7 @@ public final class Coordinator {
                 for case .bound(let r, let ep) in self.drain() { endpoints[r] = ep }
                 return endpoints.allSatisfy { $0 != nil }
             } onTimeout: { [unowned self] in
-                ClusterError.phaseTimedOut(phase: "bind", seconds: self.phaseTimeout ?? 0, ranks: (0..<self.base.ranks).filter { endpoints[$0] == nil })
+                self.phaseTimedOut("bind") { endpoints[$0] == nil }
             }
             dataEndpoints = endpoints.map { $0! }
             logger.info("data inboxes: \(dataEndpoints.joined(separator: " "))")
@@ -118,7 +118,7 @@ public final class Coordinator {
                 for case .ready(let r) in self.drain() { ready.insert(r) }
                 return ready.count == self.base.ranks
             } onTimeout: { [unowned self] in
-                ClusterError.phaseTimedOut(phase: "link probe", seconds: self.phaseTimeout ?? 0, ranks: (0..<self.base.ranks).filter { !ready.contains($0) })
+                self.phaseTimedOut("link probe") { !ready.contains($0) }
             }
             logger.info("every data link probed")
         } catch {
@@ -169,7 +169,7 @@ public final class Coordinator {
                 while reportedStep < all { reportedStep += 1; onStep?(reportedStep, losses[reportedStep - 1]) }
                 return reports.count == self.base.ranks
             } onTimeout: { [unowned self] in
-                ClusterError.phaseTimedOut(phase: phase, seconds: self.phaseTimeout ?? 0, ranks: (0..<self.base.ranks).filter { reports[$0] == nil })
+                self.phaseTimedOut(phase) { reports[$0] == nil }
             }
             if let save {
                 let files = (0..<base.ranks).map { Checkpoint.Manifest.RankFile(rank: $0, file: Checkpoint.rankFile($0), chunks: topology.layout.chunks(onRank: $0)) }
@@ -201,6 +201,11 @@ public final class Coordinator {
     // MARK: control plumbing
 
     func phaseDeadline() -> Double? { phaseTimeout.map { monotonicSeconds() + $0 } }
+
+    /// The error for a phase that ran past `phaseTimeout`, naming the ranks for which `missing` holds.
+    func phaseTimedOut(_ phase: String, missing: (Int) -> Bool) -> ClusterError {
+        .phaseTimedOut(phase: phase, seconds: phaseTimeout ?? 0, ranks: (0..<base.ranks).filter(missing))
+    }
 
     func send(_ rank: Int, _ m: ToWorker) throws {
         try router.send([Message(bytes: Array("rank-\(rank)".utf8)), try ControlFrame.encode(m)])
