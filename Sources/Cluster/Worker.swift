@@ -35,12 +35,12 @@ public final class Worker {
     var pendingControl: [ToWorker] = []
     let joinEndpoint: String
     var heartbeat: HeartbeatSender?
-    /// The coordinator's pid for a locally spawned worker (given on the command line, not read with getppid()
-    /// at start-up: a coordinator that dies before then would otherwise leave a worker watching the wrong
-    /// parent forever); else the parent at start-up, used only by the never-join fault.
+    /// A locally spawned worker exits as soon as this process, its coordinator, is gone. The pid is given on the
+    /// command line, not read with getppid() at start-up: a coordinator that died before then would otherwise
+    /// leave the worker watching the wrong parent for ever. nil for a worker started by hand.
+    let watchedParent: pid_t?
+    /// The parent the never-join fault idles on: the watched one, else the parent at start-up.
     let parentPid: pid_t
-    /// Locally spawned workers also exit as soon as their parent (the coordinator) is gone.
-    let watchParent: Bool
     /// Data messages that arrived before the action that needs them.
     var stash: [DataKey: DataMessage] = [:]
     var counters = Counters()
@@ -58,7 +58,7 @@ public final class Worker {
         // instead of returning each to the kernel and page-faulting the next one in (see AllocatorTuning).
         AllocatorTuning.apply()
         self.rank = rank
-        self.watchParent = parent != nil
+        watchedParent = parent
         parentPid = parent ?? getppid()
         self.faults = faults
         joinEndpoint = endpoint
@@ -71,7 +71,7 @@ public final class Worker {
     /// Runs until shutdown; returns the process exit code.
     public func run() -> Int32 {
         if faults.contains(.neverJoin(rank: rank)) { return idleUntilOrphaned() }
-        heartbeat = HeartbeatSender(context: context, endpoint: joinEndpoint, rank: rank, parent: watchParent ? parentPid : nil)
+        heartbeat = HeartbeatSender(context: context, endpoint: joinEndpoint, rank: rank, parent: watchedParent)
         defer {
             heartbeat?.stop()
             // The last control message (a failure report, say) must reach the coordinator before the socket goes.
@@ -129,7 +129,9 @@ public final class Worker {
     /// Exits when the coordinator has gone: parent changed (local workers), or no message for a while, counting
     /// the ones that queued up during a long computation.
     func liveness() throws {
-        if watchParent, getppid() != parentPid { throw WorkerError.coordinatorLost(rank: rank, why: "parent process \(parentPid) exited") }
+        if let watchedParent, getppid() != watchedParent {
+            throw WorkerError.coordinatorLost(rank: rank, why: "parent process \(watchedParent) exited")
+        }
         let limit = heardFromCoordinator ? Worker.coordinatorTimeout : Worker.firstContactTimeout
         if monotonicSeconds() - lastHeard > limit {
             try drainControl()
