@@ -89,9 +89,6 @@ public struct WorkerReport: Codable, Sendable {
     public var tensorsPerHop: [Int: Int]
     public var computeSeconds: Double
     public var waitSeconds: Double
-    /// Compute mode: cross-stage gradient deposits made and consumed (equal when every deposit was added).
-    public var depositsMade: Int = 0
-    public var depositsConsumed: Int = 0
     /// Timed spans, when the run asked for a trace.
     public var trace: [TraceRecord]?
 }

@@ -228,25 +228,6 @@ public final class Worker {
         stash[key] = message
     }
 
-    /// Blocks (while answering control traffic) until the message `key` has arrived.
-    func take(_ key: DataKey) throws -> DataMessage {
-        let start = monotonicSeconds()
-        var waited = false
-        while true {
-            if let m = stash.removeValue(forKey: key) {
-                let now = monotonicSeconds()
-                counters.waitSeconds += now - start
-                if waited, trace != nil {
-                    trace!.append(TraceRecord(kind: .wait, start: start, end: now, step: key.step, chunk: -1, microbatch: key.microbatch,
-                                              hop: key.hop, backward: key.kind == .backward))
-                }
-                return m
-            }
-            waited = true
-            try pump(timeoutMs: 50)
-        }
-    }
-
     /// Records a compute span (forward, backward, optimizer) when tracing.
     func recordCompute(_ kind: TraceRecord.Kind, start: Double, step: Int, chunk: Int, microbatch: Int) {
         guard trace != nil else { return }
@@ -258,25 +239,106 @@ public final class Worker {
     func runVariant(_ spec: RunSpec) throws {
         counters = Counters()
         trace = spec.trace ? [] : nil
-        var shape: ShapeStageRunner?
-        var compute: ComputeStageRunner?
-        if spec.topology.mode == .compute { compute = try ComputeStageRunner(worker: self, spec: spec) } else { shape = try ShapeStageRunner(worker: self, spec: spec) }
-        for step in 0..<spec.topology.steps {
-            for f in faults where f.rank == rank {
-                if case .kill(_, let s) = f, s == step { kill(getpid(), SIGKILL) }
-                if case .freeze(_, let s) = f, s == step { kill(getpid(), SIGSTOP) }
-                if case .stall(_, let s) = f, s == step { usleep(4_000_000) }
+        let t = spec.topology
+        let plan = HopPlan(layout: t.layout, residual: t.residualConfig)
+        let schedule = try Schedule(kind: t.schedule, layout: t.layout, microbatches: t.microbatches)
+        if t.mode == .compute {
+            var backend = try ComputeBackend(config: t.modelConfig, layout: t.layout, rank: rank, microbatches: t.microbatches,
+                                             microbatchSize: t.microbatchSize, seed: UInt64(t.seed), learningRate: t.learningRate)
+            if let dir = spec.resumeDirectory {
+                let (p, o) = try Checkpoint.loadRank(directory: dir, rank: rank, chunks: backend.chunks, learningRate: t.learningRate)
+                backend.restore(parameters: p, optimizers: o)
             }
-            var loss: Float?
-            if compute != nil { loss = try compute!.runStep(step) } else { try shape!.runStep(step) }
-            try send(.stepDone(rank: rank, variant: spec.variant, step: step, loss: loss))
+            var executor = RankExecutor(rank: rank, plan: plan, schedule: schedule, backend: backend)
+            let rows = t.microbatchSize * t.seq, cols = t.hidden
+            var channel = WorkerHopChannel<Tensor>(worker: self, spec: spec, plan: plan, encode: HopWire.message,
+                                                   decode: { HopWire.tensor($0, rows: rows, cols: cols) })
+            for step in 0..<t.steps {
+                injectFaults(step: step)
+                executor.backend.begin(globalStep: spec.firstStep + step + 1)
+                try run(&executor, &channel, step: step)
+                let start = monotonicSeconds()
+                let loss = executor.backend.finishStep()
+                counters.computeSeconds += monotonicSeconds() - start
+                recordCompute(.optimizer, start: start, step: step, chunk: -1, microbatch: -1)
+                try send(.stepDone(rank: rank, variant: spec.variant, step: step, loss: loss))
+            }
+            if let dir = spec.saveDirectory {
+                try Checkpoint.saveRank(directory: dir, rank: rank, chunks: t.layout.chunks(onRank: rank),
+                                        parameters: executor.backend.parameters, optimizers: executor.backend.optimizers,
+                                        stepsCompleted: spec.firstStep + t.steps)
+            }
+            try send(.report(report(peakCachedBytes: executor.cache.peakBytes)))
+        } else {
+            let backend = ShapeBackend(plan: plan, activationBytes: t.trafficConfig.activationBytes)
+            var executor = RankExecutor(rank: rank, plan: plan, schedule: schedule, backend: backend)
+            var channel = WorkerHopChannel<Message>(worker: self, spec: spec, plan: plan, encode: { $0.share() }, decode: { $0 })
+            for step in 0..<t.steps {
+                injectFaults(step: step)
+                executor.backend.step = step
+                try run(&executor, &channel, step: step)
+                try send(.stepDone(rank: rank, variant: spec.variant, step: step, loss: nil))
+            }
+            try send(.report(report(peakCachedBytes: executor.cache.peakBytes)))
         }
-        if let dir = spec.saveDirectory, let compute { try compute.save(to: dir) }
-        var report = shape?.report() ?? ShapeStageRunner.report(worker: self, peakCachedBytes: compute!.peakCachedBytes)
-        report.depositsMade = compute?.depositsMade ?? 0
-        report.depositsConsumed = compute?.depositsConsumed ?? 0
-        report.trace = trace
-        try send(.report(report))
+    }
+
+    /// The faults of this rank that fire when step `step` starts.
+    func injectFaults(step: Int) {
+        for f in faults where f.rank == rank {
+            if case .kill(_, let s) = f, s == step { kill(getpid(), SIGKILL) }
+            if case .freeze(_, let s) = f, s == step { kill(getpid(), SIGSTOP) }
+            if case .stall(_, let s) = f, s == step { usleep(4_000_000) }
+        }
+    }
+
+    /// Carries out one step of the executor: its actions one at a time, answering control traffic and filling the
+    /// stash while a receive waits; compute and waiting are timed (and traced when asked).
+    func run<B: ChunkBackend>(_ executor: inout RankExecutor<B>, _ channel: inout WorkerHopChannel<B.Value>, step: Int) throws {
+        executor.begin(step: step)
+        channel.step = step
+        var waiting: (key: HopKey, since: Double)?
+        while true {
+            let start = monotonicSeconds()
+            switch try executor.perform(&channel) {
+            case .performed(let a):
+                let now = monotonicSeconds()
+                if let w = waiting {
+                    counters.waitSeconds += start - w.since
+                    if trace != nil {
+                        trace!.append(TraceRecord(kind: .wait, start: w.since, end: start, step: step, chunk: -1, microbatch: w.key.microbatch,
+                                                  hop: w.key.hop, backward: w.key.direction == .backward))
+                    }
+                    waiting = nil
+                }
+                if a.isCompute {
+                    counters.computeSeconds += now - start
+                    recordCompute({ if case .forward = a { return .forward }; return .backward }(), start: start, step: step,
+                                  chunk: a.chunk, microbatch: a.microbatch)
+                }
+                // Drain the inbox between actions so arrival times in a trace are at most one action late.
+                if trace != nil { try pump(timeoutMs: 0) }
+            case .waiting(let key):
+                if waiting == nil { waiting = (key, start) }
+                try pump(timeoutMs: 50)
+            case .stepDone:
+                return
+            }
+        }
+    }
+
+    /// The data message `key`, if it has arrived.
+    func arrived(_ key: DataKey) -> DataMessage? { stash.removeValue(forKey: key) }
+
+    /// What this rank measured over the variant.
+    func report(peakCachedBytes: Int) -> WorkerReport {
+        let c = counters
+        func counts(_ d: [LinkKey: (bytes: Int, tensors: Int)]) -> [LinkCount] {
+            d.keys.sorted().map { k in LinkCount(src: k.src, dst: k.dst, direction: k.direction, kind: k.kind, payloadBytes: d[k]!.bytes, tensors: d[k]!.tensors) }
+        }
+        return WorkerReport(rank: rank, received: counts(c.received), sent: counts(c.sent), headerBytesSent: c.headerBytesSent,
+                            messagesSent: c.messagesSent, peakCachedBytes: peakCachedBytes, tensorsPerHop: c.tensorsPerHop,
+                            computeSeconds: c.computeSeconds, waitSeconds: c.waitSeconds, trace: trace)
     }
 
     func sendData(to dst: Int, header: FrameHeader, payloads: [Message]) throws {
