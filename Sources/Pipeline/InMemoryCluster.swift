@@ -114,6 +114,8 @@ public struct InMemoryTraining {
     public var losses: [Float]
     /// Every chunk's parameters after the last step, merged under the model's names.
     public var parameters: ParameterSet
+    /// The gradients of the first step (before its update), merged under the model's names.
+    public var firstGradients: ParameterSet
     /// Payload bytes per link over all steps.
     public var links: [LinkKey: Int]
     public var tensorsPerHop: [Int]
@@ -134,16 +136,18 @@ public struct InMemoryTraining {
         }
         let network = InMemoryNetwork<Tensor>(layout: layout) { $0.count * 4 }
         var losses: [Float] = []
+        var firstGradients = ParameterSet()
         for step in 0..<steps {
             for r in executors.indices { executors[r].backend.begin(globalStep: step + 1) }
             try InMemoryCluster.runStep(&executors, network: network, step: step)
+            if step == 0 { for e in executors { for g in e.backend.gradients.values { firstGradients.merge(g) } } }
             var loss: Float?
             for r in executors.indices { if let l = executors[r].backend.finishStep() { loss = l } }
             losses.append(loss!)
         }
         var merged = ParameterSet()
         for e in executors { for p in e.backend.parameters.values { merged.merge(p) } }
-        return InMemoryTraining(losses: losses, parameters: merged, links: network.links, tensorsPerHop: network.tensorsPerHop,
+        return InMemoryTraining(losses: losses, parameters: merged, firstGradients: firstGradients, links: network.links, tensorsPerHop: network.tensorsPerHop,
                                 messages: network.messages, peakCachedBytes: executors.map(\.cache.peakBytes),
                                 depositSlots: (executors.reduce(0) { $0 + $1.cache.slotsOpened },
                                                executors.reduce(0) { $0 + $1.cache.slotsCollected }))
