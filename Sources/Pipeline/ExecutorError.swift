@@ -62,7 +62,7 @@ public struct ExecutorError: Error, CustomStringConvertible {
     public var invariant: Invariant? { if case .invariant(let i) = cause { return i }; return nil }
 
     public var description: String {
-        "rank \(rank), step \(step)\(action.map { ", \($0)" } ?? ", end of step"): \(cause)\n\(grid)"
+        "rank \(rank), \(action.map { "action \($0)" } ?? "end of step") (step index \(step) of the run): \(cause)\n\(grid)"
     }
 
     /// The grid of `schedule` with the compute slot of `action` on `rank` marked `*` and its row ending in
