@@ -384,14 +384,10 @@ struct Counters {
     var computeSeconds = 0.0
     var tensorsPerHop: [Int: Int] = [:]
 
-    static func kind(_ r: WireRole) -> TensorKind {
-        switch r { case .hidden: return .activation; case .block: return .block; case .partial: return .partial }
-    }
-
     mutating func countReceived(header: FrameHeader, payloads: [Message]) {
         let dir: Direction = header.kind == .forward ? .forward : .backward
         for (t, p) in zip(header.tensors, payloads) {
-            let key = LinkKey(src: Int(header.source), dst: Int(header.destination), direction: dir, kind: Counters.kind(t.role))
+            let key = LinkKey(src: Int(header.source), dst: Int(header.destination), direction: dir, kind: HopWire.role(t).kind)
             received[key, default: (0, 0)].bytes += p.count
             received[key, default: (0, 0)].tensors += 1
         }
@@ -400,7 +396,7 @@ struct Counters {
     mutating func countSent(header: FrameHeader, payloadBytes: [Int], headerBytes: Int, rank: Int) {
         let dir: Direction = header.kind == .forward ? .forward : .backward
         for (t, n) in zip(header.tensors, payloadBytes) {
-            let key = LinkKey(src: rank, dst: Int(header.destination), direction: dir, kind: Counters.kind(t.role))
+            let key = LinkKey(src: rank, dst: Int(header.destination), direction: dir, kind: HopWire.role(t).kind)
             sent[key, default: (0, 0)].bytes += n
             sent[key, default: (0, 0)].tensors += 1
         }
