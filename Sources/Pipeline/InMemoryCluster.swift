@@ -11,8 +11,10 @@ public final class InMemoryNetwork<Value> {
     public private(set) var links: [LinkKey: Int] = [:]
     /// Most forward tensors one microbatch carried on each hop.
     public private(set) var tensorsPerHop: [Int]
-    /// Frame-header bytes a ZeroMQ run would add (one header per message, one descriptor per tensor).
+    /// Messages sent.
     public private(set) var messages = 0
+    /// Every message in the order it was received.
+    public private(set) var delivered: [HopKey] = []
 
     public init(layout: Layout, byteCount: @escaping (Value) -> Int) {
         self.layout = layout
@@ -70,6 +72,7 @@ public final class InMemoryNetwork<Value> {
         guard key.destination(layout) == rank else { throw Failure.wrongRank(key, rank: rank, expected: key.destination(layout)) }
         guard let m = queue.removeValue(forKey: key) else { return nil }
         guard m.roles == roles else { throw Failure.wrongRoles(key, expected: roles, got: m.roles) }
+        delivered.append(key)
         return m.values
     }
 }

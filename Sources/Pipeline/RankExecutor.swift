@@ -39,12 +39,16 @@ public struct RankExecutor<Backend: ChunkBackend> {
         case stepDone
     }
 
-    public init(rank: Int, plan: HopPlan, schedule: Schedule, backend: Backend) {
+    /// Whether errors carry the schedule's grid (built by simulating the schedule, itself run by executors).
+    private let explainsFailures: Bool
+
+    public init(rank: Int, plan: HopPlan, schedule: Schedule, backend: Backend, explainsFailures: Bool = true) {
         precondition(schedule.layout == plan.layout, "schedule and hop plan of different layouts")
         self.rank = rank
         self.plan = plan
         self.schedule = schedule
         self.backend = backend
+        self.explainsFailures = explainsFailures
         var owner: [Int: Int] = [:]
         for c in plan.layout.chunks(onRank: rank) { for n in plan.cachedBlocks(byChunk: c) where owner[n] == nil { owner[n] = c } }
         self.owner = owner
@@ -100,7 +104,7 @@ public struct RankExecutor<Backend: ChunkBackend> {
     /// An error at `action` (nil: end of step) with the grid marked there.
     public func failure(_ action: Action?, _ cause: ExecutorError.Cause) -> ExecutorError {
         ExecutorError(rank: rank, step: step, action: action, cause: cause,
-                      grid: ExecutorError.grid(schedule, rank: rank, action: action))
+                      grid: explainsFailures ? ExecutorError.grid(schedule, rank: rank, action: action) : "")
     }
 
     // MARK: actions
