@@ -21,8 +21,8 @@ enum HopWire {
         }
     }
 
-    /// The step field carries the variant in its high 12 bits so that two variants never mix.
-    static func wireStep(variant: Int, step: Int) -> UInt32 { UInt32(variant) << 20 | UInt32(step) }
+    /// The header's step and variant fields (two fields since protocol version 2), so that two variants never mix.
+    static func wireStep(variant: Int, step: Int) -> WireStep { WireStep(step: UInt32(step), variant: UInt16(variant)) }
 
     /// A received message must carry exactly the planned tensors.
     static func expect(_ msg: DataMessage, roles: [TensorRole], direction: Direction, hop: Int, microbatch m: Int, rank: Int) throws {
