@@ -18,7 +18,11 @@ extension Topology {
     }
     enum ModelKey: String, CodingKey { case layers, hidden, heads, seq, vocab }
     enum ResidualKey: String, CodingKey { case kind, blocks }
-    enum PipelineKey: String, CodingKey { case ranks, virtual, schedule, microbatches, microbatchSize = "microbatch_size" }
+    enum PipelineKey: String, CodingKey {
+        case ranks, virtual, schedule, microbatches, microbatchSize = "microbatch_size"
+        /// The same key as a decoder with `.convertFromSnakeCase` (checkpoint manifests) presents it.
+        case microbatchSizeConverted = "microbatchSize"
+    }
     enum TransportKey: String, CodingKey { case kind, ranks }
 
     public init(from decoder: Decoder) throws {
@@ -44,7 +48,7 @@ extension Topology {
         virtualStages = try p.decode(Int.self, forKey: .virtual)
         schedule = try p.decode(ScheduleKind.self, forKey: .schedule)
         microbatches = try p.decode(Int.self, forKey: .microbatches)
-        microbatchSize = try p.decode(Int.self, forKey: .microbatchSize)
+        microbatchSize = try p.decodeIfPresent(Int.self, forKey: .microbatchSizeConverted) ?? p.decode(Int.self, forKey: .microbatchSize)
         let t = try c.nestedContainer(keyedBy: TransportKey.self, forKey: .transport)
         transport = try t.decode(TransportKind.self, forKey: .kind)
         addresses = try t.decodeIfPresent([RankAddress].self, forKey: .ranks) ?? []
