@@ -54,6 +54,9 @@ public final class Coordinator {
     /// Seconds a rank may stay alive (heartbeating) without finishing a step before the run stops naming it;
     /// nil = no limit (the command line's `--progress-timeout` defaults to 600 s).
     public var progressTimeout: Double?
+    /// The control socket's ZMQ_MAXMSGSIZE: far above any report (a traced one included), far below what would
+    /// hurt; libzmq drops a peer that sends a larger frame.
+    public static let maxControlFrameBytes = 256 << 20
 
     /// Binds the control endpoint. Throws `ClusterError.controlEndpoint` when it is in use.
     /// - Parameters:
@@ -81,6 +84,7 @@ public final class Coordinator {
         router = try Socket(context, .router)
         try router.setUnboundedQueues()
         try router.setRouterMandatory()
+        try router.setMaxMessageSize(Coordinator.maxControlFrameBytes)
         let wanted = topology.coordinator ?? (topology.transport == .tcp ? "tcp://127.0.0.1:*" : "ipc://\(ipcDirectory)/control")
         do { try router.bind(wanted) } catch let e as ZMQError {
             try? FileManager.default.removeItem(atPath: ipcDirectory)
@@ -303,7 +307,10 @@ public final class Coordinator {
                     refusals[r] = nil
                     logger.info("rank \(r) joined (pid \(pid), host \(host), protocol version \(v))")
                     lastSeen[r] = monotonicSeconds()
-                    try send(r, .welcome(rank: r, version: v))
+                    // A peer that left right after its hello is noticed by the silence watch, not here.
+                    do { try send(r, .welcome(rank: r, version: v)) } catch {
+                        logger.warning("coordinator: cannot welcome rank \(r): \(error)")
+                    }
                 case .failure(let refusal):
                     refuse(peer, rank: r, refusal.reason, versions: versions)
                 }
