@@ -119,13 +119,10 @@ public final class Worker {
             }
         } catch WorkerError.shutdownRequested {
             return 0
-        } catch let e as WorkerError {
-            printError("[rank \(rank)] \(e)")
-            if case .refused = e { return 1 }
-            try? send(.failed(rank: rank, message: "\(e)"))
-            return 1
         } catch {
             printError("[rank \(rank)] \(error)")
+            // A refused worker never joined: the coordinator knows why already.
+            if case WorkerError.refused = error { return 1 }
             try? send(.failed(rank: rank, message: "\(error)"))
             return 1
         }

@@ -107,6 +107,31 @@ final class HostilePeerTests: XCTestCase {
         XCTAssertEqual(try reply.first.map { try ControlFrame.version(of: $0) }, 2)
     }
 
+    /// An attnres worker asking for a rank the cluster does not have is refused and exits naming the reason.
+    func testWorkerForARankOutOfRangeIsRefusedAndExits() throws {
+        var t = Topology()
+        t.ranks = 2; t.virtualStages = 1; t.schedule = .oneFOneB
+        let coordinator = try Coordinator(topology: t, joinTimeout: 30, silenceTimeout: 30, spawnLocal: false)
+        defer { coordinator.shutdown(); CLIProcess.assertNoOrphans() }
+        _ = CLIProcess.becomeSubreaper
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLIProcess.binary)
+        p.arguments = ["worker", "--join", coordinator.endpoint, "--rank", "7"]
+        let err = Pipe()
+        p.standardError = err
+        try p.run()
+        // The coordinator answers hellos only while it waits; wait (bounded) for the refusal to be counted.
+        let deadline = Date().addingTimeInterval(30)
+        while coordinator.droppedMessages == 0, Date() < deadline {
+            _ = try Socket.poll([coordinator.router], timeoutMs: 50)
+            try coordinator.receivePending()
+        }
+        XCTAssertTrue(Watchdog.waitForExit(p, "refused worker", seconds: 30))
+        XCTAssertEqual(p.terminationStatus, 1)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertTrue(stderr.contains("the coordinator refused to let it join: rank 7 is not in 0…1"), stderr)
+    }
+
     /// A rogue PUSH on a worker's inbox sends a 56-byte header announcing 2^31 × 2^31 × 4 elements: the worker
     /// rejects it naming the claimed sender (before, the byte count overflowed and trapped).
     func testHugeShapeHeaderFailsTheWorkerCleanly() throws {
