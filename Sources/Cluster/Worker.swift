@@ -50,6 +50,8 @@ public final class Worker {
     var plan: ReceivePlan?
     /// Neighbours whose link probe is awaited (while connecting).
     var awaitedProbes: Set<Int> = []
+    /// Ranks of the session, from `connect` (a run for another pipeline width is refused).
+    var peersExpected = 0
     var counters = Counters()
     /// Timed spans of the current variant (nil unless the run asked for a trace).
     var trace: [TraceRecord]?
@@ -108,6 +110,10 @@ public final class Worker {
                 case .run(let spec):
                     do { try spec.topology.validate() } catch {
                         throw WorkerError.protocolViolation(rank: rank, "the run message's topology is invalid: \(error)")
+                    }
+                    guard (0...Int(UInt16.max)).contains(spec.variant), spec.firstStep >= 0, spec.topology.ranks == peersExpected else {
+                        throw WorkerError.protocolViolation(rank: rank, "run: variant \(spec.variant) (0…65535), first_step \(spec.firstStep) (≥ 0), "
+                                                            + "pipeline.ranks \(spec.topology.ranks) (the \(peersExpected) ranks connected)")
                     }
                     guard stash.isEmpty else { throw WorkerError.protocolViolation(rank: rank, "data left over before variant \(spec.variant)") }
                     plan = try ReceivePlan(rank: rank, variant: spec.variant, topology: spec.topology)
@@ -213,6 +219,7 @@ public final class Worker {
         guard p >= 2, rank < p else { throw WorkerError.protocolViolation(rank: rank, "connect lists \(p) endpoints for rank \(rank)") }
         let neighbours = Set([(rank + 1) % p, (rank + p - 1) % p]).subtracting([rank])
         awaitedProbes = neighbours
+        peersExpected = p
         for n in neighbours {
             let s = try Socket(context, .push)
             try s.setUnboundedQueues()
