@@ -107,6 +107,31 @@ final class HostilePeerTests: XCTestCase {
         XCTAssertEqual(try reply.first.map { try ControlFrame.version(of: $0) }, 2)
     }
 
+    /// A joined worker that breaks the protocol (a second `bound`) stops the run with an error naming its peer,
+    /// rank and field.
+    func testJoinedWorkerBreakingTheProtocolIsNamed() throws {
+        var t = Topology()
+        t.ranks = 2; t.virtualStages = 1; t.schedule = .oneFOneB
+        let coordinator = try Coordinator(topology: t, joinTimeout: 30, silenceTimeout: 30, spawnLocal: false)
+        defer { coordinator.shutdown() }
+        let ctx = ZContext()
+        var fakes: [Socket] = []
+        defer { fakes.forEach { $0.close() } }
+        for r in 0..<2 {
+            let s = try Socket(ctx, .dealer)
+            try s.setIdentity("rank-\(r)")
+            try s.connect(coordinator.endpoint)
+            try s.send([try ControlFrame.encode(FromWorker.hello(rank: r, pid: 1, host: "fake", versions: [2]))])
+            fakes.append(s)
+        }
+        for _ in 0..<2 { try fakes[0].send([try ControlFrame.encode(FromWorker.bound(rank: 0, endpoint: "ipc:///nowhere"))]) }
+        XCTAssertThrowsError(try coordinator.start()) { error in
+            guard case ClusterError.protocolViolation(let peer, let rank, let field, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(peer, "'rank-0'"); XCTAssertEqual(rank, 0); XCTAssertEqual(field, "type")
+            XCTAssertTrue("\(error)".contains("a second bound message"), "\(error)")
+        }
+    }
+
     /// An attnres worker asking for a rank the cluster does not have is refused and exits naming the reason.
     func testWorkerForARankOutOfRangeIsRefusedAndExits() throws {
         var t = Topology()
