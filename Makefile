@@ -15,10 +15,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## list the workflows
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-7s %s\n", $$1, $$2 }'
 
-deps: ## install the C libraries (libzmq, OpenBLAS) with apt-get when pkg-config cannot find them
+deps: ## install the C libraries (libzmq, OpenBLAS) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
 	@if ! command -v pkg-config >/dev/null || ! pkg-config --exists libzmq || ! pkg-config --exists openblas; then \
 	  echo "installing $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	@if ! python3 -c 'import jsonschema, zmq' 2>/dev/null; then \
+	  echo "installing python3 jsonschema pyzmq"; \
+	  command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3 python3-pip; }; \
+	  python3 -m pip install -q jsonschema pyzmq 2>/dev/null || python3 -m pip install -q --break-system-packages jsonschema pyzmq; \
 	fi
 
 build: deps ## build the release binary

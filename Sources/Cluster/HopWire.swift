@@ -25,8 +25,8 @@ enum HopWire {
         }
     }
 
-    /// The step field carries the variant in its high 12 bits so that two variants never mix.
-    static func wireStep(variant: Int, step: Int) -> UInt32 { UInt32(variant) << 20 | UInt32(step) }
+    /// The header's step and variant fields (two fields since protocol version 2), so that two variants never mix.
+    static func wireStep(variant: Int, step: Int) -> WireStep { WireStep(step: UInt32(step), variant: UInt16(variant)) }
 }
 
 /// A worker's links as the executor sees them: hop messages over the worker's ZeroMQ sockets, each tensor a frame.

@@ -27,6 +27,9 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Seconds of silence after which a worker is declared frozen.")
     var silenceTimeout: Double = 3
 
+    @Option(help: "Seconds a worker may stay alive without finishing a step before the run stops naming it (0 = no limit).")
+    var progressTimeout: Double = 600
+
     @Option(help: "Write the report as JSON to this file.")
     var json: String?
 
@@ -50,6 +53,7 @@ struct ClusterOptions: ParsableArguments {
         Coordinator.interruptOnSignals()
         let coordinator = try Coordinator(topology: t, faults: try parseFaults(faults), joinTimeout: joinTimeout,
                                           silenceTimeout: silenceTimeout, spawnLocal: spawnLocal, logger: logger)
+        coordinator.progressTimeout = progressTimeout > 0 ? progressTimeout : nil
         return (t, coordinator)
     }
 }
