@@ -62,9 +62,7 @@ public final class Coordinator {
         self.joinTimeout = joinTimeout
         self.silenceTimeout = silenceTimeout
         self.spawnLocal = spawnLocal
-        var template = Array("/tmp/attnres-XXXXXX".utf8CString)
-        guard let dir = mkdtemp(&template) else { throw ClusterError.controlEndpoint("/tmp/attnres-*", String(cString: strerror(errno))) }
-        ipcDirectory = String(cString: dir)
+        ipcDirectory = try RunDirectory.create()
         router = try Socket(context, .router)
         try router.setUnboundedQueues()
         try router.setRouterMandatory()
@@ -171,11 +169,7 @@ public final class Coordinator {
             } onTimeout: { [unowned self] in
                 self.phaseTimedOut(phase) { reports[$0] == nil }
             }
-            if let save {
-                let files = (0..<base.ranks).map { Checkpoint.Manifest.RankFile(rank: $0, file: Checkpoint.rankFile($0), chunks: topology.layout.chunks(onRank: $0)) }
-                try Checkpoint.writeManifest(Checkpoint.Manifest(format: Checkpoint.format, stepsCompleted: firstStep + topology.steps,
-                                                                 topology: topology, ranks: files), to: save)
-            }
+            if let save { try Checkpoint.writeManifest(directory: save, topology: topology, stepsCompleted: firstStep + topology.steps) }
             return try VariantResult(topology: topology, reports: (0..<base.ranks).map { reports[$0]! },
                                      seconds: monotonicSeconds() - started,
                                      losses: topology.mode == .compute ? (0..<topology.steps).map { losses[$0]! } : [],
