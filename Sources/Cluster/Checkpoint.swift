@@ -198,6 +198,13 @@ public enum Checkpoint {
         try AtomicFile.write(Array(try e.encode(m)), to: path(directory, manifestFile))
     }
 
+    /// Whether `topology` can resume from the checkpoint in `directory`: every file agrees with the manifest and the
+    /// manifest's model and pipeline are the run's. For a command line, before it starts any process.
+    public static func checkResumable(directory: String, topology: Topology) throws {
+        guard topology.mode == .compute else { throw Failure.incompatible("checkpoints hold model parameters: use mode compute") }
+        try checkCompatible(try readManifest(directory).topology, topology)
+    }
+
     /// A resumed run must train the same model on the same pipeline.
     static func checkCompatible(_ saved: Topology, _ now: Topology) throws {
         let a = [saved.layers, saved.hidden, saved.heads, saved.seq, saved.vocab, saved.ranks, saved.virtualStages, saved.microbatches,

@@ -43,12 +43,12 @@ public struct Overrides: Sendable {
         return (t, set)
     }
 
-    /// Loads `path` (nil = embedded default), applies the overrides and validates the result; `memoryBytes` as in
-    /// `Topology.validate` (nil for commands that start no process and hold no tensor).
-    public func resolve(path: String?, memoryBytes: Int? = TopologyFootprint.physicalMemory) throws -> Topology {
+    /// Loads `path` (nil = embedded default), applies the overrides and validates the result; `holdsTensors` as in
+    /// `Topology.validate` (false for commands that start no process).
+    public func resolve(path: String?, holdsTensors: Bool = true) throws -> Topology {
         let (base, _) = try Topology.load(path: path)
         let (t, set) = apply(to: base)
-        try t.validate(overridden: set, memoryBytes: memoryBytes)
+        try t.validate(overridden: set, holdsTensors: holdsTensors)
         return t
     }
 }

@@ -179,9 +179,11 @@ extension Topology {
     }
 
     /// Checks the topology as a whole. `overridden` maps a key to the flag that set it, for the message.
-    /// Every size is computed with overflow checks; `memoryBytes` (nil = do not check, for commands that start no
-    /// process) is what a run may use, and a topology whose `TopologyFootprint` exceeds it is rejected naming the size.
-    public func validate(overridden: [String: String] = [:], memoryBytes: Int? = TopologyFootprint.physicalMemory) throws {
+    /// Every size is computed with overflow checks, and a topology whose `TopologyFootprint` exceeds `memoryBytes`
+    /// is rejected naming the size: its bookkeeping always, its tensors (and model) when `holdsTensors` (commands
+    /// that start processes; predict and schedule hold no tensor).
+    public func validate(overridden: [String: String] = [:], memoryBytes: Int = TopologyFootprint.physicalMemory,
+                         holdsTensors: Bool = true) throws {
         func fail(_ key: String, _ problem: String) -> TopologyError {
             TopologyError(file: source, key: key + (overridden[key].map { " (set by \($0))" } ?? ""), line: nil, problem: problem)
         }
@@ -204,8 +206,12 @@ extension Topology {
         }
         let footprint: TopologyFootprint
         do { footprint = try TopologyFootprint(self) } catch let o as TopologyFootprint.Overflow { throw fail(o.key, o.problem) }
-        if let memoryBytes, footprint.requiredBytes > memoryBytes {
-            throw fail(footprint.key, "needs at least \(Report.human(footprint.requiredBytes)) of memory, more than this machine's "
+        if footprint.bookkeepingBytes > memoryBytes {
+            throw fail(footprint.bookkeepingKey, "the schedule, hop plan and per-layer tables alone need \(Report.human(footprint.bookkeepingBytes)) of "
+                       + "memory, more than this machine's \(Report.human(memoryBytes))")
+        }
+        if holdsTensors, footprint.requiredBytes > memoryBytes {
+            throw fail(footprint.key, "a run needs at least \(Report.human(footprint.requiredBytes)) of memory, more than this machine's "
                        + "\(Report.human(memoryBytes)): \(footprint.rule)")
         }
         // The divisibility error belongs to the value the command line changed, when it changed only one of the two.

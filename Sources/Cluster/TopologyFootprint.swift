@@ -7,9 +7,11 @@ import Glibc
 /// How big a run of a topology is, computed with overflow checks so that absurd values are an error naming the
 /// key instead of a trap somewhere inside the schedule, the traffic model or a worker.
 ///
-/// The memory rule (`Topology.validate(memoryBytes:)`), all on the one machine a local cluster runs on:
-/// - every mode: the schedule, 2·chunks·microbatches compute actions with their sends and receives, counted at
-///   `bytesPerScheduledAction` each (every rank and the coordinator's simulation hold it);
+/// The memory rule (`Topology.validate(memoryBytes:holdsTensors:)`), all on the one machine a local cluster runs on:
+/// - every command (predict and schedule too): the bookkeeping, that is the schedule, 2·chunks·microbatches compute
+///   actions with their sends and receives at `bytesPerScheduledAction` each, and the hop plan, hops·tensors per hop
+///   entries at `bytesPerPlannedTensor` each, and per-layer tables, `bytesPerLayer` per sublayer; the per-step
+///   payload must also fit a 64-bit byte count;
 /// - shape mode streams tensors, so the bound is one hop message — at most `maxTensorsPerHop` b·s·d·4-byte
 ///   tensors — held twice (the sender's copy and the receiver's);
 /// - compute mode also holds the whole model: 16 bytes per parameter (weights, gradients, AdamW m and v) plus the
@@ -21,14 +23,20 @@ public struct TopologyFootprint: Sendable, Equatable {
     /// An upper bound on the tensors one hop carries: h (standard), b_0…b_N plus a partial (block), every
     /// earlier layer output (full).
     public let maxTensorsPerHop: Int
-    /// Bytes the memory rule requires for this topology in its mode.
+    /// Bytes the schedule and the hop plan take, which every command holds.
+    public let bookkeepingBytes: Int
+    /// Bytes the memory rule requires for a run of this topology in its mode (bookkeeping included).
     public let requiredBytes: Int
     /// What `requiredBytes` counts, for the message.
     public let rule: String
     /// The key behind the largest part of `requiredBytes` (its largest factor), which an error names.
     public let key: String
+    /// The key behind the larger part of `bookkeepingBytes`.
+    public let bookkeepingKey: String
 
     static let bytesPerScheduledAction = 256
+    static let bytesPerPlannedTensor = 64
+    static let bytesPerLayer = 64
     static let activationTensorsPerLayer = 8
 
     /// This machine's physical memory: sysconf(_SC_PHYS_PAGES) · page size.
@@ -84,14 +92,28 @@ public struct TopologyFootprint: Sendable, Equatable {
             throw blame(scheduleFactors, "the schedule, ranks·virtual·microbatches·2 actions·\(Self.bytesPerScheduledAction) B")
         }
         let hopKey = t.residual == .full ? "model.layers" : "residual.blocks"
+        let planFactors = [("pipeline.ranks", t.ranks), ("pipeline.virtual", t.virtualStages), (hopKey, maxTensorsPerHop)]
+        guard let hopPlan = Self.product([max(1, chunks - 1), maxTensorsPerHop, Self.bytesPerPlannedTensor]) else {
+            throw blame(planFactors, "the hop plan, hops·tensors per hop·\(Self.bytesPerPlannedTensor) B")
+        }
+        guard let layerTables = Self.product([t.layers, Self.bytesPerLayer]), let plan = Self.sum([hopPlan, layerTables]),
+              let bookkeeping = Self.sum([schedule, plan]) else {
+            throw Overflow(key: "model.layers", problem: "per-layer tables of \(t.layers) layers overflow a 64-bit byte count")
+        }
+        bookkeepingBytes = bookkeeping
+        bookkeepingKey = schedule > plan ? largest(scheduleFactors) : hopPlan > layerTables ? largest(planFactors) : "model.layers"
+        guard Self.product([2, max(1, chunks - 1), maxTensorsPerHop, tensor, t.microbatches]) != nil else {
+            throw blame(bsd + [("pipeline.microbatches", t.microbatches), (hopKey, maxTensorsPerHop)],
+                        "the payload of a step, 2·hops·tensors per hop·b·s·d·4 B·microbatches")
+        }
         guard let hop = Self.product([maxTensorsPerHop, tensor, 2]) else {
             throw blame(bsd + [(hopKey, maxTensorsPerHop)], "one hop message held twice, b·s·d·4 B·tensors per hop·2")
         }
-        let schedulePart = "the schedule (2·chunks·microbatches actions at \(Self.bytesPerScheduledAction) B: \(Report.human(schedule)))"
+        let schedulePart = "the schedule, hop plan and per-layer tables (\(Report.human(bookkeeping)))"
         if t.mode == .shape {
-            guard let total = Self.sum([schedule, hop]) else { throw blame(bsd, "a shape run's footprint") }
+            guard let total = Self.sum([bookkeeping, hop]) else { throw blame(bsd, "a shape run's footprint") }
             requiredBytes = total
-            key = schedule > hop ? largest(scheduleFactors) : largest(bsd + [(hopKey, maxTensorsPerHop)])
+            key = bookkeeping > hop ? bookkeepingKey : largest(bsd + [(hopKey, maxTensorsPerHop)])
             rule = "shape mode streams tensors: one hop message of up to \(maxTensorsPerHop) b·s·d tensors of \(Report.human(tensor)), "
                 + "held by sender and receiver (\(Report.human(hop))), plus \(schedulePart)"
             return
@@ -112,12 +134,12 @@ public struct TopologyFootprint: Sendable, Equatable {
               let activations = Self.product([t.microbatches, t.layers, perLayerActivations]) else {
             throw blame(bsd + [("model.layers", t.layers), ("pipeline.microbatches", t.microbatches)], "a step's saved activations")
         }
-        guard let total = Self.sum([modelBytes, activations, hop, schedule]) else {
+        guard let total = Self.sum([modelBytes, activations, hop, bookkeeping]) else {
             throw blame(modelFactors, "a compute run's footprint")
         }
         requiredBytes = total
         let parts = [(modelBytes, largest(modelFactors)), (activations, largest(bsd + [("model.layers", t.layers)])),
-                     (hop, largest(bsd + [(hopKey, maxTensorsPerHop)])), (schedule, largest(scheduleFactors))]
+                     (hop, largest(bsd + [(hopKey, maxTensorsPerHop)])), (bookkeeping, bookkeepingKey)]
         key = parts.max { $0.0 < $1.0 }!.1
         rule = "compute mode holds the model, 16 B per parameter (weights, gradients, AdamW m and v: \(Report.human(modelBytes))), "
             + "every microbatch's saved activations (\(Self.activationTensorsPerLayer) b·s·d tensors and the b·heads·s·s attention "
