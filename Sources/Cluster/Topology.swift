@@ -207,12 +207,12 @@ extension Topology {
         let footprint: TopologyFootprint
         do { footprint = try TopologyFootprint(self) } catch let o as TopologyFootprint.Overflow { throw fail(o.key, o.problem) }
         if footprint.bookkeepingBytes > memoryBytes {
-            throw fail(footprint.bookkeepingKey, "the schedule, hop plan and per-layer tables alone need \(Report.human(footprint.bookkeepingBytes)) of "
-                       + "memory, more than this machine's \(Report.human(memoryBytes))")
+            throw fail(footprint.bookkeepingKey, "the schedule, hop plan and per-layer tables alone need \(Self.bytes(footprint.bookkeepingBytes)) "
+                       + "of memory, more than this machine's \(Self.bytes(memoryBytes))")
         }
         if holdsTensors, footprint.requiredBytes > memoryBytes {
-            throw fail(footprint.key, "a run needs at least \(Report.human(footprint.requiredBytes)) of memory, more than this machine's "
-                       + "\(Report.human(memoryBytes)): \(footprint.rule)")
+            throw fail(footprint.key, "a run needs at least \(Self.bytes(footprint.requiredBytes)) of memory, more than this machine's "
+                       + "\(Self.bytes(memoryBytes)): \(footprint.rule)")
         }
         // The divisibility error belongs to the value the command line changed, when it changed only one of the two.
         let divisibilityKey = overridden["model.hidden"] != nil && overridden["model.heads"] == nil ? "model.hidden" : "model.heads"
@@ -234,6 +234,11 @@ extension Topology {
             throw fail("transport.ranks", "per-rank addresses are for transport kind tcp")
         }
     }
+}
+
+extension Topology {
+    /// A byte count for a message: readable and exact.
+    static func bytes(_ n: Int) -> String { "\(Report.human(n)) (\(Report.grouped(n)) B)" }
 }
 
 /// Small typed accessors over a Yams node tree that name the key and line on every error.

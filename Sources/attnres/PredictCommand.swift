@@ -18,6 +18,7 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         let t = try topology.resolve(holdsTensors: false)
+        try OutputPath.check([OutputPath("--json", json, .file)])
         let variants = comparisonVariants(of: t)
         let predictions = try variants.map { ($0, try TrafficPrediction($0.trafficConfig)) }
         print(Report.describe(t))

@@ -244,6 +244,7 @@ struct Merge: ParsableCommand {
     @Argument(help: "Output safetensors file.") var output: String
 
     func run() throws {
+        try OutputPath.check([OutputPath("output", output, .file)])
         let n = try Checkpoint.merge(directory: directory, output: output)
         print("wrote \(n) tensors to \(output)")
     }
