@@ -114,4 +114,44 @@ final class RunDirectoryTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: live), "a live owner's directory is kept")
         CLIProcess.assertNoOrphans()
     }
+
+    /// The run directory named in a `--verbose` coordinator log.
+    static func runDirectory(inLog log: String) -> String? {
+        guard let r = log.range(of: "coordinator listening on ipc://"), let end = log[r.upperBound...].firstIndex(of: "\n") else { return nil }
+        return URL(fileURLWithPath: String(log[r.upperBound..<end])).deletingLastPathComponent().path
+    }
+
+    /// Every exit path the coordinator controls removes its directory: success, a failed worker, SIGTERM.
+    func testEveryExitPathRemovesTheDirectory() throws {
+        let small = ["--verbose", "--ranks", "2", "--virtual", "1", "--layers", "4", "--blocks", "2", "--microbatches", "2"]
+        for (args, succeeds) in [(["run", "--steps", "1"], true), (["run", "--steps", "2", "--fault", "kill:1@1"], false)] {
+            let r = try CLIProcess.run(args + small)
+            XCTAssertEqual(r.status == 0, succeeds, r.stderr)
+            let dir = try XCTUnwrap(Self.runDirectory(inLog: r.stderr), r.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "\(args): \(dir) left behind")
+        }
+        _ = CLIProcess.becomeSubreaper
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLIProcess.binary)
+        p.arguments = ["run", "--fault", "never-join:1", "--join-timeout", "60"] + small
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let dir = Watchdog.run("rank 0 joining", seconds: 90, onTimeout: { kill(p.processIdentifier, SIGKILL) }) { () -> String? in
+            var log = ""
+            while !log.contains("rank 0 joined") {
+                let chunk = err.fileHandleForReading.availableData
+                if chunk.isEmpty { return nil }
+                log += String(decoding: chunk, as: UTF8.self)
+            }
+            return Self.runDirectory(inLog: log)
+        } ?? nil
+        kill(p.processIdentifier, SIGTERM)
+        Watchdog.waitForExit(p, "the coordinator after SIGTERM", seconds: 30)
+        _ = Watchdog.run("the coordinator's stderr closing", seconds: 30) { err.fileHandleForReading.readDataToEndOfFile() }
+        let path = try XCTUnwrap(dir)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path), "SIGTERM: \(path) left behind")
+        CLIProcess.assertNoOrphans()
+    }
 }
