@@ -83,8 +83,8 @@ public struct TopologyFootprint: Sendable, Equatable {
         tensorBytes = tensor
         switch t.residual {
         case .standard: maxTensorsPerHop = 1
-        case .block: maxTensorsPerHop = t.blocks + 2
-        case .full: maxTensorsPerHop = t.layers + 1
+        case .block: maxTensorsPerHop = Self.sum([t.blocks, 2]) ?? Int.max  // Int.max overflows every product below
+        case .full: maxTensorsPerHop = Self.sum([t.layers, 1]) ?? Int.max
         }
         let chunks = t.ranks * t.virtualStages
         let scheduleFactors = [("pipeline.ranks", t.ranks), ("pipeline.virtual", t.virtualStages), ("pipeline.microbatches", t.microbatches)]
@@ -120,17 +120,16 @@ public struct TopologyFootprint: Sendable, Equatable {
         }
         let d = t.hidden
         let modelFactors = [("model.layers", t.layers), ("model.hidden", d)]
-        guard let perLayer = Self.sum([Self.product([8, d, d]) ?? -1, Self.product([3, d]) ?? -1]), perLayer > 0,
+        guard let matrices = Self.product([8, d, d]), let vectors = Self.product([3, d]), let perLayer = Self.sum([matrices, vectors]),
               let layersParameters = Self.product([t.layers, perLayer]),
-              let embeddings = Self.product([t.vocab + t.vocab + t.seq, d]),
+              let embeddingRows = Self.sum([t.vocab, t.vocab, t.seq]), let embeddings = Self.product([embeddingRows, d]),
               let parameters = Self.sum([layersParameters, embeddings]),
               let modelBytes = Self.product([parameters, 16]) else {
             throw blame(modelFactors + [("model.vocab", t.vocab)], "the model's parameters")
         }
         let probabilities = Self.product([t.microbatchSize, t.heads, t.seq, t.seq, 4])
-        guard let probabilities,
-              let perLayerActivations = Self.sum([Self.product([Self.activationTensorsPerLayer, tensor]) ?? -1, probabilities]),
-              perLayerActivations > 0,
+        guard let probabilities, let saved = Self.product([Self.activationTensorsPerLayer, tensor]),
+              let perLayerActivations = Self.sum([saved, probabilities]),
               let activations = Self.product([t.microbatches, t.layers, perLayerActivations]) else {
             throw blame(bsd + [("model.layers", t.layers), ("pipeline.microbatches", t.microbatches)], "a step's saved activations")
         }

@@ -198,7 +198,7 @@ struct WorkerCommand: ParsableCommand {
         abstract: "Run one pipeline rank; started by a coordinator (or by hand / srun / ssh on another host).")
 
     @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.1:5555.") var join: String
-    @Option(help: "This worker's rank.") var rank: Int
+    @Option(parsing: .unconditional, help: "This worker's rank.") var rank: Int
     @Option(name: .customLong("fault"), help: "Fault to inject (see `attnres run --help`).") var faults: [String] = []
     @Option(help: "Exit as soon as this process (the local coordinator that started the worker) is gone; set by the coordinator.")
     var parentPid: Int32?

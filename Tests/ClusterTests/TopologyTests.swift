@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import Cluster
 @testable import Pipeline
+import Model
 
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
@@ -146,11 +147,39 @@ final class TopologyTests: XCTestCase {
         o.mode = .compute
         XCTAssertNoThrow(try validate(o, memoryBytes: c.requiredBytes))
         assertInvalid(o, key: c.key, mentions: ["compute mode holds the model, 16 B per parameter"], memoryBytes: c.requiredBytes - 1)
-        // This machine: a 25.6 GB tensor (b·s·d·4 with d = 99 999 999) cannot be streamed twice.
+        // A 64 GiB machine cannot hold one 102 GB tensor (b·s·d·4 = 8·32·99 999 999·4), let alone a hop message twice.
         o = Overrides()
         o.hidden = 99_999_999
         o.microbatchSize = 8
-        assertInvalid(o, key: "model.hidden (set by --hidden)", mentions: ["needs at least", "more than this machine's"])
+        assertInvalid(o, key: "model.hidden (set by --hidden)", mentions: ["needs at least", "more than this machine's 64.00 GiB"],
+                      memoryBytes: 64 << 30)
+    }
+
+    /// No value of any numeric key traps validation, in any mode and residual kind: it passes or is a TopologyError.
+    func testNoValueTrapsValidation() throws {
+        let base = try Topology.parse(yaml: good, source: "good.yaml").0
+        let huge = [Int.max, Int.max - 1, Int.max / 2, 1 << 62, 4_611_686_018_427_387_904, 1 << 40, 1 << 31, 99_999_999]
+        let setters: [(String, WritableKeyPath<Topology, Int>)] = [
+            ("ranks", \.ranks), ("virtual", \.virtualStages), ("layers", \.layers), ("hidden", \.hidden), ("heads", \.heads),
+            ("seq", \.seq), ("vocab", \.vocab), ("blocks", \.blocks), ("microbatches", \.microbatches),
+            ("microbatch_size", \.microbatchSize), ("steps", \.steps), ("seed", \.seed)]
+        var rejected = 0, cases = 0
+        for mode in RunMode.allCases {
+            for residual in ResidualKind.allCases {
+                for (name, key) in setters {
+                    for v in huge + [-1, 0] {
+                        var t = base
+                        t.mode = mode
+                        t.residual = residual
+                        t[keyPath: key] = v
+                        if name == "blocks" { t.layers = max(t.layers, v) }  // past "blocks > layers", to the size checks
+                        cases += 1
+                        do { try t.validate() } catch is TopologyError { rejected += 1 } catch { XCTFail("\(name) = \(v): \(error)") }
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(rejected, cases / 2, "most of these values are absurd")
     }
 
     /// hidden/heads divisibility is reported against the flag that changed, not always against model.heads.
