@@ -62,6 +62,8 @@ public final class Coordinator {
         self.joinTimeout = joinTimeout
         self.silenceTimeout = silenceTimeout
         self.spawnLocal = spawnLocal
+        try RunOptionChecks.timeout(joinTimeout, flag: "joinTimeout")
+        try RunOptionChecks.timeout(silenceTimeout, flag: "silenceTimeout")
         ipcDirectory = try RunDirectory.create()
         router = try Socket(context, .router)
         try router.setUnboundedQueues()

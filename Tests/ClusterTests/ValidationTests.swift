@@ -20,6 +20,16 @@ final class ValidationTests: XCTestCase {
         for good in [0.001, 5, 86_400] { XCTAssertNoThrow(try RunOptionChecks.timeout(good, flag: "--join-timeout")) }
     }
 
+    /// The library refuses them too: a NaN deadline would make every comparison false, a wait without end.
+    func testCoordinatorRefusesBadTimeouts() {
+        XCTAssertThrowsError(try Coordinator(topology: Topology(), joinTimeout: .nan, workerExecutable: CLIProcess.binary)) {
+            XCTAssertEqual($0 as? RunOptionError, RunOptionError(flag: "joinTimeout", value: "nan", problem: "a timeout must be a number of seconds, not NaN"))
+        }
+        XCTAssertThrowsError(try Coordinator(topology: Topology(), silenceTimeout: -3, workerExecutable: CLIProcess.binary)) {
+            XCTAssertEqual(($0 as? RunOptionError)?.flag, "silenceTimeout")
+        }
+    }
+
     func testFaultsMustNameARankAndAStepOfTheRun() throws {
         var t = Topology()
         t.steps = 3
@@ -91,6 +101,23 @@ final class ValidationTests: XCTestCase {
         try assertRefused(["train", "--steps", "1", "--stats", d.path], mentioning: ["--stats \(d.path): is a directory"])
         try assertRefused(["train", "--steps", "1", "--json", "\(missing)/l.json"], mentioning: ["--json"])
         try assertRefused(["merge", d.path, "\(missing)/m.safetensors"], mentioning: ["does not exist"])
+    }
+
+    /// Input files that cannot be used say what is wrong with which file, on every command that reads one.
+    func testUnreadableInputsSayWhatIsWrong() throws {
+        let d = try tempDir()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let latin1 = d.appendingPathComponent("latin1.yaml").path
+        try Data([0x6e, 0x61, 0x6d, 0x65, 0x3a, 0x20, 0xe9, 0x0a]).write(to: URL(fileURLWithPath: latin1))
+        try assertRefused(["run", d.path], mentioning: ["\(d.path): (file): is a directory, not a file"])
+        try assertRefused(["predict", latin1], mentioning: ["\(latin1): (file): is not UTF-8 text (invalid byte at offset 6)"])
+        try assertRefused(["train", latin1], mentioning: ["\(latin1): (file): is not UTF-8 text"])
+        try assertRefused(["train", "--steps", "1", "--data", d.path], mentioning: ["\(d.path): is a directory, not a file"])
+        try assertRefused(["stats-plot", d.appendingPathComponent("o.svg").path, d.appendingPathComponent("none.csv").path],
+                          mentioning: ["none.csv: no such file"])
+        try assertRefused(["merge", d.path, d.appendingPathComponent("m.safetensors").path],
+                          mentioning: ["checkpoint \(d.path)/manifest.json: missing"])
+        try assertRefused(["merge", latin1, d.appendingPathComponent("m.safetensors").path], mentioning: ["is a file, not a checkpoint directory"])
     }
 
     /// `train` takes run's topology flags; the pipeline ones change nothing and say so.
