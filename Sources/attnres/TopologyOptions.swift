@@ -12,7 +12,7 @@ extension TransportKind: ExpressibleByArgument {}
 /// Numbers parse unconditionally, so `--ranks -1` reaches validation as `--ranks=-1` does (a clear range error)
 /// instead of reading as a missing value followed by an unknown option.
 struct TopologyOptions: ParsableArguments {
-    @Argument(help: "Topology YAML file (default: the embedded local-4x2).")
+    @Argument(help: "Topology YAML file (default: the embedded local-4x2; train: its own defaults, see its help).")
     var topology: String?
 
     @Option(parsing: .unconditional, help: "Pipeline ranks P (worker processes; train: ignored).") var ranks: Int?
