@@ -28,14 +28,30 @@ public struct SHA256 {
 
     public mutating func update<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         length &+= UInt64(bytes.count)
-        pending.append(contentsOf: bytes)
+        let whole = bytes.withContiguousStorageIfAvailable { self.absorb($0) }
+        if whole == nil { absorb(Array(bytes)) }
+    }
+
+    /// Completes a pending partial block first, then compresses whole blocks straight from `input`.
+    private mutating func absorb(_ input: UnsafeBufferPointer<UInt8>) {
         var start = 0
-        while pending.count - start >= 64 {
-            compress(pending[start..<start + 64])
+        if !pending.isEmpty {
+            let take = min(64 - pending.count, input.count)
+            pending.append(contentsOf: input[0..<take])
+            start = take
+            guard pending.count == 64 else { return }
+            pending.withUnsafeBufferPointer { compress(UnsafeRawBufferPointer($0)) }
+            pending.removeAll(keepingCapacity: true)
+        }
+        let raw = UnsafeRawBufferPointer(input)
+        while input.count - start >= 64 {
+            compress(UnsafeRawBufferPointer(rebasing: raw[start..<start + 64]))
             start += 64
         }
-        pending.removeFirst(start)
+        pending.append(contentsOf: input[start...])
     }
+
+    private mutating func absorb(_ input: [UInt8]) { input.withUnsafeBufferPointer { absorb($0) } }
 
     /// Pads (§5.1.1: a 1 bit, zeros, the 64-bit big-endian bit length) and returns the digest as hex.
     public mutating func finalizeHex() -> String {
@@ -43,7 +59,9 @@ public struct SHA256 {
         var tail = pending + [0x80]
         while tail.count % 64 != 56 { tail.append(0) }
         for i in (0..<8).reversed() { tail.append(UInt8(truncatingIfNeeded: bits >> (UInt64(i) * 8))) }
-        for i in stride(from: 0, to: tail.count, by: 64) { compress(tail[i..<i + 64]) }
+        tail.withUnsafeBytes { raw in
+            for i in stride(from: 0, to: raw.count, by: 64) { compress(UnsafeRawBufferPointer(rebasing: raw[i..<i + 64])) }
+        }
         pending = []
         let digits = Array("0123456789abcdef")
         var out = ""
@@ -53,27 +71,26 @@ public struct SHA256 {
         return out
     }
 
-    /// One 512-bit block (§6.2.2).
-    private mutating func compress(_ block: ArraySlice<UInt8>) {
-        var w = [UInt32](repeating: 0, count: 64)
-        let base = block.startIndex
-        for t in 0..<16 {
-            w[t] = UInt32(block[base + 4 * t]) << 24 | UInt32(block[base + 4 * t + 1]) << 16
-                | UInt32(block[base + 4 * t + 2]) << 8 | UInt32(block[base + 4 * t + 3])
-        }
+    /// One 512-bit block (§6.2.2), 64 bytes.
+    private mutating func compress(_ block: UnsafeRawBufferPointer) {
         func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { x >> n | x << (32 - n) }
-        for t in 16..<64 {
-            let s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
-            let s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
-            w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
+            for t in 0..<16 { w[t] = UInt32(bigEndian: block.loadUnaligned(fromByteOffset: 4 * t, as: UInt32.self)) }
+            for t in 16..<64 {
+                let s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
+                let s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
+                w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
+            }
+            var a = state[0], b = state[1], c = state[2], d = state[3], e = state[4], f = state[5], g = state[6], h = state[7]
+            Self.k.withUnsafeBufferPointer { k in
+                for t in 0..<64 {
+                    let t1 = h &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ k[t] &+ w[t]
+                    let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
+                    h = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
+                }
+            }
+            state[0] &+= a; state[1] &+= b; state[2] &+= c; state[3] &+= d
+            state[4] &+= e; state[5] &+= f; state[6] &+= g; state[7] &+= h
         }
-        var a = state[0], b = state[1], c = state[2], d = state[3], e = state[4], f = state[5], g = state[6], h = state[7]
-        for t in 0..<64 {
-            let t1 = h &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ Self.k[t] &+ w[t]
-            let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
-            h = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
-        }
-        state[0] &+= a; state[1] &+= b; state[2] &+= c; state[3] &+= d
-        state[4] &+= e; state[5] &+= f; state[6] &+= g; state[7] &+= h
     }
 }
