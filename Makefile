@@ -36,7 +36,7 @@ test: deps ## build and run the whole test suite (debug build; real worker proce
 	$(SWIFT) build --build-tests
 	@set -o pipefail; SWIFT_BACKTRACE=enable=no timeout --kill-after=20 $(TEST_TIMEOUT) stdbuf -oL -eL $(SWIFT) test --skip-build --disable-swift-testing 2>&1 | tee .build/test-output.txt; status=$$?; \
 	  if [ $$status = 124 ] || [ $$status = 137 ]; then echo "make test: the suite ran past $(TEST_TIMEOUT) s and was stopped; the last 'started' test above is the one that hung"; fi; \
-	  awk '/Executed [0-9]+ tests?, with [0-9]+ failures?/ { n=$$2; f=$$5 } END { if (n != "") printf "%d passed, %d failed\n", n-f, f }' .build/test-output.txt; \
+	  awk -f scripts/test-summary.awk .build/test-output.txt || true; \
 	  exit $$status
 
 bench: build ## run the benchmarks (ratios against baselines measured in the same run)

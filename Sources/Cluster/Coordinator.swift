@@ -78,17 +78,22 @@ public final class Coordinator {
         self.spawnLocal = spawnLocal
         admission = ControlAdmission(ranks: topology.ranks)
         maxFrameBytes = topology.largestDataFrameBytes
-        var template = Array("/tmp/attnres-XXXXXX".utf8CString)
-        guard let dir = mkdtemp(&template) else { throw ClusterError.controlEndpoint("/tmp/attnres-*", String(cString: strerror(errno))) }
-        ipcDirectory = String(cString: dir)
+        try RunOptionChecks.timeout(joinTimeout, flag: "joinTimeout")
+        try RunOptionChecks.timeout(silenceTimeout, flag: "silenceTimeout")
         router = try Socket(context, .router)
-        try router.setUnboundedQueues()
-        try router.setRouterMandatory()
-        try router.setMaxMessageSize(Coordinator.maxControlFrameBytes)
+        ipcDirectory = try RunDirectory.create()
         let wanted = topology.coordinator ?? (topology.transport == .tcp ? "tcp://127.0.0.1:*" : "ipc://\(ipcDirectory)/control")
-        do { try router.bind(wanted) } catch let e as ZMQError {
+        do {
+            try router.setUnboundedQueues()
+            try router.setRouterMandatory()
+            try router.setMaxMessageSize(Coordinator.maxControlFrameBytes)
+            do { try router.bind(wanted) } catch let e as ZMQError {
+                throw ClusterError.controlEndpoint(wanted, e.isAddressInUse ? "address already in use (another coordinator?)" : e.message)
+            }
+        } catch {
+            // No coordinator comes out of this init, so nothing else would remove its run directory.
             try? FileManager.default.removeItem(atPath: ipcDirectory)
-            throw ClusterError.controlEndpoint(wanted, e.isAddressInUse ? "address already in use (another coordinator?)" : e.message)
+            throw error
         }
         endpoint = router.lastEndpoint
         self.logger.info("coordinator listening on \(endpoint)")
@@ -208,11 +213,7 @@ public final class Coordinator {
                 self.phaseTimedOut(phase) { reports[$0] == nil }
             }
             admission.running = nil
-            if let save {
-                let files = (0..<base.ranks).map { Checkpoint.Manifest.RankFile(rank: $0, file: Checkpoint.rankFile($0), chunks: topology.layout.chunks(onRank: $0)) }
-                try Checkpoint.writeManifest(Checkpoint.Manifest(format: Checkpoint.format, stepsCompleted: firstStep + topology.steps,
-                                                                 topology: topology, ranks: files), to: save)
-            }
+            if let save { try Checkpoint.writeManifest(directory: save, topology: topology, stepsCompleted: firstStep + topology.steps) }
             let lossPerStep = topology.mode == .compute ? (0..<topology.steps).compactMap { losses[$0] } : []
             guard lossPerStep.count == (topology.mode == .compute ? topology.steps : 0) else {
                 throw ClusterError.measuredDiffers("compute mode: no rank reported a loss for step \((0..<topology.steps).first { losses[$0] == nil } ?? 0)")
