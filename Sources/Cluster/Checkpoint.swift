@@ -15,6 +15,11 @@ import Pipeline
 /// `steps_completed` is not the manifest's, or another format.
 public enum Checkpoint {
     public static let format = "attnres-checkpoint-2"
+    /// Most optimizer steps a checkpoint may claim: far beyond any run, and small enough that step arithmetic
+    /// (first step + steps + 1) never overflows.
+    public static let mostSteps = 1 << 40
+    /// Largest manifest read (a manifest lists one small entry per rank).
+    static let manifestLimit = 16 << 20
     static let manifestFile = "manifest.json"
 
     /// The manifest (`manifest.json`).
@@ -80,6 +85,10 @@ public enum Checkpoint {
         }
         let (file, filePath) = try checkedRankFile(entry, directory: directory, stepsCompleted: manifest.stepsCompleted)
         guard let step = file.metadata["adam_step"].flatMap(Int.init) else { throw Failure.unreadable(filePath, "metadata adam_step missing") }
+        // AdamW takes one step per optimizer step, so its count is the checkpoint's.
+        guard step == manifest.stepsCompleted else {
+            throw Failure.inconsistent(filePath, "metadata adam_step \(step) differs from the checkpoint's steps_completed \(manifest.stepsCompleted)")
+        }
         var params: [Int: ParameterSet] = [:], optimizers: [Int: AdamW] = [:]
         for (c, chunk) in chunks {
             let specs = chunk.parameterSpecs
@@ -98,7 +107,8 @@ public enum Checkpoint {
     static func checkedRankFile(_ entry: Manifest.RankFile, directory: String, stepsCompleted: Int) throws -> (SafeTensors, String) {
         let filePath = path(directory, entry.file)
         let bytes: [UInt8]
-        do { bytes = try InputFile.bytes(filePath) } catch let e as InputFileError {
+        // The manifest's size bounds the read: a rank file swapped for something larger is refused before it is read.
+        do { bytes = try InputFile.bytes(filePath, limit: entry.bytes) } catch let e as InputFileError {
             throw Failure.inconsistent(filePath, "rank \(entry.rank)'s file: \(e.problem)")
         }
         guard bytes.count == entry.bytes else {
@@ -148,7 +158,7 @@ public enum Checkpoint {
     static func decodeManifest(_ directory: String) throws -> Manifest {
         let manifestPath = path(directory, manifestFile)
         let bytes: [UInt8]
-        do { bytes = try InputFile.bytes(manifestPath) } catch let e as InputFileError {
+        do { bytes = try InputFile.bytes(manifestPath, limit: manifestLimit) } catch let e as InputFileError {
             var isDirectory: ObjCBool = false
             if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
                 throw Failure.unreadable(directory, "no such directory")
@@ -169,6 +179,14 @@ public enum Checkpoint {
         let m: Manifest
         do { m = try d.decode(Manifest.self, from: Data(bytes)) } catch {
             throw Failure.unreadable(manifestPath, "malformed manifest: \(error)")
+        }
+        // The manifest is input like a topology file: its topology must validate before anything is sized by it.
+        do { try m.topology.validate() } catch { throw Failure.inconsistent(manifestPath, "its topology is invalid: \(error)") }
+        guard m.topology.mode == .compute else {
+            throw Failure.inconsistent(manifestPath, "its topology is mode \(m.topology.mode.rawValue); checkpoints hold compute-mode parameters")
+        }
+        guard (0...mostSteps).contains(m.stepsCompleted) else {
+            throw Failure.inconsistent(manifestPath, "steps_completed \(m.stepsCompleted) is not in 0…\(mostSteps)")
         }
         guard m.ranks.map(\.rank) == Array(0..<m.topology.ranks) else {
             throw Failure.inconsistent(manifestPath, "lists ranks \(m.ranks.map(\.rank)), expected 0…\(m.topology.ranks - 1)")

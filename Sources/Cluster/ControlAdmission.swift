@@ -36,6 +36,11 @@ struct ControlAdmission {
     static func controlPeer(_ rank: Int) -> [UInt8] { Array("rank-\(rank)".utf8) }
     static func heartbeatPeer(_ rank: Int) -> [UInt8] { Array("rank-\(rank)-heartbeat".utf8) }
 
+    /// The joined rank whose control or heartbeat socket `peer` is, if any.
+    func joinedRank(of peer: [UInt8]) -> Int? {
+        joined.keys.first { peer == ControlAdmission.controlPeer($0) || peer == ControlAdmission.heartbeatPeer($0) }
+    }
+
     /// A routing id as a log line shows it: the text when printable, else hex.
     static func name(_ peer: [UInt8]) -> String {
         if !peer.isEmpty, peer.allSatisfy({ (0x21...0x7e).contains($0) }) { return "'" + String(decoding: peer, as: UTF8.self) + "'" }

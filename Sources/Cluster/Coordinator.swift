@@ -57,6 +57,8 @@ public final class Coordinator {
     /// The control socket's ZMQ_MAXMSGSIZE: far above any report (a traced one included), far below what would
     /// hurt; libzmq drops a peer that sends a larger frame.
     public static let maxControlFrameBytes = 256 << 20
+    /// Largest control frame decoded from a peer that has not joined (a hello).
+    static let maxStrangerFrameBytes = 64 << 10
 
     /// Binds the control endpoint. Throws `ClusterError.controlEndpoint` when it is in use.
     /// - Parameters:
@@ -296,11 +298,26 @@ public final class Coordinator {
         while let frames = try router.receive(nonBlocking: true) {
             let peer = frames.first?.array ?? []
             guard frames.count == 2 else { drop(peer, "a message of \(frames.count - 1) frames (control messages are one frame)"); continue }
+            let member = admission.joinedRank(of: peer)
+            // A stranger's first words are a hello of a few hundred bytes: a large frame is not decoded at all.
+            guard member != nil || frames[1].count <= Coordinator.maxStrangerFrameBytes else {
+                drop(peer, "a \(frames[1].count)-byte control message from a peer that has not joined (at most \(Coordinator.maxStrangerFrameBytes))")
+                continue
+            }
             let version: UInt16
-            do { version = try ControlFrame.version(of: frames[1]) } catch { drop(peer, "\(error)"); continue }
-            guard version == Frame.version else { refuseForeign(peer, version: version, body: ControlFrame.body(of: frames[1])); continue }
             let msg: FromWorker
-            do { msg = try ControlFrame.decode(FromWorker.self, from: frames[1]) } catch { drop(peer, "\(error)"); continue }
+            do {
+                version = try ControlFrame.version(of: frames[1])
+                guard version == Frame.version else { refuseForeign(peer, version: version, body: ControlFrame.body(of: frames[1])); continue }
+                msg = try ControlFrame.decode(FromWorker.self, from: frames[1])
+            } catch {
+                // A joined worker that sends what cannot be decoded is broken: stop, naming it, instead of waiting.
+                if let r = member {
+                    throw ClusterError.protocolViolation(peer: ControlAdmission.name(peer), rank: r, field: "message", problem: "cannot be decoded: \(error)")
+                }
+                drop(peer, "\(error)")
+                continue
+            }
             if case .hello(let r, let pid, let host, let versions) = msg {
                 switch admission.join(rank: r, versions: versions, from: peer) {
                 case .success(let v):

@@ -60,6 +60,11 @@ struct WorkerHopChannel<Value>: HopChannel {
         guard got == roles else {
             throw WorkerError.protocolViolation(rank: worker.rank, "\(key): expected \(roles), received \(got) from rank \(msg.header.source)")
         }
+        // Roles alone do not make a tensor: every descriptor must be exactly the planned one (dtype, [b, s, d]).
+        for (role, d) in zip(roles, msg.header.tensors) where d != HopWire.descriptor(role, spec.topology) {
+            let want = HopWire.descriptor(role, spec.topology)
+            throw WorkerError.protocolViolation(rank: worker.rank, "\(key): \(role) from rank \(msg.header.source) has shape \(d.dims) \(d.dtype), expected \(want.dims) \(want.dtype)")
+        }
         return msg.payloads.map(decode)
     }
 }

@@ -90,6 +90,7 @@ extension Topology {
 
     /// Parses YAML into a topology; returns it with the set of keys the file set. Not yet validated as a whole.
     public static func parse(yaml: String, source: String) throws -> (Topology, Set<String>) {
+        try YAMLSafety.check(yaml, source: source)
         let root: Node?
         do { root = try Yams.compose(yaml: yaml) } catch {
             throw TopologyError(file: source, key: "(yaml)", line: nil, problem: "not valid YAML: \(error)")

@@ -40,9 +40,22 @@ public struct VariantResult: Sendable {
         prediction = try TrafficPrediction(topology.trafficConfig)
         let steps = topology.steps
         var received: [LinkKey: Int] = [:], sent: [LinkKey: Int] = [:]
+        // Reports come from other processes: a count that cannot be summed is a report error, not a trap.
+        func add(_ table: inout [LinkKey: Int], _ l: LinkCount, rank: Int, field: String) throws {
+            let key = LinkKey(src: l.src, dst: l.dst, direction: l.direction, kind: l.kind)
+            let (sum, overflow) = table[key, default: 0].addingReportingOverflow(l.payloadBytes)
+            guard !overflow else {
+                throw ClusterError.measuredDiffers("rank \(rank)'s report: \(field) bytes on \(l.src)→\(l.dst) \(l.direction.rawValue) \(l.kind.rawValue) overflow a 64-bit count")
+            }
+            table[key] = sum
+        }
         for r in reports {
-            for l in r.received { received[LinkKey(src: l.src, dst: l.dst, direction: l.direction, kind: l.kind), default: 0] += l.payloadBytes }
-            for l in r.sent { sent[LinkKey(src: l.src, dst: l.dst, direction: l.direction, kind: l.kind), default: 0] += l.payloadBytes }
+            for l in r.received { try add(&received, l, rank: r.rank, field: "received") }
+            for l in r.sent { try add(&sent, l, rank: r.rank, field: "sent") }
+        }
+        let totals = [Array(received.values), Array(sent.values), reports.map(\.headerBytesSent)]
+        for (what, values) in zip(["received", "sent", "header"], totals) where VariantResult.checkedSum(values) == nil {
+            throw ClusterError.measuredDiffers("the reports' \(what) bytes overflow a 64-bit count")
         }
         // Every byte sent must have arrived: a difference is lost or duplicated data, never reported as a result.
         guard received == sent else {
@@ -56,6 +69,17 @@ public struct VariantResult: Sendable {
         for r in reports { for (h, n) in r.tensorsPerHop where h < perHop.count { perHop[h] = max(perHop[h], n) } }
         tensorsPerHop = perHop
         waitSeconds = reports.map(\.waitSeconds)
+    }
+
+    /// The sum of `values`, or nil when it does not fit in an Int.
+    static func checkedSum(_ values: [Int]) -> Int? {
+        var total = 0
+        for v in values {
+            let (t, overflow) = total.addingReportingOverflow(v)
+            if overflow { return nil }
+            total = t
+        }
+        return total
     }
 
     public var forwardPayloadBytesPerStep: Int { measuredLinks.filter { $0.key.direction == .forward }.values.reduce(0, +) }

@@ -13,11 +13,14 @@ public enum WorkerError: Error, CustomStringConvertible {
     case protocolViolation(rank: Int, String)
     /// The coordinator refused the hello (another protocol version, a rank taken).
     case refused(rank: Int, reason: String)
+    /// The data inbox could not be bound (an endpoint in use, a path too long).
+    case cannotBind(rank: Int, endpoint: String, why: String)
 
     public var description: String {
         switch self {
         case .coordinatorLost(let r, let why): return "worker rank \(r): coordinator lost (\(why)); exiting"
         case .shutdownRequested: return "shutdown requested"
+        case .cannotBind(let r, let endpoint, let why): return "rank \(r) cannot bind its data endpoint \(endpoint): \(why)"
         case .protocolViolation(let r, let s): return "worker rank \(r): \(s)"
         case .refused(let r, let reason): return "worker rank \(r): the coordinator refused to let it join: \(reason)"
         }
@@ -44,6 +47,8 @@ public final class Worker {
     let watchedParent: pid_t?
     /// The parent the never-join fault idles on: the watched one, else the parent at start-up.
     let parentPid: pid_t
+    /// The rank count the coordinator's `setup` announced (its `connect` must list exactly that many endpoints).
+    var setupRanks: Int?
     /// Data messages that arrived before the action that needs them; only what `plan` admits, so it is bounded.
     var stash: [DataKey: DataMessage] = [:]
     /// The receives the running variant's actions still take (nil between variants: no data is expected).
@@ -111,8 +116,9 @@ public final class Worker {
                     do { try spec.topology.validate() } catch {
                         throw WorkerError.protocolViolation(rank: rank, "the run message's topology is invalid: \(error)")
                     }
-                    guard (0...Int(UInt16.max)).contains(spec.variant), spec.firstStep >= 0, spec.topology.ranks == peersExpected else {
-                        throw WorkerError.protocolViolation(rank: rank, "run: variant \(spec.variant) (0…65535), first_step \(spec.firstStep) (≥ 0), "
+                    guard (0...Int(UInt16.max)).contains(spec.variant), (0...Checkpoint.mostSteps).contains(spec.firstStep),
+                          spec.topology.ranks == peersExpected else {
+                        throw WorkerError.protocolViolation(rank: rank, "run: variant \(spec.variant) (0…65535), first_step \(spec.firstStep) (0…\(Checkpoint.mostSteps)), "
                                                             + "pipeline.ranks \(spec.topology.ranks) (the \(peersExpected) ranks connected)")
                     }
                     guard stash.isEmpty else { throw WorkerError.protocolViolation(rank: rank, "data left over before variant \(spec.variant)") }
@@ -192,6 +198,14 @@ public final class Worker {
         guard maxFrameBytes >= Frame.fixedHeaderBytes else {
             throw WorkerError.protocolViolation(rank: rank, "setup: max_frame_bytes \(maxFrameBytes) is smaller than a header")
         }
+        // Rank numbers travel as u16 in data headers.
+        guard (2...Int(UInt16.max) + 1).contains(ranks), rank < ranks else {
+            throw WorkerError.protocolViolation(rank: rank, "setup: ranks \(ranks) (2…65536, more than this rank \(rank))")
+        }
+        if let a = address, !(0...65535).contains(a.port) {
+            throw WorkerError.protocolViolation(rank: rank, "setup: address port \(a.port) is not in 0…65535")
+        }
+        setupRanks = ranks
         let s = try Socket(context, .pull)
         try s.setUnboundedQueues()
         // libzmq disconnects a peer that sends a larger frame before queueing any of it.
@@ -204,9 +218,7 @@ public final class Worker {
             endpoint = "tcp://\(a.host):\(a.port == 0 ? "*" : String(a.port))"
         }
         do { try s.bind(endpoint) } catch let e as ZMQError {
-            let why = e.isAddressInUse ? "address already in use" : e.message
-            try send(.failed(rank: rank, message: "rank \(rank) cannot bind its data endpoint \(endpoint): \(why)"))
-            throw WorkerError.shutdownRequested
+            throw WorkerError.cannotBind(rank: rank, endpoint: endpoint, why: e.isAddressInUse ? "address already in use" : e.message)
         }
         inbox = s
         try send(.bound(rank: rank, endpoint: s.lastEndpoint))
@@ -216,7 +228,9 @@ public final class Worker {
     /// each has arrived, so every data link is proven before the first step.
     func connect(_ endpoints: [String]) throws {
         let p = endpoints.count
-        guard p >= 2, rank < p else { throw WorkerError.protocolViolation(rank: rank, "connect lists \(p) endpoints for rank \(rank)") }
+        guard p >= 2, rank < p, p == setupRanks else {
+            throw WorkerError.protocolViolation(rank: rank, "connect lists \(p) endpoints for rank \(rank); setup announced \(setupRanks.map(String.init) ?? "no") ranks")
+        }
         let neighbours = Set([(rank + 1) % p, (rank + p - 1) % p]).subtracting([rank])
         awaitedProbes = neighbours
         peersExpected = p

@@ -98,9 +98,21 @@ public struct SafeTensors: Sendable {
                 throw SafeTensorsError.malformedHeader("entry \(name)")
             }
             guard let dtype = DType(rawValue: dt) else { throw SafeTensorsError.unsupportedDType(name: name, dtype: dt) }
+            // Offsets and shapes come from the file: every sum and product is checked, so a hostile header is an
+            // error, never a trap.
+            guard offs[0] >= 0, offs[0] <= offs[1], offs[1] <= bytes.count - headerEnd else {
+                throw SafeTensorsError.truncated(what: "tensor \(name)")
+            }
             let (b, e) = (headerEnd + offs[0], headerEnd + offs[1])
-            guard offs[0] >= 0, b <= e, e <= bytes.count else { throw SafeTensorsError.truncated(what: "tensor \(name)") }
-            guard e - b == shape.reduce(1, *) * 4 else {
+            var elements = 1
+            for dim in shape {
+                let (product, overflow) = elements.multipliedReportingOverflow(by: dim)
+                guard dim >= 0, !overflow, product <= bytes.count else {
+                    throw SafeTensorsError.malformedHeader("\(name): shape \(shape) does not fit in the file")
+                }
+                elements = product
+            }
+            guard e - b == elements * 4 else {
                 throw SafeTensorsError.malformedHeader("\(name): \(e - b) bytes for shape \(shape)")
             }
             entries[name] = Entry(dtype: dtype, shape: shape, bytes: Array(bytes[b..<e]))

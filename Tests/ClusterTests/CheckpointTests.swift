@@ -164,6 +164,78 @@ final class CheckpointTests: XCTestCase {
         try assertResumeRefused(d.appendingPathComponent("nowhere").path, mentioning: ["nowhere: no such directory"])
     }
 
+    /// A checkpoint is input from disk: a manifest whose topology is invalid, a rank file that is a device, an
+    /// optimizer count that disagrees, or a tensor header whose shape or offsets overflow are refused naming the file,
+    /// by resume and merge alike, never a trap or an endless read.
+    func testResumeAndMergeRefuseHostileCheckpoints() throws {
+        let d = try tempDir()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let ck = d.appendingPathComponent("ck").path
+        _ = try runLosses(["run", "--steps", "2", "--save", ck] + model, json: d.appendingPathComponent("r.json"))
+        func assertMergeRefused(_ dir: String, mentioning words: [String], line: UInt = #line) throws {
+            let r = try CLIProcess.run(["merge", dir, d.appendingPathComponent("m-\(UUID().uuidString).safetensors").path], timeout: 60)
+            XCTAssertNotEqual(r.status, 0, "merged \(dir)", line: line)
+            for w in words { XCTAssertTrue(r.stderr.contains(w), "merge stderr lacks '\(w)':\n\(r.stderr)", line: line) }
+        }
+        /// Rewrites rank `r`'s file with `edit` and makes the manifest's size and hash agree, so only the edit shows.
+        func editRankFile(_ dir: String, _ r: Int, _ edit: ([UInt8]) throws -> [UInt8]) throws {
+            let path = "\(dir)/rank-\(r).safetensors"
+            let edited = try edit(try InputFile.bytes(path))
+            try Data(edited).write(to: URL(fileURLWithPath: path))
+            try editManifest(dir) { m in
+                var ranks = m["ranks"] as! [[String: Any]]
+                ranks[r]["bytes"] = edited.count
+                ranks[r]["sha256"] = SHA256.hex(edited)
+                m["ranks"] = ranks
+            }
+        }
+
+        for (name, key, value) in [("ranks", "pipeline", -1), ("layers", "model", -5)] {
+            let bad = try copy(ck, in: d, as: "bad-\(name)")
+            try editManifest(bad) { m in
+                var t = m["topology"] as! [String: Any]
+                var section = t[key] as! [String: Any]
+                section[name] = value
+                t[key] = section
+                m["topology"] = t
+            }
+            try assertResumeRefused(bad, mentioning: ["\(bad)/manifest.json: its topology is invalid"])
+            try assertMergeRefused(bad, mentioning: ["\(bad)/manifest.json: its topology is invalid"])
+        }
+
+        let device = try copy(ck, in: d, as: "device")
+        try FileManager.default.removeItem(atPath: "\(device)/rank-0.safetensors")
+        try FileManager.default.createSymbolicLink(atPath: "\(device)/rank-0.safetensors", withDestinationPath: "/dev/zero")
+        try assertResumeRefused(device, mentioning: ["rank-0.safetensors: rank 0's file: is not a regular file"])
+        try assertMergeRefused(device, mentioning: ["rank-0.safetensors: rank 0's file: is not a regular file"])
+
+        let adam = try copy(ck, in: d, as: "adam")
+        try editRankFile(adam, 0) { bytes in
+            var file = try SafeTensors(bytes: bytes)
+            file.metadata["adam_step"] = String(Int.max)
+            return try file.serialized()
+        }
+        try assertResumeRefused(adam, mentioning: ["rank-0.safetensors: metadata adam_step \(Int.max) differs from the checkpoint's steps_completed 2"])
+
+        let shape = try copy(ck, in: d, as: "shape")
+        try editRankFile(shape, 1) { bytes in
+            // Rewrite one tensor's shape in the JSON header to 2^32 × 2^32 × 4 (offsets are relative to the header's
+            // end, so the data stays where it was).
+            let n = bytes[0..<8].reversed().reduce(0) { $0 << 8 | Int($1) }
+            var header = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + n)])) as? [String: Any])
+            let name = try XCTUnwrap(header.keys.sorted().first { $0 != "__metadata__" })
+            var entry = try XCTUnwrap(header[name] as? [String: Any])
+            entry["shape"] = [1 << 32, 1 << 32, 4]
+            header[name] = entry
+            var json = Array(try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]))
+            while json.count % 8 != 0 { json.append(0x20) }
+            let length = (0..<8).map { UInt8(truncatingIfNeeded: json.count >> (8 * $0)) }
+            return length + json + bytes[(8 + n)...]
+        }
+        try assertResumeRefused(shape, mentioning: ["rank-1.safetensors", "does not fit in the file"])
+        try assertMergeRefused(shape, mentioning: ["rank-1.safetensors", "does not fit in the file"])
+    }
+
     /// One rank cannot write its file (a directory is in the way): the run fails naming the rank, and the
     /// checkpoint left behind, old manifest and a mix of new and old rank files, is refused instead of resumed.
     func testAPartlyWrittenCheckpointIsRefused() throws {

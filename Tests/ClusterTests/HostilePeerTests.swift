@@ -180,6 +180,80 @@ final class HostilePeerTests: XCTestCase {
         }
     }
 
+    /// Compute mode: a rogue frame with the right key and roles but another shape ([1, 1, 1], 4-byte payloads) is
+    /// refused naming the sender, the tensor and both shapes (before, the worker trapped building the tensor).
+    func testComputeModeFrameOfTheWrongShapeFailsTheWorkerCleanly() throws {
+        var t = Topology()
+        t.mode = .compute
+        t.ranks = 2; t.virtualStages = 1; t.schedule = .oneFOneB
+        t.layers = 4; t.blocks = 2; t.hidden = 16; t.heads = 2; t.seq = 8; t.vocab = 32; t.microbatches = 2
+        let coordinator = try cluster(t)
+        defer { coordinator.shutdown(); CLIProcess.assertNoOrphans() }
+        let ctx = ZContext()
+        let rogue = try Socket(ctx, .push)
+        defer { rogue.close() }
+        try rogue.setImmediate()
+        try rogue.connect(coordinator.dataEndpoints[1])
+        let plan = HopPlan(layout: t.layout, residual: t.residualConfig)
+        let tiny = plan.tensors[0].map { role -> TensorDescriptor in
+            var d = HopWire.descriptor(role, t)
+            d.dims = [1, 1, 1]
+            return d
+        }
+        let header = FrameHeader(kind: .forward, step: 0, microbatch: 0, hop: 0, source: 0, destination: 1, tensors: tiny)
+        try DataMessage(header: header, payloads: tiny.map { _ in Message(bytes: [0, 0, 0, 0]) }).send(on: rogue)
+        XCTAssertThrowsError(try coordinator.run(t)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("worker rank 1 failed"), text)
+            // Either the rogue frame came first (refused for its shape) or the real one did (the rogue one is then a duplicate).
+            XCTAssertTrue(text.contains("has shape [1, 1, 1] float32, expected [2, 8, 16] float32") || text.contains("duplicate"), text)
+        }
+    }
+
+    /// A hostile coordinator's setup, connect and run messages with values out of range: a real worker answers each
+    /// with `failed` naming the field, and exits 1 (never a trap on a rank that does not fit a u16 or a step count
+    /// that overflows).
+    func testWorkerRefusesOutOfRangeCoordinatorMessages() throws {
+        let cases: [(String, [ToWorker], String)] = [
+            ("setup ranks", [.setup(transport: .ipc, ipcDirectory: "/tmp", address: nil, ranks: 70_000, maxFrameBytes: 1 << 20)],
+             "setup: ranks 70000 (2…65536"),
+            ("setup port", [.setup(transport: .tcp, ipcDirectory: "/tmp", address: RankAddress(host: "127.0.0.1", port: 70_000), ranks: 2,
+                                   maxFrameBytes: 1 << 20)], "setup: address port 70000 is not in 0…65535"),
+            ("connect count", [.setup(transport: .tcp, ipcDirectory: "/tmp", address: nil, ranks: 2, maxFrameBytes: 1 << 20),
+                               .connect(endpoints: Array(repeating: "tcp://127.0.0.1:1", count: 70_000))],
+             "connect lists 70000 endpoints for rank 0; setup announced 2 ranks"),
+        ]
+        for (name, messages, expected) in cases {
+            let router = try Socket(ZContext(), .router)
+            defer { router.close() }
+            try router.bind("tcp://127.0.0.1:*")
+            _ = CLIProcess.becomeSubreaper
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: CLIProcess.binary)
+            p.arguments = ["worker", "--join", router.lastEndpoint, "--rank", "0"]
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let hello = try receive(router, count: 2)  // routing id, hello (a heartbeat may come with it)
+            XCTAssertGreaterThanOrEqual(hello.count, 2, name)
+            func send(_ m: ToWorker) throws { try router.send([Message(bytes: Array("rank-0".utf8)), try ControlFrame.encode(m)]) }
+            try send(.welcome(rank: 0, version: 2))
+            for m in messages { try send(m) }
+            // Read until the worker's `failed` arrives (bound and heartbeats may come first).
+            var failure: String?
+            let deadline = Date().addingTimeInterval(30)
+            while failure == nil, Date() < deadline {
+                guard try !Socket.poll([router], timeoutMs: 50).isEmpty else { continue }
+                while let frames = try router.receive(nonBlocking: true), frames.count == 2 {
+                    if case .failed(_, let message)? = try? ControlFrame.decode(FromWorker.self, from: frames[1]) { failure = message }
+                }
+            }
+            XCTAssertTrue(failure?.contains(expected) == true, "\(name): \(failure ?? "no failed message")")
+            XCTAssertTrue(Watchdog.waitForExit(p, "worker after \(name)", seconds: 30))
+            XCTAssertEqual(p.terminationStatus, 1, name)
+        }
+        CLIProcess.assertNoOrphans()
+    }
+
     /// Many valid frames for a key no action of the rank takes (step 99 of a 20-step variant): the first one
     /// fails the worker naming the sender and the key, so the stash never grows.
     func testFramesForAKeyNoActionTakesFailTheWorker() throws {
