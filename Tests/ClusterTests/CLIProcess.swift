@@ -21,7 +21,9 @@ enum CLIProcess {
     static let becomeSubreaper: Void = { _ = attnres_set_child_subreaper() }()
 
     /// Runs `attnres args` to completion (killed, and the test failed, if it takes more than `timeout` s).
-    static func run(_ args: [String], timeout: Double = 300, file: StaticString = #filePath, line: UInt = #line) throws -> Result {
+    /// `environment`: variables to set (or override) for the child, on top of this process's own.
+    static func run(_ args: [String], timeout: Double = 300, environment: [String: String] = [:], file: StaticString = #filePath,
+                    line: UInt = #line) throws -> Result {
         _ = becomeSubreaper
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             XCTFail("attnres binary not found at \(binary): build it (swift build) or set ATTNRES_BIN", file: file, line: line)
@@ -36,6 +38,7 @@ enum CLIProcess {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = args
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         p.standardOutput = try FileHandle(forWritingTo: out)
         p.standardError = try FileHandle(forWritingTo: err)
         let start = Date()

@@ -66,7 +66,12 @@ final class RunDirectoryTests: XCTestCase {
     /// a directory whose owner lives.
     func testNextRunSweepsTheDirectoryOfAKilledCoordinator() throws {
         _ = CLIProcess.becomeSubreaper
+        // A temp root of this test's own: any other attnres run on the machine sweeps the shared one too.
+        let root = "/tmp/rdt-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
         let p = Process()
+        p.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": root]) { $1 }
         p.executableURL = URL(fileURLWithPath: CLIProcess.binary)
         p.arguments = ["run", "--verbose", "--fault", "never-join:1", "--ranks", "2", "--virtual", "1", "--layers", "4", "--blocks", "2",
                        "--microbatches", "2", "--join-timeout", "60"]
@@ -103,12 +108,13 @@ final class RunDirectoryTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir), "a SIGKILLed coordinator cannot remove its directory")
 
         let me = try XCTUnwrap(RunDirectory.owner(of: getpid()))
-        var template = Array("\(RunDirectory.temporaryRoot)/attnres-XXXXXX".utf8CString)
+        var template = Array("\(root)/attnres-XXXXXX".utf8CString)
         let live = String(cString: try XCTUnwrap(mkdtemp(&template)))
         defer { try? FileManager.default.removeItem(atPath: live) }
         try "\(me.pid) \(me.started)\n".write(toFile: "\(live)/owner.pid", atomically: true, encoding: .utf8)
 
-        let next = try CLIProcess.run(["run", "--steps", "1", "--ranks", "2", "--virtual", "1", "--layers", "4", "--blocks", "2", "--microbatches", "2"])
+        let next = try CLIProcess.run(["run", "--steps", "1", "--ranks", "2", "--virtual", "1", "--layers", "4", "--blocks", "2", "--microbatches", "2"],
+                                      environment: ["TMPDIR": root])
         XCTAssertEqual(next.status, 0, next.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "the next run sweeps the dead coordinator's directory")
         XCTAssertTrue(FileManager.default.fileExists(atPath: live), "a live owner's directory is kept")
