@@ -4,6 +4,8 @@ SWIFT ?= swift
 RELEASE_BIN := .build/release/attnres
 TOPOLOGY ?=
 APT_PACKAGES := libzmq3-dev libopenblas-dev pkg-config
+# Tools the tests call: rsvg-convert renders the sweep plots, xmllint validates smoke's JUnit XML, script gives a pty.
+APT_TEST_TOOLS := librsvg2-bin libxml2-utils bsdutils
 # The whole suite takes about 1.5 min here; a hang must fail fast, not eat CI's time limit. Output is line-buffered
 # so a log always shows the test that was running. Swift's crash backtracer is off for tests: seen here, it
 # blocked for ever reading a crashed test process's memory while holding the output pipe open.
@@ -15,10 +17,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## list the workflows
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-7s %s\n", $$1, $$2 }'
 
-deps: ## install the C libraries (libzmq, OpenBLAS) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
+deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-convert, xmllint, script) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
 	@if ! command -v pkg-config >/dev/null || ! pkg-config --exists libzmq || ! pkg-config --exists openblas; then \
 	  echo "installing $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	@if ! command -v rsvg-convert >/dev/null || ! command -v xmllint >/dev/null || ! command -v script >/dev/null; then \
+	  echo "installing $(APT_TEST_TOOLS)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_TOOLS); \
 	fi
 	@if ! python3 -c 'import jsonschema, zmq' 2>/dev/null; then \
 	  echo "installing python3 jsonschema pyzmq"; \

@@ -233,7 +233,7 @@ public struct Sweep: Sendable {
     /// The table the command prints: one row per point.
     public func table() -> String {
         let rows = points.map { p -> [String] in
-            coordinates(p).map(String.init) + [p.variant, Report.grouped(p.predictedPayloadBytesPerStep), Report.grouped(p.predictedPeakCacheBytes),
+            zip(axes, coordinates(p)).map { $0.axis == .blocks && p.topology.residual != .block ? "-" : String($1) } + [p.variant, Report.grouped(p.predictedPayloadBytesPerStep), Report.grouped(p.predictedPeakCacheBytes),
                                                p.measured.map { $0.matchesPredicted ? "yes" : "NO" } ?? "-"]
         }
         let header = axes.map(\.axis.rawValue) + ["variant", "predicted B/step", "peak cache B/rank", "measured=predicted"]
@@ -245,13 +245,19 @@ public struct Sweep: Sendable {
     public func series(_ y: (SweepPoint) -> Int, measured my: (SweepMeasurement) -> Int) -> [PlotSeries] {
         var order: [String] = []
         var byName: [String: PlotSeries] = [:]
+        let blocksSwept = axes.contains { $0.axis == .blocks }
         for p in points {
-            let c = coordinates(p)
-            var name = p.variant
-            if axes.count == 2, p.topology.residual == .block || axes[1].axis != .blocks { name += " \(axes[1].axis.rawValue)=\(c[1])" }
+            let c = coordinates(p), t = p.topology
+            // A swept block count is a coordinate, not part of the series name.
+            var name = (blocksSwept ? t.residual.rawValue : Report.variantName(t)) + "/\(t.cache.rawValue)"
+            if axes.count == 2, t.residual == .block || axes[1].axis != .blocks { name += " \(axes[1].axis.rawValue)=\(c[1])" }
             if byName[name] == nil { order.append(name); byName[name] = PlotSeries(name: name, predicted: [], measured: []) }
-            byName[name]!.predicted.append((Double(c[0]), Double(y(p))))
-            if let m = p.measured { byName[name]!.measured.append((Double(c[0]), Double(my(m)))) }
+            // Standard and full ignore the block count: against it they are flat reference lines over every value.
+            let xs = axes[0].axis == .blocks && t.residual != .block ? axes[0].values : [c[0]]
+            for x in xs {
+                byName[name]!.predicted.append((Double(x), Double(y(p))))
+                if let m = p.measured { byName[name]!.measured.append((Double(x), Double(my(m)))) }
+            }
         }
         return order.map { byName[$0]! }
     }

@@ -19,6 +19,9 @@ public struct PlotSeries: Sendable {
         let sxy = pts.reduce(0) { $0 + ($1.0 - mx) * ($1.1 - my) }, sxx = pts.reduce(0) { $0 + ($1.0 - mx) * ($1.0 - mx) }
         return sxy / sxx
     }
+
+    /// The slope to two decimals, "–" when there is none; a rounding residue below 0.005 prints as 0.00, not -0.00.
+    public var formattedSlope: String { slope.map { String(format: "%.2f", abs($0) < 0.005 ? 0 : $0) } ?? "–" }
 }
 
 /// One log-log panel of a sweep plot. `id` names it in the SVG (`data-panel`), so tests and tools can find it.
@@ -86,7 +89,7 @@ public enum SweepPlot {
             if positive.isEmpty {
                 legend = "\(name): 0 (not on a log axis)"
             } else {
-                legend = "\(name): slope \(series.slope.map { String(format: "%.2f", $0) } ?? "–")"
+                legend = "\(name): slope \(series.formattedSlope)"
                 let line = positive.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
                 s += "<polyline class=\"series\" data-series=\"\(name)\" data-slope=\"\(series.slope.map { String($0) } ?? "")\" points=\"\(line)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.6\"/>\n"
                 for p in positive {

@@ -76,7 +76,7 @@ struct SweepCommand: ParsableCommand {
         let panels = sweep.panels()
         print("\nfitted slopes of log y vs log \(sweep.axes[0].axis.rawValue):")
         for panel in panels {
-            print("  \(panel.id): " + panel.series.map { s in "\(s.name) \(s.slope.map { String(format: "%.2f", $0) } ?? "–")" }.joined(separator: ", "))
+            print("  \(panel.id): " + panel.series.map { "\($0.name) \($0.formattedSlope)" }.joined(separator: ", "))
         }
         if let csv { try sweep.csv().write(toFile: csv, atomically: true, encoding: .utf8) }
         if let json = cluster.json { try sweep.json().write(to: URL(fileURLWithPath: json)) }
