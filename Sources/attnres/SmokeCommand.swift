@@ -12,7 +12,8 @@ struct SmokeCommand: ParsableCommand {
         measured == predicted on every link, the frame headers and tensors per hop ("traffic") and the peak cached \
         bytes per rank ("cache peaks"); the topology's variant in compute mode for 2 steps (the second step's loss \
         depends on the first step's gradients and AdamW update) with the pipeline's losses equal to one process's \
-        within a relative 1e-6; and no worker process or run directory left. Exit 0 only when every check holds, 1 otherwise.
+        within a relative 1e-6; and no worker process or run directory left. Exit 0 only when every check holds, 1 when one \
+        fails, 2 on bad input (topology, flags, faults, output paths).
 
         --fault injects a fault into the compute-mode cluster only (e.g. --fault kill:1@1), so exactly that check fails.
 
@@ -28,17 +29,23 @@ struct SmokeCommand: ParsableCommand {
     func run() throws {
         BLASKernel.reexecWithPreferredKernelIfNeeded()
         let started = Date()
-        let t = try topology.resolve()
-        var compute = t
-        compute.mode = .compute
-        compute.steps = 2
-        try compute.validate()
-        let faults = try cluster.check(compute, outputs: [OutputPath("--junit", junit, .file)], resume: nil)
+        // Bad input exits 2, so a CI log tells a misconfigured step from a failed check (1).
+        let t: Topology, faults: [Fault]
+        do {
+            t = try topology.resolve()
+            var compute = t
+            compute.mode = .compute
+            compute.steps = 2
+            try compute.validate()
+            faults = try cluster.check(compute, outputs: [OutputPath("--junit", junit, .file)], resume: nil)
+        } catch {
+            printError("Error: \(error)")
+            throw ExitCode(2)
+        }
         var smoke = SmokeTest(topology: t)
         smoke.faults = faults
         smoke.joinTimeout = cluster.joinTimeout
         smoke.silenceTimeout = cluster.silenceTimeout
-        smoke.computeSteps = compute.steps
         let progress = Progress()
         var done = 0
         let total = 2 * comparisonVariants(of: t).count + 2

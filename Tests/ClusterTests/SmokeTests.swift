@@ -63,6 +63,10 @@ final class SmokeTests: XCTestCase {
         XCTAssertTrue(failed.first?.failure?.contains("rank 1") ?? false, "\(failed)")
         XCTAssertTrue(text.contains("failures=\"1\""))
         XCTAssertTrue(r.stdout.contains("16 checks, 1 failed"), r.stdout)
+        // Bad input is not a failed check: exit 2, naming the fault, before any process starts.
+        let bad = try CLIProcess.run(["smoke", "--fault", "kill:9@1"] + small)
+        XCTAssertEqual(bad.status, 2, bad.stdout + bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("rank 9 does not exist"), bad.stderr)
         CLIProcess.assertNoOrphans()
     }
 
