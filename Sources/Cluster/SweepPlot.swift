@@ -34,7 +34,8 @@ public struct PlotPanel: Sendable {
 }
 
 /// Log-log SVG panels stacked vertically, with a legend per panel giving each series' fitted slope. Every plotted
-/// point carries its values (`data-series`, `data-x`, `data-y`) and every panel its axis mapping (`data-lx0` …: the
+/// point carries its values (`data-series`, `data-x`, `data-y`) and every panel its x axis (`data-x-axis`) and axis
+/// mapping (`data-lx0` …: the
 /// log10 bounds and the pixels they map to), so a reader can check that a dot sits where its numbers say.
 /// Series whose values are all 0 (no cache) cannot sit on a log axis: the legend lists them as 0.
 public enum SweepPlot {
@@ -63,7 +64,7 @@ public enum SweepPlot {
         func px(_ x: Double) -> Double { px0 + (log10(x) - lx0) / (lx1 - lx0) * (px1 - px0) }
         func py(_ y: Double) -> Double { py0 + (log10(y) - ly0) / (ly1 - ly0) * (py1 - py0) }
         func f(_ v: Double) -> String { String(format: "%.2f", v) }
-        var s = "<g class=\"panel\" data-panel=\"\(panel.id)\" data-lx0=\"\(lx0)\" data-lx1=\"\(lx1)\" data-ly0=\"\(ly0)\" data-ly1=\"\(ly1)\" "
+        var s = "<g class=\"panel\" data-panel=\"\(panel.id)\" data-x-axis=\"\(escape(xLabel))\" data-lx0=\"\(lx0)\" data-lx1=\"\(lx1)\" data-ly0=\"\(ly0)\" data-ly1=\"\(ly1)\" "
             + "data-px0=\"\(px0)\" data-px1=\"\(px1)\" data-py0=\"\(py0)\" data-py1=\"\(py1)\">\n"
         s += "<text x=\"\(f(px0))\" y=\"\(f(originY + 30))\" font-size=\"13\">\(escape(panel.title))</text>\n"
         s += "<rect x=\"\(f(px0))\" y=\"\(f(py1))\" width=\"\(f(plotWidth))\" height=\"\(f(plotHeight))\" fill=\"none\" stroke=\"#444\"/>\n"

@@ -118,6 +118,41 @@ final class SweepTests: XCTestCase {
         XCTAssertTrue(try String(contentsOfFile: json, encoding: .utf8).contains("\"measured\" : null"), "unmeasured points say null")
     }
 
+    /// The plots shipped in docs/sweeps render, and every dot of each is a number of the CSV beside it, at the x of
+    /// its row, placed where the panel's axes put that number.
+    func testDocumentedPlotsRenderAndShowTheirCSV() throws {
+        let dir = packageRoot.appendingPathComponent("docs/sweeps")
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".svg") }.sorted()
+        XCTAssertEqual(names, ["layers-8-128.svg", "paper-blocks.svg", "paper-layers.svg"])
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("attnres-plot-\(UUID().uuidString).png").path
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        for name in names {
+            let svg = dir.appendingPathComponent(name).path
+            let render = try CLIProcess.runTool("rsvg-convert", [svg, "-o", scratch])
+            XCTAssertEqual(render.status, 0, "\(name): \(render.stderr)")
+            let rows = try String(contentsOfFile: svg.replacingOccurrences(of: ".svg", with: ".csv"), encoding: .utf8)
+                .split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+            let text = try String(contentsOfFile: svg, encoding: .utf8)
+            for (panel, column, measuredColumn) in [("bytes", 8, 10), ("cache", 9, 11)] {
+                let g = try XCTUnwrap(Self.panel(panel, in: text), name)
+                let axis = try XCTUnwrap(Self.attribute("data-x-axis", g.body), name)
+                let x = try XCTUnwrap(rows[0].firstIndex(of: axis), "\(name): axis \(axis)")
+                let dots = Self.circles(in: g.body)
+                XCTAssertFalse(dots.isEmpty, name)
+                for dot in dots {
+                    let col = dot.kind == "measured" ? measuredColumn : column
+                    // A row without the axis value (blocks of standard, full) stands for every x.
+                    XCTAssertTrue(rows.dropFirst().contains { ($0[x].isEmpty || Int($0[x]) == dot.x) && Int($0[col]) == dot.y },
+                                  "\(name) \(panel): dot \(dot) is no row of the CSV")
+                    XCTAssertEqual(g.value(px: dot.cx), Double(dot.x), accuracy: Double(dot.x) * 0.01, "\(name) \(dot)")
+                    XCTAssertEqual(g.value(py: dot.cy), Double(dot.y), accuracy: Double(dot.y) * 0.01, "\(name) \(dot)")
+                }
+                let plotted = Set(dots.filter { $0.kind == "predicted" }.map(\.y))
+                for row in rows.dropFirst() where Int(row[column])! > 0 { XCTAssertTrue(plotted.contains(Int(row[column])!), "\(name) \(panel): \(row) not plotted") }
+            }
+        }
+    }
+
     struct Panel {
         let body: String, lx0: Double, lx1: Double, ly0: Double, ly1: Double, px0: Double, px1: Double, py0: Double, py1: Double
         func value(px: Double) -> Double { pow(10, lx0 + (px - px0) / (px1 - px0) * (lx1 - lx0)) }
