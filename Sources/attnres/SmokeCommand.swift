@@ -46,6 +46,7 @@ struct SmokeCommand: ParsableCommand {
         smoke.faults = faults
         smoke.joinTimeout = cluster.joinTimeout
         smoke.silenceTimeout = cluster.silenceTimeout
+        Coordinator.interruptOnSignals()
         let progress = Progress()
         var done = 0
         let total = 2 * comparisonVariants(of: t).count + 2

@@ -44,6 +44,18 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(Double(full[4]) / Double(full[3]), 2, accuracy: 0.05)
     }
 
+    /// A second axis splits the block series by its value; standard and full, which ignore blocks, stay one series each.
+    func testSecondAxisSplitsTheSeries() throws {
+        let s = try sweep([(.layers, [8, 16, 32]), (.blocks, [2, 4])])
+        XCTAssertEqual(s.points.count, 3 * (1 + 3 + 3 * 2))
+        let names = s.panels()[0].series.map(\.name)
+        XCTAssertEqual(names, ["standard/none", "full/none", "full/cross-stage", "full/received-only",
+                               "block/none blocks=2", "block/cross-stage blocks=2", "block/received-only blocks=2",
+                               "block/none blocks=4", "block/cross-stage blocks=4", "block/received-only blocks=4"])
+        XCTAssertTrue(s.panels()[0].series.allSatisfy { $0.predicted.map(\.x) == [8, 16, 32] }, "every series spans the first axis")
+        XCTAssertTrue(s.csv().contains("\n8,,4,2,8,64,full,none,"), "blocks is empty for residuals without blocks:\n\(s.csv())")
+    }
+
     func testBadSweepsNameTheProblem() throws {
         XCTAssertThrowsError(try sweep([])) { XCTAssertEqual($0 as? SweepError, .noAxis) }
         XCTAssertThrowsError(try sweep([(.layers, [8, 16]), (.blocks, [2, 4]), (.hidden, [8, 16])])) {
