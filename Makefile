@@ -4,21 +4,27 @@ SWIFT ?= swift
 RELEASE_BIN := .build/release/attnres
 TOPOLOGY ?=
 APT_PACKAGES := libzmq3-dev libopenblas-dev pkg-config
+# Tools the tests call: rsvg-convert renders the sweep plots, xmllint validates smoke's JUnit XML, script gives a pty.
+APT_TEST_TOOLS := librsvg2-bin libxml2-utils bsdutils
 # The whole suite takes about 1.5 min here; a hang must fail fast, not eat CI's time limit. Output is line-buffered
 # so a log always shows the test that was running. Swift's crash backtracer is off for tests: seen here, it
 # blocked for ever reading a crashed test process's memory while holding the output pipe open.
 TEST_TIMEOUT ?= 900
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps build run test bench clean
+.PHONY: help deps build run test smoke sweeps bench clean
 
 help: ## list the workflows
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-7s %s\n", $$1, $$2 }'
 
-deps: ## install the C libraries (libzmq, OpenBLAS) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
+deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-convert, xmllint, script) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
 	@if ! command -v pkg-config >/dev/null || ! pkg-config --exists libzmq || ! pkg-config --exists openblas; then \
 	  echo "installing $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	@if ! command -v rsvg-convert >/dev/null || ! command -v xmllint >/dev/null || ! command -v script >/dev/null; then \
+	  echo "installing $(APT_TEST_TOOLS)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_TOOLS); \
 	fi
 	@if ! python3 -c 'import jsonschema, zmq' 2>/dev/null; then \
 	  echo "installing python3 jsonschema pyzmq"; \
@@ -38,6 +44,14 @@ test: deps ## build and run the whole test suite (debug build; real worker proce
 	  if [ $$status = 124 ] || [ $$status = 137 ]; then echo "make test: the suite ran past $(TEST_TIMEOUT) s and was stopped; the last 'started' test above is the one that hung"; fi; \
 	  awk -f scripts/test-summary.awk .build/test-output.txt || true; \
 	  exit $$status
+
+smoke: build ## the CI step: every variant on a local cluster and a compute run, checked (JUnit XML in .build/smoke.xml)
+	$(RELEASE_BIN) smoke --junit .build/smoke.xml
+
+sweeps: build ## regenerate the sweep plots of docs/sweeps.md
+	$(RELEASE_BIN) sweep --layers 8..128:x2 --blocks 8 --measure --csv docs/sweeps/layers-8-128.csv --svg docs/sweeps/layers-8-128.svg --json docs/sweeps/layers-8-128.json
+	$(RELEASE_BIN) sweep topologies/paper-scale.yaml --layers 9..54:+9 --blocks 9 --csv docs/sweeps/paper-layers.csv --svg docs/sweeps/paper-layers.svg
+	$(RELEASE_BIN) sweep topologies/paper-scale.yaml --blocks 1,2,3,6,9,18,27,54 --csv docs/sweeps/paper-blocks.csv --svg docs/sweeps/paper-blocks.svg
 
 bench: build ## run the benchmarks (ratios against baselines measured in the same run)
 	$(RELEASE_BIN) bench wire

@@ -5,7 +5,7 @@ import Pipeline
 public struct Overrides: Sendable {
     public var ranks: Int?, virtualStages: Int?, layers: Int?, blocks: Int?
     public var residual: ResidualKind?, cache: CachePolicy?, schedule: ScheduleKind?
-    public var microbatches: Int?, microbatchSize: Int?, seq: Int?, hidden: Int?, heads: Int?
+    public var microbatches: Int?, microbatchGroup: Int?, microbatchSize: Int?, seq: Int?, hidden: Int?, heads: Int?
     public var steps: Int?, mode: RunMode?, transport: TransportKind?, seed: Int?, vocab: Int?, learningRate: Float?
 
     public init() {}
@@ -25,6 +25,7 @@ public struct Overrides: Sendable {
         take(cache, "cache", "--cache") { t.cache = $0 }
         take(schedule, "pipeline.schedule", "--schedule") { t.schedule = $0 }
         take(microbatches, "pipeline.microbatches", "--microbatches") { t.microbatches = $0 }
+        take(microbatchGroup, "pipeline.microbatch_group", "--microbatch-group") { t.microbatchGroup = $0 }
         take(microbatchSize, "pipeline.microbatch_size", "--microbatch-size") { t.microbatchSize = $0 }
         take(seq, "model.seq", "--seq") { t.seq = $0 }
         take(hidden, "model.hidden", "--hidden") { t.hidden = $0 }
@@ -37,7 +38,7 @@ public struct Overrides: Sendable {
         take(learningRate, "lr", "--lr") { t.learningRate = $0 }
         // Changing ranks or virtual stages without naming a schedule picks the natural one.
         if schedule == nil, ranks != nil || virtualStages != nil {
-            if t.virtualStages >= 2 { t.schedule = .interleaved1F1B } else if t.schedule == .interleaved1F1B { t.schedule = .oneFOneB }
+            if t.virtualStages >= 2 { if !t.schedule.isInterleaved { t.schedule = .interleaved1F1B } } else if t.schedule.isInterleaved { t.schedule = .oneFOneB }
         }
         if residual == .block, blocks == nil, t.blocks > t.layers { t.blocks = t.layers }
         return (t, set)

@@ -29,7 +29,7 @@ struct ReceivePlan: Equatable {
         steps = t.steps
         let layout = t.layout
         var sources: [Slot: Int] = [:]
-        for a in try Schedule(kind: t.schedule, layout: layout, microbatches: t.microbatches).actions[rank] {
+        for a in try t.makeSchedule().actions[rank] {
             switch a {
             case .recvForward(let c, let m): sources[Slot(kind: .forward, hop: c - 1, microbatch: m)] = layout.rank(ofChunk: c - 1)
             case .recvBackward(let c, let m): sources[Slot(kind: .backward, hop: c, microbatch: m)] = layout.rank(ofChunk: c + 1)

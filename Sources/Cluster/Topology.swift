@@ -29,6 +29,9 @@ public struct Topology: Codable, Sendable, Equatable {
     public var ranks = 4, virtualStages = 2
     public var schedule: ScheduleKind = .interleaved1F1B
     public var microbatches = 8, microbatchSize = 2
+    /// Megatron-LM's `microbatch_group_size_per_vp_stage` for `interleaved-1f1b` (`pipeline.microbatch_group`);
+    /// nil = ranks, Megatron's default.
+    public var microbatchGroup: Int?
     /// AdamW learning rate (compute mode); the same default as `attnres train`.
     public var learningRate: Float = 3e-3
     public var transport: TransportKind = .ipc
@@ -46,8 +49,15 @@ public struct Topology: Codable, Sendable, Equatable {
     public var residualConfig: ResidualConfig { ResidualConfig(kind: residual, blocks: blocks, cache: cache) }
 
     public var trafficConfig: TrafficConfig {
-        TrafficConfig(layout: layout, residual: residualConfig, schedule: schedule, microbatches: microbatches,
-                      microbatchSize: microbatchSize, seq: seq, hidden: hidden)
+        var c = TrafficConfig(layout: layout, residual: residualConfig, schedule: schedule, microbatches: microbatches,
+                              microbatchSize: microbatchSize, seq: seq, hidden: hidden)
+        c.microbatchGroup = microbatchGroup
+        return c
+    }
+
+    /// The schedule every rank runs (one place that passes every schedule key).
+    public func makeSchedule() throws -> Schedule {
+        try Schedule(kind: schedule, layout: layout, microbatches: microbatches, microbatchGroup: microbatchGroup)
     }
 }
 
@@ -140,13 +150,14 @@ extension Topology {
                     }
                 }
             case "pipeline":
-                try p.each(try p.mapping(node, key), path: "pipeline.", known: ["ranks", "virtual", "schedule", "microbatches", "microbatch_size"]) { k, v in
+                try p.each(try p.mapping(node, key), path: "pipeline.", known: ["ranks", "virtual", "schedule", "microbatches", "microbatch_size", "microbatch_group"]) { k, v in
                     seen.insert("pipeline.\(k)")
                     switch k {
                     case "ranks": t.ranks = try p.int(v, "pipeline.ranks", min: 1)
                     case "virtual": t.virtualStages = try p.int(v, "pipeline.virtual", min: 1)
                     case "schedule": t.schedule = try p.choice(v, "pipeline.schedule", ScheduleKind.self)
                     case "microbatches": t.microbatches = try p.int(v, "pipeline.microbatches", min: 1)
+                    case "microbatch_group": t.microbatchGroup = try p.int(v, "pipeline.microbatch_group", min: 1)
                     default: t.microbatchSize = try p.int(v, "pipeline.microbatch_size", min: 1)
                     }
                 }
@@ -218,10 +229,15 @@ extension Topology {
         // The divisibility error belongs to the value the command line changed, when it changed only one of the two.
         let divisibilityKey = overridden["model.hidden"] != nil && overridden["model.heads"] == nil ? "model.hidden" : "model.heads"
         guard hidden % heads == 0 else { throw fail(divisibilityKey, "hidden \(hidden) is not divisible by \(heads) heads") }
-        do { try Schedule.validate(schedule, layout: layout, microbatches: microbatches) } catch let e as ScheduleError {
+        do { try Schedule.validate(schedule, layout: layout, microbatches: microbatches, microbatchGroup: microbatchGroup) } catch let e as ScheduleError {
             let key: String
             switch e {
-            case .microbatchesNotMultipleOfRanks: key = "pipeline.microbatches"
+            case .microbatchesRefused(_, _, _, let group):
+                // The group is to blame when only it was set by a flag, or when it alone cannot hold P ≤ N ≤ m.
+                let groupAtFault = group.map { $0 < ranks || $0 > microbatches } ?? false
+                key = (groupAtFault || (overridden["pipeline.microbatch_group"] != nil && overridden["pipeline.microbatches"] == nil))
+                    ? "pipeline.microbatch_group" : "pipeline.microbatches"
+            case .microbatchGroupNeedsMegatron: key = "pipeline.microbatch_group"
             case .noMicrobatches: key = "pipeline.microbatches"
             default: key = "pipeline.schedule"
             }

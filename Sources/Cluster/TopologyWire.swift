@@ -9,7 +9,8 @@ import Wire
 ///      "model": {"layers", "hidden", "heads", "seq", "vocab"},
 ///      "residual": {"kind", "blocks"},            // blocks only for kind "block"
 ///      "cache",
-///      "pipeline": {"ranks", "virtual", "schedule", "microbatches", "microbatch_size"},
+///      "pipeline": {"ranks", "virtual", "schedule", "microbatches", "microbatch_size", "microbatch_group"},
+///                                                 // microbatch_group optional (interleaved-1f1b only)
 ///      "transport": {"kind", "ranks": [{"host", "port"}]},
 ///      "coordinator", "source"}                   // optional
 extension Topology {
@@ -22,6 +23,8 @@ extension Topology {
         case ranks, virtual, schedule, microbatches, microbatchSize = "microbatch_size"
         /// The same key as a decoder with `.convertFromSnakeCase` (checkpoint manifests) presents it.
         case microbatchSizeConverted = "microbatchSize"
+        case microbatchGroup = "microbatch_group"
+        case microbatchGroupConverted = "microbatchGroup"
     }
     enum TransportKey: String, CodingKey { case kind, ranks }
 
@@ -49,6 +52,7 @@ extension Topology {
         schedule = try p.decode(ScheduleKind.self, forKey: .schedule)
         microbatches = try p.decode(Int.self, forKey: .microbatches)
         microbatchSize = try p.decodeIfPresent(Int.self, forKey: .microbatchSizeConverted) ?? p.decode(Int.self, forKey: .microbatchSize)
+        microbatchGroup = try p.decodeIfPresent(Int.self, forKey: .microbatchGroupConverted) ?? p.decodeIfPresent(Int.self, forKey: .microbatchGroup)
         let t = try c.nestedContainer(keyedBy: TransportKey.self, forKey: .transport)
         transport = try t.decode(TransportKind.self, forKey: .kind)
         addresses = try t.decodeIfPresent([RankAddress].self, forKey: .ranks) ?? []
@@ -73,6 +77,7 @@ extension Topology {
         var p = c.nestedContainer(keyedBy: PipelineKey.self, forKey: .pipeline)
         try p.encode(ranks, forKey: .ranks); try p.encode(virtualStages, forKey: .virtual); try p.encode(schedule, forKey: .schedule)
         try p.encode(microbatches, forKey: .microbatches); try p.encode(microbatchSize, forKey: .microbatchSize)
+        try p.encodeIfPresent(microbatchGroup, forKey: .microbatchGroup)
         var t = c.nestedContainer(keyedBy: TransportKey.self, forKey: .transport)
         try t.encode(transport, forKey: .kind)
         try t.encode(addresses, forKey: .ranks)

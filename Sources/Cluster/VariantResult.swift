@@ -34,8 +34,7 @@ public struct VariantResult: Sendable {
             trace = nil
             measuredBubble = nil
         }
-        theoreticalBubble = try ScheduleSimulation(Schedule(kind: topology.schedule, layout: topology.layout,
-                                                            microbatches: topology.microbatches)).bubbleFractionPerRank
+        theoreticalBubble = try ScheduleSimulation(topology.makeSchedule()).bubbleFractionPerRank
         self.seconds = seconds
         prediction = try TrafficPrediction(topology.trafficConfig)
         let steps = topology.steps

@@ -315,7 +315,7 @@ public final class Worker {
         trace = spec.trace ? [] : nil
         let t = spec.topology
         let plan = HopPlan(layout: t.layout, residual: t.residualConfig)
-        let schedule = try Schedule(kind: t.schedule, layout: t.layout, microbatches: t.microbatches)
+        let schedule = try t.makeSchedule()
         if t.mode == .compute {
             var backend = try ComputeBackend(config: t.modelConfig, layout: t.layout, rank: rank, microbatches: t.microbatches,
                                              microbatchSize: t.microbatchSize, seed: UInt64(t.seed), learningRate: t.learningRate)

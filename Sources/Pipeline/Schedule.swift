@@ -5,8 +5,15 @@ public enum ScheduleKind: String, Sendable, CaseIterable, Codable {
     case gpipe
     /// One-forward-one-backward (PipeDream-Flush). V = 1.
     case oneFOneB = "1f1b"
-    /// Megatron-LM's interleaved 1F1B with V ≥ 2 virtual stages per rank; needs microbatches % ranks == 0.
+    /// Megatron-LM's interleaved 1F1B with V ≥ 2 virtual stages per rank, in microbatch groups of N
+    /// (`pipeline.microbatch_group`, default P): P ≤ N ≤ m and m % N = 0 or ≥ P (`InterleavedRule.megatron`).
     case interleaved1F1B = "interleaved-1f1b"
+    /// torch.distributed.pipelining's `ScheduleInterleaved1F1B`: rounds = max(1, m // P) must divide m
+    /// (`InterleavedRule.torch`).
+    case interleaved1F1BTorch = "interleaved-1f1b-torch"
+
+    /// Whether the schedule runs V ≥ 2 virtual stages per rank.
+    public var isInterleaved: Bool { self == .interleaved1F1B || self == .interleaved1F1BTorch }
 }
 
 /// One step of a rank's program.
@@ -56,18 +63,23 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
 /// Why a schedule cannot be built for a configuration.
 public enum ScheduleError: Error, Equatable, CustomStringConvertible {
     case needsOneVirtualStage(ScheduleKind, virtual: Int)
-    case needsVirtualStages(virtual: Int)
-    case microbatchesNotMultipleOfRanks(microbatches: Int, ranks: Int)
+    case needsVirtualStages(ScheduleKind, virtual: Int)
+    /// The interleaved schedule's rule refuses this microbatch count (with this Megatron group size, if any).
+    case microbatchesRefused(ScheduleKind, microbatches: Int, ranks: Int, group: Int?)
+    /// `pipeline.microbatch_group` is Megatron's knob: only `interleaved-1f1b` takes it.
+    case microbatchGroupNeedsMegatron(ScheduleKind)
     case noMicrobatches
 
     public var description: String {
         switch self {
         case .needsOneVirtualStage(let kind, let v):
-            return "schedule \(kind.rawValue) runs one virtual stage per rank, but pipeline.virtual is \(v) (use interleaved-1f1b)"
-        case .needsVirtualStages(let v):
-            return "schedule interleaved-1f1b needs pipeline.virtual ≥ 2, got \(v)"
-        case .microbatchesNotMultipleOfRanks(let m, let p):
-            return "schedule interleaved-1f1b needs pipeline.microbatches (\(m)) to be a multiple of pipeline.ranks (\(p))"
+            return "schedule \(kind.rawValue) runs one virtual stage per rank, but pipeline.virtual is \(v) (use interleaved-1f1b or interleaved-1f1b-torch)"
+        case .needsVirtualStages(let kind, let v):
+            return "schedule \(kind.rawValue) needs pipeline.virtual ≥ 2, got \(v)"
+        case .microbatchesRefused(let kind, let m, let p, let group):
+            return InterleavedRule.refusal(kind, microbatches: m, ranks: p, group: group)
+        case .microbatchGroupNeedsMegatron(let kind):
+            return "pipeline.microbatch_group is Megatron-LM's microbatch_group_size_per_vp_stage: only schedule interleaved-1f1b takes it, not \(kind.rawValue)"
         case .noMicrobatches:
             return "pipeline.microbatches must be ≥ 1"
         }
@@ -79,34 +91,41 @@ public struct Schedule: Sendable, Equatable {
     public let kind: ScheduleKind
     public let layout: Layout
     public let microbatches: Int
+    /// Megatron's microbatch group N of `interleaved-1f1b` (nil = P); nil for every other schedule.
+    public let microbatchGroup: Int?
     /// `actions[r]` is rank r's program.
     public let actions: [[Action]]
 
-    /// Checks that `kind` can run on this layout and microbatch count.
-    public static func validate(_ kind: ScheduleKind, layout: Layout, microbatches: Int) throws {
+    /// Checks that `kind` can run on this layout and microbatch count (and Megatron group `microbatchGroup`).
+    public static func validate(_ kind: ScheduleKind, layout: Layout, microbatches: Int, microbatchGroup: Int? = nil) throws {
         guard microbatches >= 1 else { throw ScheduleError.noMicrobatches }
+        if microbatchGroup != nil, kind != .interleaved1F1B { throw ScheduleError.microbatchGroupNeedsMegatron(kind) }
         switch kind {
         case .gpipe, .oneFOneB:
             guard layout.virtualStages == 1 else { throw ScheduleError.needsOneVirtualStage(kind, virtual: layout.virtualStages) }
-        case .interleaved1F1B:
-            guard layout.virtualStages >= 2 else { throw ScheduleError.needsVirtualStages(virtual: layout.virtualStages) }
-            guard microbatches % layout.ranks == 0 else {
-                throw ScheduleError.microbatchesNotMultipleOfRanks(microbatches: microbatches, ranks: layout.ranks)
+        case .interleaved1F1B, .interleaved1F1BTorch:
+            guard layout.virtualStages >= 2 else { throw ScheduleError.needsVirtualStages(kind, virtual: layout.virtualStages) }
+            let rule = InterleavedRule(kind, ranks: layout.ranks, group: microbatchGroup)
+            guard rule.accepts(microbatches) else {
+                throw ScheduleError.microbatchesRefused(kind, microbatches: microbatches, ranks: layout.ranks, group: microbatchGroup)
             }
         }
     }
 
-    public init(kind: ScheduleKind, layout: Layout, microbatches: Int) throws {
-        try Schedule.validate(kind, layout: layout, microbatches: microbatches)
+    public init(kind: ScheduleKind, layout: Layout, microbatches: Int, microbatchGroup: Int? = nil) throws {
+        try Schedule.validate(kind, layout: layout, microbatches: microbatches, microbatchGroup: microbatchGroup)
         self.kind = kind
         self.layout = layout
         self.microbatches = microbatches
+        self.microbatchGroup = microbatchGroup
         actions = (0..<layout.ranks).map { r in
             let order: [(forward: Bool, chunk: Int, microbatch: Int)]
             switch kind {
             case .gpipe: order = Schedule.gpipeOrder(rank: r, layout: layout, microbatches: microbatches)
             case .oneFOneB: order = Schedule.oneFOneBOrder(rank: r, layout: layout, microbatches: microbatches)
-            case .interleaved1F1B: order = Schedule.interleavedOrder(rank: r, layout: layout, microbatches: microbatches)
+            case .interleaved1F1B, .interleaved1F1BTorch:
+                order = InterleavedRule(kind, ranks: layout.ranks, group: microbatchGroup)
+                    .order(rank: r, virtualStages: layout.virtualStages, microbatches: microbatches)
             }
             return Schedule.withCommunication(order, chunks: layout.chunks)
         }
@@ -142,28 +161,6 @@ public struct Schedule: Sendable, Equatable {
             order.append((false, r, i))
         }
         for i in (m - warmup)..<m { order.append((false, r, i)) }
-        return order
-    }
-
-    /// Megatron-LM `forward_backward_pipelining_with_interleaving`: microbatches go through the rank's virtual
-    /// stages in groups of P; warm-up is (P−r−1)·2 + (V−1)·P forwards, then 1F1B over virtual microbatches.
-    static func interleavedOrder(rank r: Int, layout: Layout, microbatches m: Int) -> [(forward: Bool, chunk: Int, microbatch: Int)] {
-        let p = layout.ranks, v = layout.virtualStages
-        let total = m * v
-        let warmup = min((p - r - 1) * 2 + (v - 1) * p, total)
-        func item(_ k: Int, forward: Bool) -> (Bool, Int, Int) {
-            let inGroup = k % (p * v)
-            var stage = inGroup / p
-            if !forward { stage = v - 1 - stage }
-            let microbatch = (k / (p * v)) * p + k % p
-            return (forward, stage * p + r, microbatch)
-        }
-        var order: [(Bool, Int, Int)] = (0..<warmup).map { item($0, forward: true) }
-        for i in 0..<(total - warmup) {
-            order.append(item(warmup + i, forward: true))
-            order.append(item(i, forward: false))
-        }
-        for i in (total - warmup)..<total { order.append(item(i, forward: false)) }
         return order
     }
 }

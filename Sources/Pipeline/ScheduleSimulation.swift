@@ -147,10 +147,11 @@ public enum ScheduleGrid {
 
 extension Schedule {
     /// Rebuilds a schedule from per-rank compute orders (for instance a parsed grid), adding communication.
-    public init(kind: ScheduleKind, layout: Layout, microbatches: Int, computeOrder: [[Action]]) {
+    public init(kind: ScheduleKind, layout: Layout, microbatches: Int, microbatchGroup: Int? = nil, computeOrder: [[Action]]) {
         self.kind = kind
         self.layout = layout
         self.microbatches = microbatches
+        self.microbatchGroup = microbatchGroup
         actions = computeOrder.map { row in
             Schedule.withCommunication(row.map { a in
                 if case .forward = a { return (true, a.chunk, a.microbatch) }

@@ -26,6 +26,8 @@ public struct TrafficConfig: Sendable, Equatable {
     public var seq: Int
     public var hidden: Int
     public var bytesPerElement: Int = 4
+    /// Megatron's microbatch group of `interleaved-1f1b` (nil = ranks): it orders the schedule, hence the cache peaks.
+    public var microbatchGroup: Int?
 
     public init(layout: Layout, residual: ResidualConfig, schedule: ScheduleKind, microbatches: Int,
                 microbatchSize: Int, seq: Int, hidden: Int) {
@@ -66,7 +68,8 @@ public struct TrafficPrediction: Sendable {
             }
         }
         self.links = links
-        let schedule = try Schedule(kind: config.schedule, layout: config.layout, microbatches: config.microbatches)
+        let schedule = try Schedule(kind: config.schedule, layout: config.layout, microbatches: config.microbatches,
+                                  microbatchGroup: config.microbatchGroup)
         peakCachedBytes = (0..<config.layout.ranks).map { r in
             var cache = CrossStageCacheLedger()
             for a in schedule.actions[r] { cache.apply(a, plan: plan) }

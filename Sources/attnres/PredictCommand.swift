@@ -66,7 +66,7 @@ struct ScheduleCommand: ParsableCommand {
 
     func run() throws {
         let t = try topology.resolve(holdsTensors: false)
-        let s = try Schedule(kind: t.schedule, layout: t.layout, microbatches: t.microbatches)
+        let s = try t.makeSchedule()
         let sim = try ScheduleSimulation(s)
         print("\(t.schedule.rawValue): \(t.ranks) ranks × \(t.virtualStages) virtual, \(t.microbatches) microbatches, \(t.layout.chunks) chunks")
         print(ScheduleGrid.render(slots: sim.slots, makespan: sim.makespan, mark: nil))

@@ -5,16 +5,6 @@ import Numerics
 import Pipeline
 import Logging
 
-/// Progress on a TTY only: one line rewritten in place on standard error.
-struct Progress {
-    let enabled = isatty(STDERR_FILENO) != 0
-    let started = Date()
-    func update(_ text: String) {
-        guard enabled else { return }
-        FileHandle.standardError.write("\r\u{1B}[K\(text) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)".data(using: .utf8)!)
-    }
-    func finish() { if enabled { FileHandle.standardError.write("\r\u{1B}[K".data(using: .utf8)!) } }
-}
 
 /// Options of commands that launch a local cluster.
 struct ClusterOptions: ParsableArguments {
@@ -50,7 +40,13 @@ struct ClusterOptions: ParsableArguments {
     func makeCoordinator(_ topology: TopologyOptions, spawnLocal: Bool, logLevel: Logger.Level, outputs: [OutputPath] = [],
                          resume: String? = nil) throws -> (Topology, Coordinator) {
         BLASKernel.reexecWithPreferredKernelIfNeeded()
-        let t = try topology.resolve()
+        return try makeCoordinator(resolved: try topology.resolve(), spawnLocal: spawnLocal, logLevel: logLevel, outputs: outputs, resume: resume)
+    }
+
+    /// As `makeCoordinator(_:…)` for a topology already resolved (a sweep point, a smoke check).
+    func makeCoordinator(resolved t: Topology, spawnLocal: Bool, logLevel: Logger.Level, outputs: [OutputPath] = [],
+                         resume: String? = nil) throws -> (Topology, Coordinator) {
+        BLASKernel.reexecWithPreferredKernelIfNeeded()
         let faults = try check(t, outputs: outputs, resume: resume)
         var logger = Logger(label: "attnres.coordinator") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = logLevel
@@ -130,7 +126,8 @@ struct Run: ParsableCommand {
         let perStep = try TrafficPrediction(t.trafficConfig).payloadBytesPerStep
         let result = try coordinator.run(t, resume: resume, save: save, trace: trace != nil || traceSvg != nil) { step, loss in
             moved += perStep
-            progress.update("step \(step)/\(t.steps)" + (loss.map { String(format: ", loss %.4f", $0) } ?? "") + ", \(Report.human(moved)) moved")
+            progress.update("step \(step)/\(t.steps)" + (loss.map { String(format: ", loss %.4f", $0) } ?? ""),
+                            fraction: Double(step) / Double(t.steps), bytes: moved)
         }
         progress.finish()
         coordinator.shutdown()
@@ -175,9 +172,16 @@ struct Compare: ParsableCommand {
         defer { coordinator.shutdown() }
         var results: [VariantResult] = []
         let variants = comparisonVariants(of: t)
+        var moved = 0
         for (i, v) in variants.enumerated() {
-            progress.update("variant \(i + 1)/\(variants.count): \(v.residual.rawValue) \(v.cache.rawValue)")
-            results.append(try coordinator.run(v))
+            let name = "variant \(i + 1)/\(variants.count) \(v.residual.rawValue)/\(v.cache.rawValue)"
+            let perStep = try TrafficPrediction(v.trafficConfig).payloadBytesPerStep
+            progress.update(name, fraction: Double(i) / Double(variants.count), bytes: moved)
+            results.append(try coordinator.run(v) { step, _ in
+                moved += perStep
+                progress.update(name + ", step \(step)/\(v.steps)", fraction: (Double(i) + Double(step) / Double(v.steps)) / Double(variants.count),
+                                bytes: moved)
+            })
         }
         progress.finish()
         try reportComparison(t, coordinator: coordinator, results: results, json: cluster.json)

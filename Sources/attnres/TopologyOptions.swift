@@ -21,7 +21,10 @@ struct TopologyOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Blocks N (block residual).") var blocks: Int?
     @Option(help: "standard | full | block") var residual: ResidualKind?
     @Option(help: "none | cross-stage | received-only (train: ignored)") var cache: CachePolicy?
-    @Option(help: "gpipe | 1f1b | interleaved-1f1b (train: ignored)") var schedule: ScheduleKind?
+    @Option(help: "gpipe | 1f1b | interleaved-1f1b (Megatron-LM's rule) | interleaved-1f1b-torch (torch's rule) (train: ignored)")
+    var schedule: ScheduleKind?
+    @Option(parsing: .unconditional, help: "Megatron's microbatch group N for interleaved-1f1b (P ≤ N ≤ m; default P; train: ignored).")
+    var microbatchGroup: Int?
     @Option(parsing: .unconditional, help: "Microbatches per step m.") var microbatches: Int?
     @Option(parsing: .unconditional, help: "Sequences per microbatch b.") var microbatchSize: Int?
     @Option(parsing: .unconditional, help: "Sequence length s.") var seq: Int?
@@ -37,6 +40,7 @@ struct TopologyOptions: ParsableArguments {
     /// The flags that place the model on a pipeline, which a single-process run has no use for, as typed.
     var pipelineFlagsGiven: [String] {
         [("--ranks", ranks != nil), ("--virtual", virtual != nil), ("--cache", cache != nil), ("--schedule", schedule != nil),
+         ("--microbatch-group", microbatchGroup != nil),
          ("--mode", mode != nil), ("--transport", transport != nil)].filter(\.1).map(\.0)
     }
 
@@ -44,6 +48,7 @@ struct TopologyOptions: ParsableArguments {
         var o = Overrides()
         o.ranks = ranks; o.virtualStages = virtual; o.layers = layers; o.blocks = blocks
         o.residual = residual; o.cache = cache; o.schedule = schedule; o.microbatches = microbatches
+        o.microbatchGroup = microbatchGroup
         o.microbatchSize = microbatchSize; o.seq = seq; o.hidden = hidden; o.heads = heads
         o.steps = steps; o.mode = mode; o.transport = transport; o.seed = seed
         o.vocab = vocab; o.learningRate = lr

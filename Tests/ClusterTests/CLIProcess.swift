@@ -24,7 +24,14 @@ enum CLIProcess {
     /// `environment`: variables to set (or override) for the child, on top of this process's own.
     static func run(_ args: [String], timeout: Double = 300, environment: [String: String] = [:], file: StaticString = #filePath,
                     line: UInt = #line) throws -> Result {
+        try run(args, executable: binary, timeout: timeout, environment: environment, file: file, line: line)
+    }
+
+    /// Runs `executable args` to completion, as `run(_:)` does.
+    static func run(_ args: [String], executable: String, timeout: Double = 300, environment: [String: String] = [:],
+                    file: StaticString = #filePath, line: UInt = #line) throws -> Result {
         _ = becomeSubreaper
+        let binary = executable
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             XCTFail("attnres binary not found at \(binary): build it (swift build) or set ATTNRES_BIN", file: file, line: line)
             throw CocoaError(.fileNoSuchFile)
@@ -49,6 +56,11 @@ enum CLIProcess {
         let seconds = Date().timeIntervalSince(start)
         return Result(status: p.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),
                       stderr: try String(contentsOf: err, encoding: .utf8), seconds: seconds)
+    }
+
+    /// Runs a system tool found on PATH (rsvg-convert, xmllint, script), as `run` does the attnres binary.
+    static func runTool(_ tool: String, _ args: [String], timeout: Double = 120, file: StaticString = #filePath, line: UInt = #line) throws -> Result {
+        try run([tool] + args, executable: "/usr/bin/env", timeout: timeout, file: file, line: line)
     }
 
     /// Pids of live (non-zombie) processes whose parent is this test process; exited orphans are reaped.

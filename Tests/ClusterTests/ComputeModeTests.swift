@@ -72,6 +72,21 @@ final class ComputeModeTests: XCTestCase {
         CLIProcess.assertNoOrphans()
     }
 
+    /// Microbatch counts that are not multiples of the ranks, under each implementation's rule: the pipeline's losses
+    /// equal `attnres train`'s with the same microbatches, measured bytes equal predicted (checked by `run` itself).
+    func testMicrobatchCountsOffTheRanksTrainAsOneProcess() throws {
+        let small = ["--layers", "10", "--hidden", "16", "--heads", "2", "--seq", "8", "--vocab", "64", "--microbatch-size", "2",
+                     "--steps", "4", "--seed", "5", "--residual", "block", "--blocks", "3"]
+        for (m, schedule) in [(3, ["--schedule", "interleaved-1f1b-torch"]), (5, ["--schedule", "interleaved-1f1b", "--microbatch-group", "3"])] {
+            let reference = try losses(["train", "--microbatches", "\(m)"] + small)
+            let run = try losses(["run", "--mode", "compute", "--ranks", "2", "--virtual", "2", "--cache", "cross-stage",
+                                  "--microbatches", "\(m)"] + schedule + small)
+            XCTAssertEqual(run.count, reference.count)
+            for (a, b) in zip(run, reference) { XCTAssertLessThanOrEqual(abs(a - b) / abs(b), 1e-6, "m = \(m) \(schedule): \(run) vs \(reference)") }
+        }
+        CLIProcess.assertNoOrphans()
+    }
+
     /// A diverging run stops with the loss's step and microbatch and the rank's grid, and leaves no process.
     func testNaNLossStopsTheRunNamingStepAndMicrobatch() throws {
         let r = try CLIProcess.run(["run", "--mode", "compute", "--ranks", "2", "--virtual", "2", "--layers", "8", "--lr", "1e30",

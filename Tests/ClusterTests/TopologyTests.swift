@@ -57,7 +57,11 @@ final class TopologyTests: XCTestCase {
         assertRejects(good.replacingOccurrences(of: "seq: 4", with: "seq: 4, sequence: 9"), key: "model.sequence", mentions: "unknown key", line: 2)
         assertRejects(good.replacingOccurrences(of: "layers: 8", with: "layers: 3"), key: "model.layers", mentions: "need L ≥ ranks·virtual")
         assertRejects(good.replacingOccurrences(of: "blocks: 4", with: "blocks: 9"), key: "residual.blocks", mentions: "9 blocks > 8 layers")
-        assertRejects(good.replacingOccurrences(of: "microbatches: 4", with: "microbatches: 3"), key: "pipeline.microbatches", mentions: "multiple of pipeline.ranks")
+        assertRejects(good.replacingOccurrences(of: "microbatches: 4", with: "microbatches: 3"), key: "pipeline.microbatches", mentions: "m = 2 or 4 would work")
+        assertRejects(good.replacingOccurrences(of: "microbatches: 4", with: "microbatches: 4, microbatch_group: 5"), key: "pipeline.microbatch_group",
+                      mentions: "P ≤ N ≤ m")
+        assertRejects(good.replacingOccurrences(of: "interleaved-1f1b,", with: "interleaved-1f1b-torch, microbatch_group: 2,"),
+                      key: "pipeline.microbatch_group", mentions: "only schedule interleaved-1f1b takes it")
         assertRejects(good.replacingOccurrences(of: "kind: block", with: "kind: blok"), key: "residual.kind", mentions: "'blok' is not one of", line: 3)
         assertRejects(good.replacingOccurrences(of: "kind: block", with: "kind: full"), key: "residual.blocks", mentions: "only residual kind 'block'")
         assertRejects(good.replacingOccurrences(of: "hidden: 16", with: "hidden: sixteen"), key: "model.hidden", mentions: "must be an integer")
@@ -66,6 +70,21 @@ final class TopologyTests: XCTestCase {
         assertRejects(good.replacingOccurrences(of: "schedule: interleaved-1f1b", with: "schedule: 1f1b"), key: "pipeline.schedule", mentions: "one virtual stage")
         assertRejects("- a\n- b", key: "(top level)", mentions: "must be a mapping")
         assertRejects(good + "\ntransport: {kind: tcp, ranks: [{host: 127.0.0.1, port: 1}]}", key: "transport.ranks", mentions: "1 addresses for 2 ranks")
+    }
+
+    /// `pipeline.microbatch_group` and `interleaved-1f1b-torch` parse, validate and survive the wire form.
+    func testMicrobatchRulesParseAndTravel() throws {
+        for yaml in [good.replacingOccurrences(of: "microbatches: 4", with: "microbatches: 5, microbatch_group: 3"),
+                     good.replacingOccurrences(of: "interleaved-1f1b, microbatches: 4", with: "interleaved-1f1b-torch, microbatches: 3")] {
+            let t = try Topology.parse(yaml: yaml, source: "t.yaml").0
+            XCTAssertNoThrow(try t.validate(), yaml)
+            let back = try JSONDecoder().decode(Topology.self, from: JSONEncoder().encode(t))
+            XCTAssertEqual(back.microbatchGroup, t.microbatchGroup)
+            XCTAssertEqual(back.schedule, t.schedule)
+            XCTAssertEqual(try back.makeSchedule().actions, try t.makeSchedule().actions)
+        }
+        XCTAssertEqual(try Topology.parse(yaml: good.replacingOccurrences(of: "microbatches: 4", with: "microbatches: 5, microbatch_group: 3"),
+                                          source: "t").0.microbatchGroup, 3)
     }
 
     func testOverridesAreValidatedAndNamed() {

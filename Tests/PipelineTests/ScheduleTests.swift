@@ -104,7 +104,20 @@ final class ScheduleTests: XCTestCase {
     func testValidationNamesTheProblem() {
         let l = Layout(ranks: 4, virtualStages: 2, layers: 8)
         XCTAssertThrowsError(try Schedule(kind: .interleaved1F1B, layout: l, microbatches: 6)) {
-            XCTAssertEqual($0 as? ScheduleError, .microbatchesNotMultipleOfRanks(microbatches: 6, ranks: 4))
+            XCTAssertEqual($0 as? ScheduleError, .microbatchesRefused(.interleaved1F1B, microbatches: 6, ranks: 4, group: nil))
+            // Which m would work, which Megatron group takes m = 6, and that torch's rule accepts it.
+            XCTAssertEqual("\($0)", "schedule interleaved-1f1b (Megatron-LM) refuses pipeline.microbatches = 6 with microbatch group N = 4 "
+                           + "(pipeline.microbatch_group, default = pipeline.ranks): it needs 4 = P ≤ N ≤ m and m % N = 0 or ≥ P; "
+                           + "m = 4 or 8 would work; so would pipeline.microbatch_group 6; schedule interleaved-1f1b-torch accepts m = 6")
+        }
+        XCTAssertThrowsError(try Schedule(kind: .interleaved1F1BTorch, layout: l, microbatches: 9)) {
+            XCTAssertEqual("\($0)", "schedule interleaved-1f1b-torch (torch.distributed.pipelining) refuses pipeline.microbatches = 9: "
+                           + "it needs m divisible by rounds = max(1, m // P) = 2; m = 8 or 10 would work; "
+                           + "schedule interleaved-1f1b with pipeline.microbatch_group 5 accepts m = 9")
+        }
+        XCTAssertThrowsError(try Schedule(kind: .oneFOneB, layout: Layout(ranks: 4, virtualStages: 1, layers: 4), microbatches: 8,
+                                          microbatchGroup: 4)) {
+            XCTAssertEqual($0 as? ScheduleError, .microbatchGroupNeedsMegatron(.oneFOneB))
         }
         XCTAssertThrowsError(try Schedule(kind: .oneFOneB, layout: l, microbatches: 8))
         XCTAssertThrowsError(try Schedule(kind: .interleaved1F1B, layout: Layout(ranks: 4, virtualStages: 1, layers: 4), microbatches: 8))
