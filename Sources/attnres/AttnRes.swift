@@ -11,6 +11,6 @@ struct AttnRes: ParsableCommand {
         block representations and their gradients over ZeroMQ, and compare the measured traffic with \
         the analytical model.
         """,
-        subcommands: [Run.self, Compare.self, Predict.self, ScheduleCommand.self, Train.self, Merge.self, Bench.self, StatsPlot.self,
+        subcommands: [Run.self, Compare.self, Predict.self, Simulate.self, ScheduleCommand.self, Train.self, Merge.self, Bench.self, StatsPlot.self,
                       WorkerCommand.self, CoordinatorCommand.self])
 }

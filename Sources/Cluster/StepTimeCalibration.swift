@@ -1,0 +1,211 @@
+import Foundation
+import Pipeline
+
+/// Why a trace cannot be calibrated from or measured.
+public enum CalibrationError: Error, CustomStringConvertible {
+    case unreadable(file: String, String)
+    case notATrace(file: String, String)
+    case tooFewSpans(file: String, String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(f, why): return "\(f): cannot read the trace: \(why)"
+        case let .notATrace(f, why): return "\(f): not an `attnres run --mode compute --trace` file: \(why)"
+        case let .tooFewSpans(f, why): return "\(f): too few timed spans to calibrate: \(why)"
+        }
+    }
+}
+
+/// A real run's Chrome trace (`attnres run --mode compute --trace FILE.json`) read back: its topology (stored under
+/// `otherData.topology`), compute spans, transfers and the step times they give.
+public struct MeasuredTrace: Sendable {
+    public let file: String
+    public let topology: Topology
+
+    public struct ComputeSpan: Sendable { public let rank, step, chunk, microbatch: Int; public let kind: String; public let seconds: Double }
+    public struct Transfer: Sendable {
+        public let src, dst, step, hop, microbatch: Int
+        public let bytes: Int
+        public let seconds: Double
+        /// Whether the receiver was blocked waiting for it (then its recorded arrival is exact, not one action late).
+        public let waitedFor: Bool
+    }
+
+    public let compute: [ComputeSpan]
+    public let transfers: [Transfer]
+    /// Durations of the send calls (seconds).
+    public let sends: [Double]
+    /// Per step (0-based): first forward anywhere to the last optimizer end anywhere.
+    public let stepSeconds: [Double]
+
+    public init(file: String) throws {
+        self.file = file
+        let data: Data
+        do { data = Data(try InputFile.bytes(file)) } catch let e as InputFileError { throw CalibrationError.unreadable(file: file, e.problem) }
+        guard let doc = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw CalibrationError.notATrace(file: file, "not a JSON object")
+        }
+        guard let events = doc["traceEvents"] as? [[String: Any]] else { throw CalibrationError.notATrace(file: file, "no traceEvents array") }
+        guard let other = doc["otherData"] as? [String: Any], let topo = other["topology"] else {
+            throw CalibrationError.notATrace(file: file, "no otherData.topology (traces written before attnres stored it cannot be calibrated)")
+        }
+        do {
+            topology = try JSONDecoder().decode(Topology.self, from: JSONSerialization.data(withJSONObject: topo))
+        } catch {
+            throw CalibrationError.notATrace(file: file, "otherData.topology: \(error)")
+        }
+        var compute: [ComputeSpan] = [], sends: [Double] = []
+        var transfers: [(src: Int, dst: Int, step: Int, hop: Int, mb: Int, bytes: Int, seconds: Double)] = []
+        var waits: Set<[Int]> = []
+        var stepStart: [Int: Double] = [:], stepEnd: [Int: Double] = [:]
+        for e in events where (e["ph"] as? String) == "X" {
+            guard let cat = e["cat"] as? String, let pid = e["pid"] as? Int, let ts = e["ts"] as? Double ?? (e["ts"] as? Int).map(Double.init),
+                  let dur = e["dur"] as? Double ?? (e["dur"] as? Int).map(Double.init), let args = e["args"] as? [String: Any],
+                  let step = args["step"] as? Int else { continue }
+            let name = e["name"] as? String ?? ""
+            let s = step - 1
+            switch cat {
+            case "forward", "backward", "optimizer":
+                guard let chunk = args["chunk"] as? Int, let mb = args["microbatch"] as? Int else { continue }
+                compute.append(ComputeSpan(rank: pid, step: s, chunk: chunk, microbatch: mb, kind: cat, seconds: dur / 1e6))
+                if cat == "forward" { stepStart[s] = min(stepStart[s] ?? .infinity, ts) }
+                stepEnd[s] = max(stepEnd[s] ?? 0, ts + dur)
+            case "send":
+                sends.append(dur / 1e6)
+            case "transfer":
+                // "transfer hop H mb M from rank S"
+                let words = name.split(separator: " ")
+                guard words.count >= 7, let hop = Int(words[2]), let src = Int(words[6]), let mb = args["microbatch"] as? Int,
+                      let bytes = args["bytes"] as? Int else { continue }
+                transfers.append((src, pid, s, hop, mb, bytes, dur / 1e6))
+            case "wait":
+                // "waiting for hop H grad|act mb M"
+                let words = name.split(separator: " ")
+                guard words.count >= 6, let hop = Int(words[3]), let mb = args["microbatch"] as? Int else { continue }
+                waits.insert([pid, s, hop, mb, words[4] == "grad" ? 1 : 0])
+            default: continue
+            }
+        }
+        let layout = topology.layout
+        self.transfers = transfers.map { t in
+            let backward = !(layout.rank(ofChunk: t.hop) == t.src && layout.rank(ofChunk: t.hop + 1) == t.dst)
+            return Transfer(src: t.src, dst: t.dst, step: t.step, hop: t.hop, microbatch: t.mb, bytes: t.bytes, seconds: t.seconds,
+                            waitedFor: waits.contains([t.dst, t.step, t.hop, t.mb, backward ? 1 : 0]))
+        }
+        self.compute = compute
+        self.sends = sends
+        stepSeconds = stepStart.keys.sorted().compactMap { s in stepEnd[s].map { ($0 - stepStart[s]!) / 1e6 } }
+        guard !compute.isEmpty else { throw CalibrationError.tooFewSpans(file: file, "no forward or backward spans (was the run in compute mode?)") }
+    }
+
+    /// The step time a run stands for: the median over its steps, the first left out when there are three or
+    /// more (it allocates and warms caches).
+    public var typicalStepSeconds: Double {
+        let steps = stepSeconds.count >= 3 ? Array(stepSeconds.dropFirst()) : stepSeconds
+        return Calibration.median(steps)
+    }
+}
+
+/// Costs fitted to a real run: forward, backward and optimizer coefficients of `ComputeCost` by non-negative least
+/// squares over the per-chunk median durations against their analytical work (`ChunkWork`), and one link's α-β
+/// from the transfers a receiver waited for. It predicts other pipelines of the same model width on the same machine.
+public struct Calibration: Sendable {
+    public let source: String
+    public let compute: ComputeCosts
+    public let link: LinkCost
+    public let sendOverhead: Double
+    /// Root-mean-square relative error of the fit over the per-chunk medians (forward, backward).
+    public let residual: (forward: Double, backward: Double)
+
+    public init(_ trace: MeasuredTrace) throws {
+        source = trace.file
+        let t = trace.topology
+        let work = ChunkWork(model: t.modelConfig, layout: t.layout, microbatchSize: t.microbatchSize)
+        let useSteps = Set(trace.compute.map(\.step)).count >= 3 ? Set(trace.compute.map(\.step)).subtracting([0]) : Set(trace.compute.map(\.step))
+        func fit(_ kind: String, _ works: [Work], key: (MeasuredTrace.ComputeSpan) -> Int) throws -> (ComputeCost, Double) {
+            var samples: [Int: [Double]] = [:]
+            for s in trace.compute where s.kind == kind && useSteps.contains(s.step) { samples[key(s), default: []].append(s.seconds) }
+            let keys = samples.keys.sorted()
+            guard !keys.isEmpty else { throw CalibrationError.tooFewSpans(file: trace.file, "no \(kind) spans") }
+            let rows = keys.map { k in [works[k].flops, works[k].bytes, works[k].kernels, 1] }
+            let y = keys.map { Calibration.median(samples[$0]!) }
+            let x = Calibration.nonNegativeLeastSquares(rows, y)
+            let cost = ComputeCost(secondsPerFlop: x[0], secondsPerByte: x[1], secondsPerKernel: x[2], secondsPerAction: x[3])
+            let rel = zip(keys, y).map { k, v in pow((cost.seconds(works[k]) - v) / max(v, 1e-12), 2) }
+            return (cost, (rel.reduce(0, +) / Double(rel.count)).squareRoot())
+        }
+        let (f, fr) = try fit("forward", work.forward) { $0.chunk }
+        let (b, br) = try fit("backward", work.backward) { $0.chunk }
+        let (o, _) = try fit("optimizer", work.optimizer) { $0.rank }
+        compute = ComputeCosts(forward: f, backward: b, optimizer: o)
+        residual = (fr, br)
+        // α-β: per message size, the lower quartile of the transfers their receiver waited for (a receiver busy
+        // computing records the arrival up to one action late), then a non-negative line through them.
+        let waited = trace.transfers.filter(\.waitedFor)
+        let pool = waited.count >= 4 ? waited : trace.transfers
+        var bySize: [Int: [Double]] = [:]
+        for m in pool where useSteps.contains(m.step) || useSteps.isEmpty { bySize[m.bytes, default: []].append(m.seconds) }
+        if bySize.isEmpty {
+            link = .free
+        } else {
+            let sizes = bySize.keys.sorted()
+            let q = sizes.map { Calibration.quantile(bySize[$0]!, 0.25) }
+            let x = Calibration.nonNegativeLeastSquares(sizes.map { [1, Double($0)] }, q)
+            link = LinkCost(latency: x[0], bandwidth: x[1] > 0 ? 1 / x[1] : .infinity)
+        }
+        sendOverhead = trace.sends.isEmpty ? 0 : Calibration.median(trace.sends)
+    }
+
+    public static func median(_ v: [Double]) -> Double { quantile(v, 0.5) }
+
+    public static func quantile(_ v: [Double], _ q: Double) -> Double {
+        guard !v.isEmpty else { return 0 }
+        let s = v.sorted()
+        let pos = q * Double(s.count - 1)
+        let lo = Int(pos.rounded(.down)), hi = min(lo + 1, s.count - 1)
+        return s[lo] + (s[hi] - s[lo]) * (pos - Double(lo))
+    }
+
+    /// min ‖A x − y‖ over x ≥ 0, by trying every subset of free columns (at most four here) with ordinary least
+    /// squares on the scaled columns and keeping the best non-negative solution.
+    public static func nonNegativeLeastSquares(_ a: [[Double]], _ y: [Double]) -> [Double] {
+        let n = a.first?.count ?? 0
+        let scale = (0..<n).map { j in max(a.map { abs($0[j]) }.max() ?? 0, 1e-300) }
+        var best = [Double](repeating: 0, count: n), bestError = y.reduce(0) { $0 + $1 * $1 }
+        for mask in 1..<(1 << n) {
+            let cols = (0..<n).filter { mask & (1 << $0) != 0 }
+            guard cols.count <= a.count else { continue }
+            // Normal equations on the scaled columns, with a tiny ridge against collinear work features.
+            var m = [[Double]](repeating: [Double](repeating: 0, count: cols.count + 1), count: cols.count)
+            for (i, ci) in cols.enumerated() {
+                for (j, cj) in cols.enumerated() { m[i][j] = zip(a, a).reduce(0) { $0 + $1.0[ci] / scale[ci] * $1.1[cj] / scale[cj] } }
+                m[i][i] += 1e-9
+                m[i][cols.count] = zip(a, y).reduce(0) { $0 + $1.0[ci] / scale[ci] * $1.1 }
+            }
+            guard let z = solve(m), z.allSatisfy({ $0 >= 0 && $0.isFinite }) else { continue }
+            var x = [Double](repeating: 0, count: n)
+            for (i, c) in cols.enumerated() { x[c] = z[i] / scale[c] }
+            let err = zip(a, y).reduce(0.0) { acc, row in
+                let r = zip(row.0, x).reduce(0) { $0 + $1.0 * $1.1 } - row.1
+                return acc + r * r
+            }
+            if err < bestError * (1 - 1e-12) { best = x; bestError = err }
+        }
+        return best
+    }
+
+    /// Gauss-Jordan elimination with partial pivoting of an augmented n × (n+1) matrix.
+    static func solve(_ m: [[Double]]) -> [Double]? {
+        var m = m
+        let n = m.count
+        for i in 0..<n {
+            guard let p = (i..<n).max(by: { abs(m[$0][i]) < abs(m[$1][i]) }), abs(m[p][i]) > 1e-300 else { return nil }
+            m.swapAt(i, p)
+            for r in 0..<n where r != i {
+                let f = m[r][i] / m[i][i]
+                for c in i...n { m[r][c] -= f * m[i][c] }
+            }
+        }
+        return (0..<n).map { m[$0][n] / m[$0][$0] }
+    }
+}
