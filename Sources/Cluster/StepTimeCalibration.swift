@@ -75,7 +75,7 @@ public struct MeasuredTrace: Sendable {
             case "transfer":
                 // "transfer hop H mb M from rank S"
                 let words = name.split(separator: " ")
-                guard words.count >= 7, let hop = Int(words[2]), let src = Int(words[6]), let mb = args["microbatch"] as? Int,
+                guard words.count >= 8, let hop = Int(words[2]), let src = Int(words[7]), let mb = args["microbatch"] as? Int,
                       let bytes = args["bytes"] as? Int else { continue }
                 transfers.append((src, pid, s, hop, mb, bytes, dur / 1e6))
             case "wait":
@@ -102,7 +102,7 @@ public struct MeasuredTrace: Sendable {
     /// more (it allocates and warms caches).
     public var typicalStepSeconds: Double {
         let steps = stepSeconds.count >= 3 ? Array(stepSeconds.dropFirst()) : stepSeconds
-        return Calibration.median(steps)
+        return CalibrationMath.median(steps)
     }
 }
 
@@ -128,15 +128,17 @@ public struct Calibration: Sendable {
             let keys = samples.keys.sorted()
             guard !keys.isEmpty else { throw CalibrationError.tooFewSpans(file: trace.file, "no \(kind) spans") }
             let rows = keys.map { k in [works[k].flops, works[k].bytes, works[k].kernels, 1] }
-            let y = keys.map { Calibration.median(samples[$0]!) }
-            let x = Calibration.nonNegativeLeastSquares(rows, y)
+            let y = keys.map { CalibrationMath.median(samples[$0]!) }
+            let x = CalibrationMath.nonNegativeLeastSquares(rows, y)
             let cost = ComputeCost(secondsPerFlop: x[0], secondsPerByte: x[1], secondsPerKernel: x[2], secondsPerAction: x[3])
             let rel = zip(keys, y).map { k, v in pow((cost.seconds(works[k]) - v) / max(v, 1e-12), 2) }
             return (cost, (rel.reduce(0, +) / Double(rel.count)).squareRoot())
         }
         let (f, fr) = try fit("forward", work.forward) { $0.chunk }
         let (b, br) = try fit("backward", work.backward) { $0.chunk }
-        let (o, _) = try fit("optimizer", work.optimizer) { $0.rank }
+        // A trace without optimizer spans (a simulated one) leaves the optimizer free.
+        let o = trace.compute.contains { $0.kind == "optimizer" } ? try fit("optimizer", work.optimizer) { $0.rank }.0
+                                                                 : ComputeCost(secondsPerFlop: 0, secondsPerByte: 0, secondsPerKernel: 0)
         compute = ComputeCosts(forward: f, backward: b, optimizer: o)
         residual = (fr, br)
         // α-β: per message size, the lower quartile of the transfers their receiver waited for (a receiver busy
@@ -149,63 +151,10 @@ public struct Calibration: Sendable {
             link = .free
         } else {
             let sizes = bySize.keys.sorted()
-            let q = sizes.map { Calibration.quantile(bySize[$0]!, 0.25) }
-            let x = Calibration.nonNegativeLeastSquares(sizes.map { [1, Double($0)] }, q)
+            let q = sizes.map { CalibrationMath.quantile(bySize[$0]!, 0.25) }
+            let x = CalibrationMath.nonNegativeLeastSquares(sizes.map { [1, Double($0)] }, q)
             link = LinkCost(latency: x[0], bandwidth: x[1] > 0 ? 1 / x[1] : .infinity)
         }
-        sendOverhead = trace.sends.isEmpty ? 0 : Calibration.median(trace.sends)
-    }
-
-    public static func median(_ v: [Double]) -> Double { quantile(v, 0.5) }
-
-    public static func quantile(_ v: [Double], _ q: Double) -> Double {
-        guard !v.isEmpty else { return 0 }
-        let s = v.sorted()
-        let pos = q * Double(s.count - 1)
-        let lo = Int(pos.rounded(.down)), hi = min(lo + 1, s.count - 1)
-        return s[lo] + (s[hi] - s[lo]) * (pos - Double(lo))
-    }
-
-    /// min ‖A x − y‖ over x ≥ 0, by trying every subset of free columns (at most four here) with ordinary least
-    /// squares on the scaled columns and keeping the best non-negative solution.
-    public static func nonNegativeLeastSquares(_ a: [[Double]], _ y: [Double]) -> [Double] {
-        let n = a.first?.count ?? 0
-        let scale = (0..<n).map { j in max(a.map { abs($0[j]) }.max() ?? 0, 1e-300) }
-        var best = [Double](repeating: 0, count: n), bestError = y.reduce(0) { $0 + $1 * $1 }
-        for mask in 1..<(1 << n) {
-            let cols = (0..<n).filter { mask & (1 << $0) != 0 }
-            guard cols.count <= a.count else { continue }
-            // Normal equations on the scaled columns, with a tiny ridge against collinear work features.
-            var m = [[Double]](repeating: [Double](repeating: 0, count: cols.count + 1), count: cols.count)
-            for (i, ci) in cols.enumerated() {
-                for (j, cj) in cols.enumerated() { m[i][j] = zip(a, a).reduce(0) { $0 + $1.0[ci] / scale[ci] * $1.1[cj] / scale[cj] } }
-                m[i][i] += 1e-9
-                m[i][cols.count] = zip(a, y).reduce(0) { $0 + $1.0[ci] / scale[ci] * $1.1 }
-            }
-            guard let z = solve(m), z.allSatisfy({ $0 >= 0 && $0.isFinite }) else { continue }
-            var x = [Double](repeating: 0, count: n)
-            for (i, c) in cols.enumerated() { x[c] = z[i] / scale[c] }
-            let err = zip(a, y).reduce(0.0) { acc, row in
-                let r = zip(row.0, x).reduce(0) { $0 + $1.0 * $1.1 } - row.1
-                return acc + r * r
-            }
-            if err < bestError * (1 - 1e-12) { best = x; bestError = err }
-        }
-        return best
-    }
-
-    /// Gauss-Jordan elimination with partial pivoting of an augmented n × (n+1) matrix.
-    static func solve(_ m: [[Double]]) -> [Double]? {
-        var m = m
-        let n = m.count
-        for i in 0..<n {
-            guard let p = (i..<n).max(by: { abs(m[$0][i]) < abs(m[$1][i]) }), abs(m[p][i]) > 1e-300 else { return nil }
-            m.swapAt(i, p)
-            for r in 0..<n where r != i {
-                let f = m[r][i] / m[i][i]
-                for c in i...n { m[r][c] -= f * m[i][c] }
-            }
-        }
-        return (0..<n).map { m[$0][n] / m[$0][$0] }
+        sendOverhead = trace.sends.isEmpty ? 0 : CalibrationMath.median(trace.sends)
     }
 }

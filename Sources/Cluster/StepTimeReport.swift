@@ -163,6 +163,10 @@ public enum StepTimeReport {
             out[m.dst]!.append(TraceRecord(kind: .arrive, start: m.arrived, end: m.arrived, step: 0, chunk: -1, microbatch: m.key.microbatch,
                                            hop: m.key.hop, backward: back, peer: m.src, bytes: m.bytes))
         }
+        for w in s.waits ?? [] {
+            out[w.rank]!.append(TraceRecord(kind: .wait, start: w.start, end: w.end, step: 0, chunk: -1, microbatch: w.key.microbatch,
+                                            hop: w.key.hop, backward: w.key.direction == .backward))
+        }
         return out
     }
 }

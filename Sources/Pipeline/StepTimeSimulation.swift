@@ -79,6 +79,8 @@ public struct StepTimeSimulation: Sendable {
     /// Compute actions and messages in the order they ran (nil unless asked for: large steps have millions).
     public let spans: [Span]?
     public let messages: [Message]?
+    /// Every time a rank blocked at a receive: from when it got there to the message's arrival.
+    public let waits: [Wait]?
     /// The chain of actions and transfers that ends last, from the step's start (nil unless spans were kept).
     public let criticalPath: [PathItem]?
     /// Compute actions, messages and receives replayed.
@@ -93,6 +95,12 @@ public struct StepTimeSimulation: Sendable {
     public struct Span: Sendable, Equatable {
         public let rank: Int
         public let action: Action
+        public let start: Double, end: Double
+    }
+
+    public struct Wait: Sendable, Equatable {
+        public let rank: Int
+        public let key: HopKey
         public let start: Double, end: Double
     }
 
@@ -159,7 +167,7 @@ public struct StepTimeSimulation: Sendable {
         var exposed = [Double](repeating: 0, count: 4 * p)  // (link index, direction)
         var events = 0
         // Spans and their causes, kept only when asked.
-        var spans: [Span] = [], messages: [Message] = []
+        var spans: [Span] = [], messages: [Message] = [], waits: [Wait] = []
         /// Per span: the message whose arrival started it (index into `messages`), or −1 (its rank's own previous action).
         var spanCause: [Int] = []
         /// Per span: the rank's previous span, −1 = none.
@@ -188,8 +196,11 @@ public struct StepTimeSimulation: Sendable {
                         waited[r] += arrival[i] - t
                         let src = HopKey(direction: backward ? .backward : .forward, hop: backward ? c : c - 1, microbatch: mb).source(layout)
                         exposed[linkIndex(src, r) * 2 + (backward ? 1 : 0)] += arrival[i] - max(t, sentAt[i])
+                        if keepSpans {
+                            pendingCause[r] = messageSlot[i]
+                            waits.append(Wait(rank: r, key: messages[messageSlot[i]].key, start: t, end: arrival[i]))
+                        }
                         t = arrival[i]
-                        if keepSpans { pendingCause[r] = messageSlot[i] }
                     }
                     pc[r] += 1
                     continue
@@ -256,6 +267,7 @@ public struct StepTimeSimulation: Sendable {
         if keepSpans {
             self.spans = spans
             self.messages = messages
+            self.waits = waits
             // Walk back from the span that ends last: a span waited on a message or followed its rank's previous
             // span; a message followed the span that produced it, or the message ahead of it on a busy link.
             var path: [PathItem] = []
@@ -277,6 +289,7 @@ public struct StepTimeSimulation: Sendable {
         } else {
             self.spans = nil
             self.messages = nil
+            self.waits = nil
             criticalPath = nil
         }
     }
