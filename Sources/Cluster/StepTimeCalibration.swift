@@ -33,8 +33,10 @@ public struct MeasuredTrace: Sendable {
 
     public let compute: [ComputeSpan]
     public let transfers: [Transfer]
-    /// Durations of the send calls (seconds).
-    public let sends: [Double]
+    /// Durations of the send calls (seconds) and their steps.
+    public let sends: [(rank: Int, step: Int, seconds: Double)]
+    /// Per rank: every span that accounts for its time (compute, optimizer, send calls, waits), seconds.
+    public let activity: [Int: [(step: Int, start: Double, end: Double)]]
     /// Per step (0-based): first forward anywhere to the last optimizer end anywhere.
     public let stepSeconds: [Double]
 
@@ -54,16 +56,18 @@ public struct MeasuredTrace: Sendable {
         } catch {
             throw CalibrationError.notATrace(file: file, "otherData.topology: \(error)")
         }
-        var compute: [ComputeSpan] = [], sends: [Double] = []
+        var compute: [ComputeSpan] = [], sends: [(rank: Int, step: Int, seconds: Double)] = []
         var transfers: [(src: Int, dst: Int, step: Int, hop: Int, mb: Int, bytes: Int, seconds: Double)] = []
         var waits: Set<[Int]> = []
         var stepStart: [Int: Double] = [:], stepEnd: [Int: Double] = [:]
+        var activity: [Int: [(step: Int, start: Double, end: Double)]] = [:]
         for e in events where (e["ph"] as? String) == "X" {
             guard let cat = e["cat"] as? String, let pid = e["pid"] as? Int, let ts = e["ts"] as? Double ?? (e["ts"] as? Int).map(Double.init),
                   let dur = e["dur"] as? Double ?? (e["dur"] as? Int).map(Double.init), let args = e["args"] as? [String: Any],
                   let step = args["step"] as? Int else { continue }
             let name = e["name"] as? String ?? ""
             let s = step - 1
+            if ["forward", "backward", "optimizer", "send", "wait"].contains(cat) { activity[pid, default: []].append((s, ts / 1e6, (ts + dur) / 1e6)) }
             switch cat {
             case "forward", "backward", "optimizer":
                 guard let chunk = args["chunk"] as? Int, let mb = args["microbatch"] as? Int else { continue }
@@ -71,7 +75,7 @@ public struct MeasuredTrace: Sendable {
                 if cat == "forward" { stepStart[s] = min(stepStart[s] ?? .infinity, ts) }
                 stepEnd[s] = max(stepEnd[s] ?? 0, ts + dur)
             case "send":
-                sends.append(dur / 1e6)
+                sends.append((pid, s, dur / 1e6))
             case "transfer":
                 // "transfer hop H mb M from rank S"
                 let words = name.split(separator: " ")
@@ -94,6 +98,7 @@ public struct MeasuredTrace: Sendable {
         }
         self.compute = compute
         self.sends = sends
+        self.activity = activity
         stepSeconds = stepStart.keys.sorted().compactMap { s in stepEnd[s].map { ($0 - stepStart[s]!) / 1e6 } }
         guard !compute.isEmpty else { throw CalibrationError.tooFewSpans(file: file, "no forward or backward spans (was the run in compute mode?)") }
     }
@@ -114,6 +119,14 @@ public struct Calibration: Sendable {
     public let compute: ComputeCosts
     public let link: LinkCost
     public let sendOverhead: Double
+    /// Rank time not in compute, sends or waits, per receive (taking a message from the inbox, decoding it,
+    /// the executor's book-keeping between actions).
+    public let receiveOverhead: Double
+    /// Mean send call per rank of the calibration run (ranks differ: a rank whose neighbour computes while it
+    /// sends shares a core with that neighbour's I/O thread).
+    public let sendOverheadByRank: [Double]
+    /// Ranks of the calibration run.
+    public let ranks: Int
     /// Root-mean-square relative error of the fit over the per-chunk medians (forward, backward).
     public let residual: (forward: Double, backward: Double)
 
@@ -128,7 +141,7 @@ public struct Calibration: Sendable {
             let keys = samples.keys.sorted()
             guard !keys.isEmpty else { throw CalibrationError.tooFewSpans(file: trace.file, "no \(kind) spans") }
             let rows = keys.map { k in [works[k].flops, works[k].bytes, works[k].kernels, 1] }
-            let y = keys.map { CalibrationMath.median(samples[$0]!) }
+            let y = keys.map { CalibrationMath.mean(samples[$0]!) }
             let x = CalibrationMath.nonNegativeLeastSquares(rows, y)
             let cost = ComputeCost(secondsPerFlop: x[0], secondsPerByte: x[1], secondsPerKernel: x[2], secondsPerAction: x[3])
             let rel = zip(keys, y).map { k, v in pow((cost.seconds(works[k]) - v) / max(v, 1e-12), 2) }
@@ -155,6 +168,26 @@ public struct Calibration: Sendable {
             let x = CalibrationMath.nonNegativeLeastSquares(sizes.map { [1, Double($0)] }, q)
             link = LinkCost(latency: x[0], bandwidth: x[1] > 0 ? 1 / x[1] : .infinity)
         }
-        sendOverhead = trace.sends.isEmpty ? 0 : CalibrationMath.median(trace.sends)
+        // The mean, not the median: a send call is usually microseconds, but when the transport's I/O thread
+        // preempts the sender (more runnable threads than cores) it lasts until the message is written; the step
+        // pays the average.
+        let sends = trace.sends.filter { useSteps.contains($0.step) }.map(\.seconds)
+        sendOverhead = sends.isEmpty ? 0 : sends.reduce(0, +) / Double(sends.count)
+        ranks = t.ranks
+        sendOverheadByRank = (0..<t.ranks).map { r in
+            let mine = trace.sends.filter { $0.rank == r && useSteps.contains($0.step) }.map(\.seconds)
+            return mine.isEmpty ? 0 : CalibrationMath.mean(mine)
+        }
+        var gaps: [Double] = []
+        for (rank, list) in trace.activity where !list.isEmpty {
+            for step in useSteps {
+                let spans = list.filter { $0.step == step }
+                guard let start = spans.map(\.start).min(), let end = spans.map(\.end).max() else { continue }
+                let accounted = spans.reduce(0) { $0 + $1.end - $1.start }
+                let recvs = t.layout.chunks(onRank: rank).reduce(0) { $0 + ($1 > 0 ? 1 : 0) + ($1 < t.layout.chunks - 1 ? 1 : 0) } * t.microbatches
+                if recvs > 0 { gaps.append(max(0, end - start - accounted) / Double(recvs)) }
+            }
+        }
+        receiveOverhead = gaps.isEmpty ? 0 : CalibrationMath.median(gaps)
     }
 }

@@ -8,6 +8,9 @@ public struct StepTimeCosts: Sendable {
     public var link: LinkCost
     public var overrides: [StepCosts.LinkID: LinkCost]
     public var sendOverhead: Double
+    public var receiveOverhead: Double = 0
+    /// Per-rank send overheads of a calibration run and its rank count (used for pipelines of as many ranks).
+    public var sendOverheadByRank: (ranks: Int, seconds: [Double])?
     /// What the costs are (for the report): the profile's name or the calibration trace.
     public var origin: String
 
@@ -21,13 +24,17 @@ public struct StepTimeCosts: Sendable {
 
     public init(_ c: Calibration) {
         self.init(compute: c.compute, link: c.link, sendOverhead: c.sendOverhead, origin: "calibrated on \(c.source)")
+        receiveOverhead = c.receiveOverhead
+        sendOverheadByRank = (c.ranks, c.sendOverheadByRank)
     }
 
     /// The step costs of topology `t` (its model, pipeline and hop plan).
     public func stepCosts(_ t: Topology) -> StepCosts {
-        compute.stepCosts(ChunkWork(model: t.modelConfig, layout: t.layout, microbatchSize: t.microbatchSize),
+        var c = compute.stepCosts(ChunkWork(model: t.modelConfig, layout: t.layout, microbatchSize: t.microbatchSize),
                           plan: HopPlan(layout: t.layout, residual: t.residualConfig), activationBytes: t.trafficConfig.activationBytes,
-                          link: link, overrides: overrides, sendOverhead: sendOverhead)
+                          link: link, overrides: overrides, sendOverhead: sendOverhead, receiveOverhead: receiveOverhead)
+        if let byRank = sendOverheadByRank, byRank.ranks == t.ranks { c.sendOverheadByRank = byRank.seconds }
+        return c
     }
 }
 
@@ -104,7 +111,8 @@ public enum StepTimeReport {
     /// Exposed communication per link and the critical path of one variant, spelled out.
     public static func details(_ v: SimulatedVariant, pathItems: Int = 24) -> String {
         let s = v.simulation
-        var lines = ["exposed communication per link (a rank waited while the message was in flight):"]
+        var lines = ["per rank: compute " + s.busySeconds.map(seconds).joined(separator: " / ") + "; blocked at receives " + s.waitSeconds.map(seconds).joined(separator: " / ")]
+        lines.append("exposed communication per link (a rank waited while the message was in flight):")
         for e in s.exposedComm { lines.append("  \(e.src)→\(e.dst) \(e.direction.rawValue): \(seconds(e.seconds))") }
         if let path = s.criticalPath {
             let names = path.map { item -> String in
@@ -183,7 +191,8 @@ extension SimulatedVariant {
         let schedule = Schedule(kind: .gpipe, layout: layout, microbatches: t.microbatches, computeOrder: order)
         var step = costs.compute.stepCosts(ChunkWork(model: t.modelConfig, layout: layout, microbatchSize: t.microbatchSize, twoPhase: twoPhase),
                                            plan: HopPlan(layout: layout, residual: t.residualConfig), activationBytes: t.trafficConfig.activationBytes,
-                                           link: costs.link, overrides: costs.overrides, sendOverhead: costs.sendOverhead)
+                                           link: costs.link, overrides: costs.overrides, sendOverhead: costs.sendOverhead,
+                                           receiveOverhead: costs.receiveOverhead)
         step.backward = step.backward.map { _ in 0 }
         step.optimizer = []
         simulation = try StepTimeSimulation(schedule, costs: step, keepSpans: keepSpans)

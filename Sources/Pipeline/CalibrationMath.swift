@@ -3,6 +3,17 @@
 public enum CalibrationMath {
     public static func median(_ v: [Double]) -> Double { quantile(v, 0.5) }
 
+    public static func mean(_ v: [Double]) -> Double { v.isEmpty ? 0 : v.reduce(0, +) / Double(v.count) }
+
+    /// The mean of the middle 80 %: what a step pays on average, without the rare preemption that lasts longer
+    /// than the whole step.
+    public static func trimmedMean(_ v: [Double]) -> Double {
+        guard !v.isEmpty else { return 0 }
+        let s = v.sorted(), cut = s.count / 10
+        let mid = s[cut..<(s.count - cut)]
+        return mid.reduce(0, +) / Double(mid.count)
+    }
+
     public static func quantile(_ v: [Double], _ q: Double) -> Double {
         guard !v.isEmpty else { return 0 }
         let s = v.sorted()

@@ -146,9 +146,11 @@ public struct ComputeCosts: Sendable, Equatable, Codable {
 
     /// The step's costs for a configuration: per-chunk durations, per-hop message bytes from its hop plan.
     public func stepCosts(_ work: ChunkWork, plan: HopPlan, activationBytes: Int, link: LinkCost,
-                          overrides: [StepCosts.LinkID: LinkCost] = [:], sendOverhead: Double = 0) -> StepCosts {
-        StepCosts(forward: work.forward.map(forward.seconds), backward: work.backward.map(backward.seconds),
-                  optimizer: work.optimizer.map(optimizer.seconds), sendOverhead: sendOverhead,
-                  hopBytes: plan.tensors.map { $0.count * activationBytes }, defaultLink: link, overrides: overrides)
+                          overrides: [StepCosts.LinkID: LinkCost] = [:], sendOverhead: Double = 0, receiveOverhead: Double = 0) -> StepCosts {
+        var c = StepCosts(forward: work.forward.map(forward.seconds), backward: work.backward.map(backward.seconds),
+                          optimizer: work.optimizer.map(optimizer.seconds), sendOverhead: sendOverhead,
+                          hopBytes: plan.tensors.map { $0.count * activationBytes }, defaultLink: link, overrides: overrides)
+        c.receiveOverhead = receiveOverhead
+        return c
     }
 }

@@ -26,6 +26,10 @@ public struct StepCosts: Sendable {
     public var optimizer: [Double]
     /// Seconds a send keeps its rank busy (the CPU cost of handing a message to the transport), 0 by default.
     public var sendOverhead: Double
+    /// Seconds a receive keeps its rank busy once its message is there (taking it from the inbox, decoding), 0 by default.
+    public var receiveOverhead: Double = 0
+    /// Per-rank send overheads, when they differ (calibrated on a run of as many ranks); empty = `sendOverhead`.
+    public var sendOverheadByRank: [Double] = []
     /// Payload bytes of hop k's message (forward; its gradient going back weighs the same).
     public var hopBytes: [Int]
     /// Link cost of src → dst; every link not named in `overrides` costs `defaultLink`.
@@ -141,6 +145,9 @@ public struct StepTimeSimulation: Sendable {
             throw Failure.mismatch("\(costs.forward.count) forward and \(costs.backward.count) backward durations for \(chunks) chunks")
         }
         guard costs.hopBytes.count == hops else { throw Failure.mismatch("\(costs.hopBytes.count) hop sizes for \(hops) hops") }
+        guard costs.sendOverheadByRank.isEmpty || costs.sendOverheadByRank.count == p else {
+            throw Failure.mismatch("\(costs.sendOverheadByRank.count) send overheads for \(p) ranks")
+        }
         guard costs.optimizer.isEmpty || costs.optimizer.count == p else {
             throw Failure.mismatch("\(costs.optimizer.count) optimizer durations for \(p) ranks")
         }
@@ -202,6 +209,7 @@ public struct StepTimeSimulation: Sendable {
                         }
                         t = arrival[i]
                     }
+                    t += costs.receiveOverhead
                     pc[r] += 1
                     continue
                 case .forward(let c, _), .backward(let c, _):
@@ -238,7 +246,7 @@ public struct StepTimeSimulation: Sendable {
                         linkLast[l] = messages.count
                         messages.append(Message(key: key, src: r, dst: dst, bytes: costs.hopBytes[hop], sent: t, onLink: start, arrived: arrival[i]))
                     }
-                    t += costs.sendOverhead
+                    t += costs.sendOverheadByRank.isEmpty ? costs.sendOverhead : costs.sendOverheadByRank[r]
                     events += 1
                     if waiter[i] >= 0 { ready.append(waiter[i]); waiter[i] = -1 }
                 }

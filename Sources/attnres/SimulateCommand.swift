@@ -44,6 +44,7 @@ struct Simulate: ParsableCommand {
             costs = StepTimeCosts(c)
             print("calibrated on \(c.source): forward \(describe(c.compute.forward)), backward \(describe(c.compute.backward)); "
                   + "link α \(StepTimeReport.seconds(c.link.latency)), \(c.link.bandwidth.isInfinite ? "∞" : String(format: "%.2f GB/s", c.link.bandwidth / 1e9)); "
+                  + "send \(StepTimeReport.seconds(c.sendOverhead)); "
                   + String(format: "fit error (rms, per chunk) forward %.1f%%, backward %.1f%%", 100 * c.residual.forward, 100 * c.residual.backward))
         }
         if let g = linkGbit {
