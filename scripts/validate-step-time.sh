@@ -50,6 +50,14 @@ m, p = d["measured_step_seconds"], d["runs"][0]["simulated"]["step_seconds"]
 print(f"{sys.argv[2]:<100}  {m*1e3:8.2f} ms  {p*1e3:8.2f} ms  {100*(p/m-1):+6.1f}%")
 PY
 done
+# The noise floor: the calibration configuration run again, predicted from the first run.
+"$BIN" run "${BASE[@]}" "${CAL[@]}" --trace "$WORK/again.json" >/dev/null
+"$BIN" simulate --calibrate "$WORK/cal.json" --measured "$WORK/again.json" --json "$WORK/again-sim.json" >/dev/null
+python3 - "$WORK/self.json" "$WORK/again-sim.json" <<'PY'
+import json, sys
+a, b = (json.load(open(f))["measured_step_seconds"] for f in sys.argv[1:])
+print(f"noise floor: the calibration configuration measured {a*1e3:.2f} ms, run again {b*1e3:.2f} ms ({100*(b/a-1):+.1f}%); load average {open('/proc/loadavg').read().split()[0]}")
+PY
 python3 - "$WORK/rows" <<'PY'
 import statistics, sys
 errs = [abs(float(l.split()[-1].rstrip('%'))) for l in open(sys.argv[1]).read().splitlines()[1:]]

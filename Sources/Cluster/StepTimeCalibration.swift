@@ -103,11 +103,11 @@ public struct MeasuredTrace: Sendable {
         guard !compute.isEmpty else { throw CalibrationError.tooFewSpans(file: file, "no forward or backward spans (was the run in compute mode?)") }
     }
 
-    /// The step time a run stands for: the median over its steps, the first left out when there are three or
-    /// more (it allocates and warms caches).
+    /// The step time a run stands for: the mean over its steps, the first left out when there are three or more
+    /// (it allocates and warms caches). The mean, as calibration fits mean durations: what a run of many steps pays.
     public var typicalStepSeconds: Double {
         let steps = stepSeconds.count >= 3 ? Array(stepSeconds.dropFirst()) : stepSeconds
-        return CalibrationMath.median(steps)
+        return CalibrationMath.mean(steps)
     }
 }
 
