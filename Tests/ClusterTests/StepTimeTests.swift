@@ -135,4 +135,29 @@ final class StepTimeTests: XCTestCase {
         XCTAssertNotEqual(badHw.status, 0)
         XCTAssertTrue(badHw.stderr.contains("nope.yaml") && badHw.stderr.contains("no such file"), badHw.stderr)
     }
+
+    /// The validation case on real processes: calibrate on one compute run's trace, predict another configuration
+    /// and set it beside that run. The bound is loose on purpose (a factor of 3: this machine's step times vary by
+    /// ±100 % with its load, docs/step-time.md); it catches a model that is wrong in kind (units, a missing cost),
+    /// and the error is printed. scripts/validate-step-time.sh is the full table.
+    func testCalibratedPredictionOfARealRun() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let common = ["--mode", "compute", "--ranks", "2", "--layers", "8", "--blocks", "4", "--hidden", "32", "--heads", "2", "--seq", "16", "--steps", "4"]
+        let cal = dir.appendingPathComponent("cal.json").path, other = dir.appendingPathComponent("other.json").path
+        let a = try CLIProcess.run(["run"] + common + ["--virtual", "2", "--microbatches", "4", "--trace", cal])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        let b = try CLIProcess.run(["run"] + common + ["--virtual", "1", "--schedule", "1f1b", "--microbatches", "6", "--residual", "full", "--trace", other])
+        XCTAssertEqual(b.status, 0, b.stderr)
+        let json = dir.appendingPathComponent("sim.json").path
+        let s = try CLIProcess.run(["simulate", "--calibrate", cal, "--measured", other, "--json", json])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        XCTAssertTrue(s.stdout.contains("measured step") && s.stdout.contains("predicted"), s.stdout)
+        let doc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
+        let measured = doc["measured_step_seconds"] as! Double
+        let predicted = ((doc["runs"] as! [[String: Any]])[0]["simulated"] as! [String: Any])["step_seconds"] as! Double
+        print(String(format: "validation case: measured %.2f ms, predicted %.2f ms, error %+.1f%%", measured * 1e3, predicted * 1e3, 100 * (predicted / measured - 1)))
+        XCTAssertGreaterThan(predicted / measured, 1.0 / 3)
+        XCTAssertLessThan(predicted / measured, 3)
+    }
 }
