@@ -188,6 +188,6 @@ public struct Calibration: Sendable {
                 if recvs > 0 { gaps.append(max(0, end - start - accounted) / Double(recvs)) }
             }
         }
-        receiveOverhead = gaps.isEmpty ? 0 : CalibrationMath.median(gaps)
+        receiveOverhead = CalibrationMath.mean(gaps)
     }
 }
