@@ -25,12 +25,24 @@ trap 'exit 130' INT TERM
 ip netns add "as${ID}probe" 2>/dev/null && ip netns del "as${ID}probe" || { echo "skipped: cannot create network namespaces here"; exit 0; }
 # TCP over Ethernet: tbf counts whole frames, so payload gets MSS/frame = 1448/1514 of the rate.
 EFFICIENCY=0.9564
-printf '%-58s  %8s  %11s  %11s  %7s\n' config "Mbit/s" measured predicted error
+printf '%-88s  %8s  %11s  %11s  %7s\n' config "Mbit/s" measured predicted error
 port=5555
-for row in "100 --schedule gpipe --residual standard --cache none" \
-           "200 --schedule 1f1b --residual standard --cache none" \
-           "100 --schedule 1f1b --residual block --blocks 4 --cache none" \
-           "300 --schedule gpipe --residual block --blocks 4 --cache none"; do
+ROWS_TO_RUN=(
+  "100 --schedule gpipe --residual standard --cache none"
+  "200 --schedule 1f1b --residual standard --cache none"
+  "100 --schedule 1f1b --residual block --blocks 4 --cache none"
+  "300 --schedule gpipe --residual block --blocks 4 --cache none"
+  "50 --schedule 1f1b --residual standard --cache none --microbatches 8"
+  "150 --schedule gpipe --residual block --blocks 2 --cache none --microbatches 2"
+  "500 --schedule 1f1b --residual full --cache none"
+  "200 --virtual 2 --schedule interleaved-1f1b --residual block --blocks 4 --cache none"
+  "200 --virtual 2 --schedule interleaved-1f1b --residual block --blocks 4 --cache cross-stage"
+  "200 --virtual 2 --schedule interleaved-1f1b --residual block --blocks 4 --cache received-only"
+  "500 --virtual 2 --schedule interleaved-1f1b --residual full --cache cross-stage"
+  "400 --virtual 2 --schedule interleaved-1f1b --residual standard --cache none --microbatches 8"
+)
+# ROWS=N runs only the first N (make test runs a small case).
+for row in "${ROWS_TO_RUN[@]:0:${ROWS:-${#ROWS_TO_RUN[@]}}}"; do
   read -r mbit flags <<<"$row"
   "$HERE/netns-links.sh" down "$ID" 2
   "$HERE/netns-links.sh" up "$ID" 2 "$mbit"
@@ -64,7 +76,7 @@ import json, sys
 run = json.load(open(sys.argv[1]))["runs"][0]
 measured = run["measured"]["seconds"] / run["steps"]
 predicted = json.load(open(sys.argv[2]))["runs"][0]["simulated"]["step_seconds"]
-print(f"{sys.argv[3]:<58}  {sys.argv[4]:>8}  {measured*1e3:8.1f} ms  {predicted*1e3:8.1f} ms  {100*(predicted/measured-1):+6.1f}%")
+print(f"{sys.argv[3]:<88}  {sys.argv[4]:>8}  {measured*1e3:8.1f} ms  {predicted*1e3:8.1f} ms  {100*(predicted/measured-1):+6.1f}%")
 PY
 done
 python3 - "$WORK/rows" <<'PY'
