@@ -140,10 +140,12 @@ public struct Calibration: Sendable {
             for s in trace.compute where s.kind == kind && useSteps.contains(s.step) { samples[key(s), default: []].append(s.seconds) }
             let keys = samples.keys.sorted()
             guard !keys.isEmpty else { throw CalibrationError.tooFewSpans(file: trace.file, "no \(kind) spans") }
-            let rows = keys.map { k in [works[k].flops, works[k].bytes, works[k].kernels, 1] }
+            // No per-action constant: within one run every chunk has about L/C layers, so a constant is collinear
+            // with the per-layer work and would not scale when another configuration has longer or shorter chunks.
+            let rows = keys.map { k in [works[k].flops, works[k].bytes, works[k].kernels] }
             let y = keys.map { CalibrationMath.mean(samples[$0]!) }
             let x = CalibrationMath.nonNegativeLeastSquares(rows, y)
-            let cost = ComputeCost(secondsPerFlop: x[0], secondsPerByte: x[1], secondsPerKernel: x[2], secondsPerAction: x[3])
+            let cost = ComputeCost(secondsPerFlop: x[0], secondsPerByte: x[1], secondsPerKernel: x[2], secondsPerAction: 0)
             let rel = zip(keys, y).map { k, v in pow((cost.seconds(works[k]) - v) / max(v, 1e-12), 2) }
             return (cost, (rel.reduce(0, +) / Double(rel.count)).squareRoot())
         }

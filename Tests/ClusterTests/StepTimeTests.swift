@@ -160,4 +160,30 @@ final class StepTimeTests: XCTestCase {
         XCTAssertGreaterThan(predicted / measured, 1.0 / 3)
         XCTAssertLessThan(predicted / measured, 3)
     }
+
+    /// The shaped-link validation case: two shape-mode workers in network namespaces, each rank's egress limited by
+    /// tc tbf, the measured step time beside the simulation at the shaped bandwidth (scripts/validate-shaped.sh,
+    /// its first two rows). Needs root and netns: skipped with the script's reason where they are unavailable.
+    func testShapedLinksValidation() throws {
+        let script = StepTimeTests.root.appendingPathComponent("scripts/validate-shaped.sh").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [script, CLIProcess.binary]
+        p.environment = ProcessInfo.processInfo.environment.merging(["ROWS": "2"]) { _, b in b }
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let out = String(decoding: data, as: UTF8.self)
+        print(out)
+        XCTAssertEqual(p.terminationStatus, 0, out)
+        if let line = out.split(separator: "\n").first(where: { $0.hasPrefix("skipped:") }) { throw XCTSkip(String(line)) }
+        let errors = out.split(separator: "\n").filter { $0.hasPrefix("--") }.compactMap { Double($0.split(separator: " ").last!.dropLast()) }
+        XCTAssertEqual(errors.count, 2, out)
+        // Link-bound steps: the bound holds on a loaded machine (the shaped link, not the CPU, sets the pace).
+        for e in errors { XCTAssertLessThan(abs(e), 20, out) }
+        XCTAssertTrue(out.contains("shaped configurations"), out)
+    }
 }
