@@ -37,8 +37,9 @@ struct Simulate: ParsableCommand {
                                                           : "--hardware and --calibrate are exclusive: costs come from one of them")
         }
         var costs: StepTimeCosts
-        if let hardware {
-            costs = StepTimeCosts(try HardwareProfile.load(path: hardware))
+        let profile = try hardware.map { try HardwareProfile.load(path: $0) }
+        if let profile {
+            costs = StepTimeCosts(profile)
         } else {
             let c = try Calibration(try MeasuredTrace(file: calibrate!))
             costs = StepTimeCosts(c)
@@ -59,7 +60,7 @@ struct Simulate: ParsableCommand {
         }
         let measuredTrace = try measured.map { try MeasuredTrace(file: $0) }
         let t = try measuredTrace?.topology ?? topology.resolve(holdsTensors: false)
-        if let hardware { try HardwareProfile.load(path: hardware).checkLinks(t.layout, file: hardware) }
+        if let profile, let hardware { try profile.checkLinks(t.layout, file: hardware) }
         let keepSpans = t.layout.ranks * t.layout.virtualStages * t.microbatches <= 1 << 16
         let runs: [SimulatedVariant]
         if inference {
@@ -84,7 +85,7 @@ struct Simulate: ParsableCommand {
         if let json { try StepTimeReport.writeJSON(runs, origin: costs.origin, to: json, measured: measuredTrace?.typicalStepSeconds) }
         if let trace {
             guard own.simulation.spans != nil else {
-                throw UsageError(description: "--trace: this step has \(t.layout.chunks * t.microbatches * 2) compute actions per rank group; timelines are kept up to 65,536 chunk × microbatch pairs")
+                throw UsageError(description: "--trace: this step has \(t.layout.chunks * t.microbatches) chunk × microbatch pairs; timelines are kept up to 65,536 (use fewer ranks, virtual stages or microbatches)")
             }
             try ChromeTrace.write(StepTimeReport.traceRecords(own.simulation), ranks: t.ranks, to: trace, topology: own.topology)
         }
