@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## list the workflows
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-7s %s\n", $$1, $$2 }'
 
-deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-convert, xmllint, script) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
+deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-convert, xmllint, script, ip, tc) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
 	@if ! command -v pkg-config >/dev/null || ! pkg-config --exists libzmq || ! pkg-config --exists openblas; then \
 	  echo "installing $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
@@ -25,6 +25,10 @@ deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-conver
 	@if ! command -v rsvg-convert >/dev/null || ! command -v xmllint >/dev/null || ! command -v script >/dev/null; then \
 	  echo "installing $(APT_TEST_TOOLS)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_TOOLS); \
+	fi
+	@if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then \
+	  echo "installing iproute2 (ip netns, tc: the shaped-link validation)"; \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq iproute2; } || echo "iproute2 not installed: the shaped-link test will be skipped"; \
 	fi
 	@if ! python3 -c 'import jsonschema, zmq' 2>/dev/null; then \
 	  echo "installing python3 jsonschema pyzmq"; \
@@ -57,6 +61,7 @@ bench: build ## run the benchmarks (ratios against baselines measured in the sam
 	$(RELEASE_BIN) bench wire
 	$(RELEASE_BIN) bench model
 	$(RELEASE_BIN) bench pipeline
+	$(RELEASE_BIN) bench simulate
 
 clean: ## remove build outputs
 	rm -rf .build

@@ -76,8 +76,13 @@ public enum ChromeTrace {
         return out
     }
 
-    public static func write(_ records: [Int: [TraceRecord]], ranks: Int, to path: String) throws {
-        let doc: [String: Any] = ["traceEvents": events(records, ranks: ranks), "displayTimeUnit": "ms"]
+    /// Writes the trace file; `topology` (the run's configuration) goes under `otherData.topology`, so
+    /// `attnres simulate --calibrate` knows which model and pipeline the timings belong to.
+    public static func write(_ records: [Int: [TraceRecord]], ranks: Int, to path: String, topology: Topology? = nil) throws {
+        var doc: [String: Any] = ["traceEvents": events(records, ranks: ranks), "displayTimeUnit": "ms"]
+        if let topology {
+            doc["otherData"] = ["topology": try JSONSerialization.jsonObject(with: try JSONEncoder().encode(topology))]
+        }
         let data = try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys])
         try data.write(to: URL(fileURLWithPath: path))
     }

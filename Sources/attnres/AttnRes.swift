@@ -11,6 +11,7 @@ struct AttnRes: ParsableCommand {
         block representations and their gradients over ZeroMQ, and compare the measured traffic with \
         the analytical model.
         """,
-        subcommands: [Run.self, Compare.self, Predict.self, SweepCommand.self, SmokeCommand.self, ScheduleCommand.self, Train.self, Merge.self, Bench.self, StatsPlot.self,
+        subcommands: [Run.self, Compare.self, Predict.self, Simulate.self, SweepCommand.self, SmokeCommand.self, ScheduleCommand.self, Train.self,
+                      Merge.self, Bench.self, StatsPlot.self,
                       WorkerCommand.self, CoordinatorCommand.self])
 }

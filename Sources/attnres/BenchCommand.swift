@@ -11,7 +11,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks (ratios against baselines measured in the same run).",
-        subcommands: [BenchWire.self, BenchModel.self, BenchPipeline.self])
+        subcommands: [BenchWire.self, BenchModel.self, BenchPipeline.self, BenchSimulate.self])
 }
 
 struct BenchWire: ParsableCommand {

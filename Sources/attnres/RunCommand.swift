@@ -136,7 +136,7 @@ struct Run: ParsableCommand {
         print("")
         print(Report.linkTable(result))
         if let records = result.trace {
-            if let trace { try ChromeTrace.write(records, ranks: t.ranks, to: trace) }
+            if let trace { try ChromeTrace.write(records, ranks: t.ranks, to: trace, topology: t) }
             if let traceSvg {
                 try ChromeTrace.svg(records, ranks: t.ranks, title: Report.describe(t) + " — step \(t.steps)", step: t.steps - 1)
                     .write(toFile: traceSvg, atomically: true, encoding: .utf8)

@@ -1,0 +1,195 @@
+import Foundation
+import Pipeline
+
+/// Why a trace cannot be calibrated from or measured.
+public enum CalibrationError: Error, CustomStringConvertible {
+    case unreadable(file: String, String)
+    case notATrace(file: String, String)
+    case tooFewSpans(file: String, String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(f, why): return "\(f): cannot read the trace: \(why)"
+        case let .notATrace(f, why): return "\(f): not an `attnres run --mode compute --trace` file: \(why)"
+        case let .tooFewSpans(f, why): return "\(f): too few timed spans to calibrate: \(why)"
+        }
+    }
+}
+
+/// A real run's Chrome trace (`attnres run --mode compute --trace FILE.json`) read back: its topology (stored under
+/// `otherData.topology`), compute spans, transfers and the step times they give.
+public struct MeasuredTrace: Sendable {
+    public let file: String
+    public let topology: Topology
+
+    public struct ComputeSpan: Sendable { public let rank, step, chunk, microbatch: Int; public let kind: String; public let seconds: Double }
+    public struct Transfer: Sendable {
+        public let src, dst, step, hop, microbatch: Int
+        public let bytes: Int
+        public let seconds: Double
+        /// Whether the receiver was blocked waiting for it (then its recorded arrival is exact, not one action late).
+        public let waitedFor: Bool
+    }
+
+    public let compute: [ComputeSpan]
+    public let transfers: [Transfer]
+    /// Durations of the send calls (seconds) and their steps.
+    public let sends: [(rank: Int, step: Int, seconds: Double)]
+    /// Per rank: every span that accounts for its time (compute, optimizer, send calls, waits), seconds.
+    public let activity: [Int: [(step: Int, start: Double, end: Double)]]
+    /// Per step (0-based): first forward anywhere to the last optimizer end anywhere.
+    public let stepSeconds: [Double]
+
+    public init(file: String) throws {
+        self.file = file
+        let data: Data
+        do { data = Data(try InputFile.bytes(file)) } catch let e as InputFileError { throw CalibrationError.unreadable(file: file, e.problem) }
+        guard let doc = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw CalibrationError.notATrace(file: file, "not a JSON object")
+        }
+        guard let events = doc["traceEvents"] as? [[String: Any]] else { throw CalibrationError.notATrace(file: file, "no traceEvents array") }
+        guard let other = doc["otherData"] as? [String: Any], let topo = other["topology"] else {
+            throw CalibrationError.notATrace(file: file, "no otherData.topology (traces written before attnres stored it cannot be calibrated)")
+        }
+        do {
+            topology = try JSONDecoder().decode(Topology.self, from: JSONSerialization.data(withJSONObject: topo))
+        } catch {
+            throw CalibrationError.notATrace(file: file, "otherData.topology: \(error)")
+        }
+        var compute: [ComputeSpan] = [], sends: [(rank: Int, step: Int, seconds: Double)] = []
+        var transfers: [(src: Int, dst: Int, step: Int, hop: Int, mb: Int, bytes: Int, seconds: Double)] = []
+        var waits: Set<[Int]> = []
+        var stepStart: [Int: Double] = [:], stepEnd: [Int: Double] = [:]
+        var activity: [Int: [(step: Int, start: Double, end: Double)]] = [:]
+        for e in events where (e["ph"] as? String) == "X" {
+            guard let cat = e["cat"] as? String, let pid = e["pid"] as? Int, let ts = e["ts"] as? Double ?? (e["ts"] as? Int).map(Double.init),
+                  let dur = e["dur"] as? Double ?? (e["dur"] as? Int).map(Double.init), let args = e["args"] as? [String: Any],
+                  let step = args["step"] as? Int else { continue }
+            let name = e["name"] as? String ?? ""
+            let s = step - 1
+            if ["forward", "backward", "optimizer", "send", "wait"].contains(cat) { activity[pid, default: []].append((s, ts / 1e6, (ts + dur) / 1e6)) }
+            switch cat {
+            case "forward", "backward", "optimizer":
+                guard let chunk = args["chunk"] as? Int, let mb = args["microbatch"] as? Int else { continue }
+                compute.append(ComputeSpan(rank: pid, step: s, chunk: chunk, microbatch: mb, kind: cat, seconds: dur / 1e6))
+                if cat == "forward" { stepStart[s] = min(stepStart[s] ?? .infinity, ts) }
+                stepEnd[s] = max(stepEnd[s] ?? 0, ts + dur)
+            case "send":
+                sends.append((pid, s, dur / 1e6))
+            case "transfer":
+                // "transfer hop H mb M from rank S"
+                let words = name.split(separator: " ")
+                guard words.count >= 8, let hop = Int(words[2]), let src = Int(words[7]), let mb = args["microbatch"] as? Int,
+                      let bytes = args["bytes"] as? Int else { continue }
+                transfers.append((src, pid, s, hop, mb, bytes, dur / 1e6))
+            case "wait":
+                // "waiting for hop H grad|act mb M"
+                let words = name.split(separator: " ")
+                guard words.count >= 6, let hop = Int(words[3]), let mb = args["microbatch"] as? Int else { continue }
+                waits.insert([pid, s, hop, mb, words[4] == "grad" ? 1 : 0])
+            default: continue
+            }
+        }
+        let layout = topology.layout
+        self.transfers = transfers.map { t in
+            let backward = !(layout.rank(ofChunk: t.hop) == t.src && layout.rank(ofChunk: t.hop + 1) == t.dst)
+            return Transfer(src: t.src, dst: t.dst, step: t.step, hop: t.hop, microbatch: t.mb, bytes: t.bytes, seconds: t.seconds,
+                            waitedFor: waits.contains([t.dst, t.step, t.hop, t.mb, backward ? 1 : 0]))
+        }
+        self.compute = compute
+        self.sends = sends
+        self.activity = activity
+        stepSeconds = stepStart.keys.sorted().compactMap { s in stepEnd[s].map { ($0 - stepStart[s]!) / 1e6 } }
+        guard !compute.isEmpty else { throw CalibrationError.tooFewSpans(file: file, "no forward or backward spans (was the run in compute mode?)") }
+    }
+
+    /// The step time a run stands for: the mean over its steps, the first left out when there are three or more
+    /// (it allocates and warms caches). The mean, as calibration fits mean durations: what a run of many steps pays.
+    public var typicalStepSeconds: Double {
+        let steps = stepSeconds.count >= 3 ? Array(stepSeconds.dropFirst()) : stepSeconds
+        return CalibrationMath.mean(steps)
+    }
+}
+
+/// Costs fitted to a real run: forward, backward and optimizer coefficients of `ComputeCost` by non-negative least
+/// squares over the per-chunk median durations against their analytical work (`ChunkWork`), and one link's α-β
+/// from the transfers a receiver waited for. It predicts other pipelines of the same model width on the same machine.
+public struct Calibration: Sendable {
+    public let source: String
+    public let compute: ComputeCosts
+    public let link: LinkCost
+    public let sendOverhead: Double
+    /// Rank time not in compute, sends or waits, per receive (taking a message from the inbox, decoding it,
+    /// the executor's book-keeping between actions).
+    public let receiveOverhead: Double
+    /// Mean send call per rank of the calibration run (ranks differ: a rank whose neighbour computes while it
+    /// sends shares a core with that neighbour's I/O thread).
+    public let sendOverheadByRank: [Double]
+    /// Ranks of the calibration run.
+    public let ranks: Int
+    /// Root-mean-square relative error of the fit over the per-chunk medians (forward, backward).
+    public let residual: (forward: Double, backward: Double)
+
+    public init(_ trace: MeasuredTrace) throws {
+        source = trace.file
+        let t = trace.topology
+        let work = ChunkWork(model: t.modelConfig, layout: t.layout, microbatchSize: t.microbatchSize)
+        let useSteps = Set(trace.compute.map(\.step)).count >= 3 ? Set(trace.compute.map(\.step)).subtracting([0]) : Set(trace.compute.map(\.step))
+        func fit(_ kind: String, _ works: [Work], key: (MeasuredTrace.ComputeSpan) -> Int) throws -> (ComputeCost, Double) {
+            var samples: [Int: [Double]] = [:]
+            for s in trace.compute where s.kind == kind && useSteps.contains(s.step) { samples[key(s), default: []].append(s.seconds) }
+            let keys = samples.keys.sorted()
+            guard !keys.isEmpty else { throw CalibrationError.tooFewSpans(file: trace.file, "no \(kind) spans") }
+            // No per-action constant: within one run every chunk has about L/C layers, so a constant is collinear
+            // with the per-layer work and would not scale when another configuration has longer or shorter chunks.
+            let rows = keys.map { k in [works[k].flops, works[k].bytes, works[k].kernels] }
+            let y = keys.map { CalibrationMath.mean(samples[$0]!) }
+            let x = CalibrationMath.nonNegativeLeastSquares(rows, y)
+            let cost = ComputeCost(secondsPerFlop: x[0], secondsPerByte: x[1], secondsPerKernel: x[2], secondsPerAction: 0)
+            let rel = zip(keys, y).map { k, v in pow((cost.seconds(works[k]) - v) / max(v, 1e-12), 2) }
+            return (cost, (rel.reduce(0, +) / Double(rel.count)).squareRoot())
+        }
+        let (f, fr) = try fit("forward", work.forward) { $0.chunk }
+        let (b, br) = try fit("backward", work.backward) { $0.chunk }
+        // A trace without optimizer spans (a simulated one) leaves the optimizer free.
+        let o = trace.compute.contains { $0.kind == "optimizer" } ? try fit("optimizer", work.optimizer) { $0.rank }.0
+                                                                 : ComputeCost(secondsPerFlop: 0, secondsPerByte: 0, secondsPerKernel: 0)
+        compute = ComputeCosts(forward: f, backward: b, optimizer: o)
+        residual = (fr, br)
+        // α-β: per message size, the lower quartile of the transfers their receiver waited for (a receiver busy
+        // computing records the arrival up to one action late), then a non-negative line through them.
+        let waited = trace.transfers.filter(\.waitedFor)
+        let pool = waited.count >= 4 ? waited : trace.transfers
+        var bySize: [Int: [Double]] = [:]
+        for m in pool where useSteps.contains(m.step) || useSteps.isEmpty { bySize[m.bytes, default: []].append(m.seconds) }
+        if bySize.isEmpty {
+            link = .free
+        } else {
+            let sizes = bySize.keys.sorted()
+            let q = sizes.map { CalibrationMath.quantile(bySize[$0]!, 0.25) }
+            let x = CalibrationMath.nonNegativeLeastSquares(sizes.map { [1, Double($0)] }, q)
+            link = LinkCost(latency: x[0], bandwidth: x[1] > 0 ? 1 / x[1] : .infinity)
+        }
+        // The mean, not the median: a send call is usually microseconds, but when the transport's I/O thread
+        // preempts the sender (more runnable threads than cores) it lasts until the message is written; the step
+        // pays the average.
+        let sends = trace.sends.filter { useSteps.contains($0.step) }.map(\.seconds)
+        sendOverhead = sends.isEmpty ? 0 : sends.reduce(0, +) / Double(sends.count)
+        ranks = t.ranks
+        sendOverheadByRank = (0..<t.ranks).map { r in
+            let mine = trace.sends.filter { $0.rank == r && useSteps.contains($0.step) }.map(\.seconds)
+            return mine.isEmpty ? 0 : CalibrationMath.mean(mine)
+        }
+        var gaps: [Double] = []
+        for (rank, list) in trace.activity where !list.isEmpty {
+            for step in useSteps {
+                let spans = list.filter { $0.step == step }
+                guard let start = spans.map(\.start).min(), let end = spans.map(\.end).max() else { continue }
+                let accounted = spans.reduce(0) { $0 + $1.end - $1.start }
+                let recvs = t.layout.chunks(onRank: rank).reduce(0) { $0 + ($1 > 0 ? 1 : 0) + ($1 < t.layout.chunks - 1 ? 1 : 0) } * t.microbatches
+                if recvs > 0 { gaps.append(max(0, end - start - accounted) / Double(recvs)) }
+            }
+        }
+        receiveOverhead = CalibrationMath.mean(gaps)
+    }
+}

@@ -1,0 +1,324 @@
+/// The α-β cost of one directed link: a message of B bytes occupies the link for B / bandwidth seconds (one
+/// transfer at a time per direction, first come first served) and arrives `latency` seconds after it leaves it.
+public struct LinkCost: Sendable, Equatable, Codable {
+    /// Seconds from the end of a transfer on the link to the message's arrival in the receiver's inbox (α).
+    public var latency: Double
+    /// Bytes per second while a message is on the link (1/β); `.infinity` makes transfers take no time.
+    public var bandwidth: Double
+
+    public init(latency: Double, bandwidth: Double) { self.latency = latency; self.bandwidth = bandwidth }
+
+    /// A link that costs nothing: with it the simulation is the schedule's own timing.
+    public static let free = LinkCost(latency: 0, bandwidth: .infinity)
+
+    /// Seconds a message of `bytes` occupies the link.
+    public func occupancy(bytes: Int) -> Double { bandwidth.isInfinite ? 0 : Double(bytes) / bandwidth }
+}
+
+/// Everything a step's timing depends on besides the schedule: a duration per compute action, an α-β cost per
+/// link, and what each hop message weighs. Durations are per chunk (every microbatch of a step has the same shape).
+public struct StepCosts: Sendable {
+    /// Seconds of chunk k's forward, for k in 0..<C.
+    public var forward: [Double]
+    /// Seconds of chunk k's backward.
+    public var backward: [Double]
+    /// Seconds each rank spends after its last action of the step (the optimizer), 0 by default.
+    public var optimizer: [Double]
+    /// Seconds a send keeps its rank busy (the CPU cost of handing a message to the transport), 0 by default.
+    public var sendOverhead: Double
+    /// Seconds a receive keeps its rank busy once its message is there (taking it from the inbox, decoding), 0 by default.
+    public var receiveOverhead: Double = 0
+    /// Per-rank send overheads, when they differ (calibrated on a run of as many ranks); empty = `sendOverhead`.
+    public var sendOverheadByRank: [Double] = []
+    /// Payload bytes of hop k's message (forward; its gradient going back weighs the same).
+    public var hopBytes: [Int]
+    /// Link cost of src → dst; every link not named in `overrides` costs `defaultLink`.
+    public var defaultLink: LinkCost
+    public var overrides: [LinkID: LinkCost]
+
+    /// A physical link direction: every message from `src` to `dst`, forward or backward, shares it.
+    public struct LinkID: Hashable, Sendable, Codable, Comparable {
+        public let src: Int, dst: Int
+        public init(src: Int, dst: Int) { self.src = src; self.dst = dst }
+        public static func < (a: LinkID, b: LinkID) -> Bool { (a.src, a.dst) < (b.src, b.dst) }
+    }
+
+    public init(forward: [Double], backward: [Double], optimizer: [Double] = [], sendOverhead: Double = 0,
+                hopBytes: [Int], defaultLink: LinkCost = .free, overrides: [LinkID: LinkCost] = [:]) {
+        self.forward = forward; self.backward = backward; self.optimizer = optimizer; self.sendOverhead = sendOverhead
+        self.hopBytes = hopBytes; self.defaultLink = defaultLink; self.overrides = overrides
+    }
+
+    public func link(src: Int, dst: Int) -> LinkCost { overrides[LinkID(src: src, dst: dst)] ?? defaultLink }
+
+    /// Unit-time forward and backward with free links: `ScheduleSimulation`'s timing.
+    public static func unit(_ layout: Layout) -> StepCosts {
+        StepCosts(forward: Array(repeating: 1, count: layout.chunks), backward: Array(repeating: 1, count: layout.chunks),
+                  hopBytes: Array(repeating: 0, count: layout.hops))
+    }
+}
+
+/// An event-driven replay of one training step: every rank runs its action list (`Schedule`) in order; a compute
+/// action takes its duration, a send hands its message to the link and returns at once (plus the send overhead), a
+/// receive waits until the message has arrived. A message leaves when its link is free (one transfer at a time per
+/// direction, in the order the sender issued them) and arrives latency + bytes / bandwidth later.
+///
+/// The sender of every message on a link is the link's source rank, whose clock only moves forward, so serving a
+/// link in the sender's program order is serving it in time order: each message's arrival is known when it is
+/// sent, and the replay needs no global event queue. It advances a rank until it waits for a message that has not
+/// been sent, and wakes the rank when that message is sent: O(actions) in all.
+public struct StepTimeSimulation: Sendable {
+    public let schedule: Schedule
+    /// The step's length: the last rank's end, optimizer included.
+    public let stepSeconds: Double
+    /// End of the last forward or backward anywhere (the pipeline's span, optimizer excluded).
+    public let pipelineSeconds: Double
+    /// Forward and backward seconds per rank.
+    public let busySeconds: [Double]
+    /// Seconds each rank was blocked at a receive.
+    public let waitSeconds: [Double]
+    /// Seconds a rank waited while its message was on (or queued for) the link, per link and direction: the
+    /// communication the schedule did not hide. Zero with free links, however large the bubble.
+    public let exposedComm: [ExposedComm]
+    /// Compute actions and messages in the order they ran (nil unless asked for: large steps have millions).
+    public let spans: [Span]?
+    public let messages: [Message]?
+    /// Every time a rank blocked at a receive: from when it got there to the message's arrival.
+    public let waits: [Wait]?
+    /// The chain of actions and transfers that ends last, from the step's start (nil unless spans were kept).
+    public let criticalPath: [PathItem]?
+    /// Compute actions, messages and receives replayed.
+    public let events: Int
+
+    public struct ExposedComm: Sendable, Equatable {
+        public let src: Int, dst: Int
+        public let direction: Direction
+        public let seconds: Double
+    }
+
+    public struct Span: Sendable, Equatable {
+        public let rank: Int
+        public let action: Action
+        public let start: Double, end: Double
+    }
+
+    public struct Wait: Sendable, Equatable {
+        public let rank: Int
+        public let key: HopKey
+        public let start: Double, end: Double
+    }
+
+    public struct Message: Sendable, Equatable {
+        public let key: HopKey
+        public let src: Int, dst: Int
+        public let bytes: Int
+        /// When the send was issued, when the link took it, when it arrived.
+        public let sent: Double, onLink: Double, arrived: Double
+    }
+
+    /// One link of the critical path: a compute action, or a message that kept its receiver waiting.
+    public enum PathItem: Sendable, Equatable {
+        case compute(Span)
+        case transfer(Message)
+    }
+
+    /// Why a replay failed.
+    public enum Failure: Error, CustomStringConvertible {
+        case deadlock(stuck: [(rank: Int, action: Action)])
+        case mismatch(String)
+
+        public var description: String {
+            switch self {
+            case .deadlock(let stuck):
+                return "schedule deadlocks: " + stuck.map { "rank \($0.rank) waits at \($0.action)" }.joined(separator: ", ")
+            case .mismatch(let s): return "step-time costs do not fit the schedule: \(s)"
+            }
+        }
+    }
+
+    /// Replays `schedule` with `costs`; `keepSpans` records every compute action and message (for the trace and the
+    /// critical path).
+    public init(_ schedule: Schedule, costs: StepCosts, keepSpans: Bool = true) throws {
+        let layout = schedule.layout
+        let p = layout.ranks, chunks = layout.chunks, hops = layout.hops, m = schedule.microbatches
+        guard costs.forward.count == chunks, costs.backward.count == chunks else {
+            throw Failure.mismatch("\(costs.forward.count) forward and \(costs.backward.count) backward durations for \(chunks) chunks")
+        }
+        guard costs.hopBytes.count == hops else { throw Failure.mismatch("\(costs.hopBytes.count) hop sizes for \(hops) hops") }
+        guard costs.sendOverheadByRank.isEmpty || costs.sendOverheadByRank.count == p else {
+            throw Failure.mismatch("\(costs.sendOverheadByRank.count) send overheads for \(p) ranks")
+        }
+        guard costs.optimizer.isEmpty || costs.optimizer.count == p else {
+            throw Failure.mismatch("\(costs.optimizer.count) optimizer durations for \(p) ranks")
+        }
+        self.schedule = schedule
+        // Message index: (direction, hop, microbatch); link index: src·2 + (0 towards rank+1, 1 towards rank−1).
+        func index(_ backward: Bool, _ hop: Int, _ mb: Int) -> Int { ((backward ? hops : 0) + hop) * m + mb }
+        func linkIndex(_ src: Int, _ dst: Int) -> Int { src * 2 + (dst == (src + 1) % p ? 0 : 1) }
+        var links = [LinkCost](repeating: costs.defaultLink, count: 2 * p)
+        for r in 0..<p {
+            links[linkIndex(r, (r + 1) % p)] = costs.link(src: r, dst: (r + 1) % p)
+            if (r + p - 1) % p != (r + 1) % p { links[linkIndex(r, (r + p - 1) % p)] = costs.link(src: r, dst: (r + p - 1) % p) }
+        }
+        var linkFree = [Double](repeating: 0, count: 2 * p)
+        /// The message that last occupied each link (for the critical path), −1 = none.
+        var linkLast = [Int](repeating: -1, count: 2 * p)
+        let count = 2 * max(hops, 0) * m
+        var arrival = [Double](repeating: .nan, count: count)
+        var sentAt = [Double](repeating: 0, count: count)
+        var waiter = [Int](repeating: -1, count: count)
+        var clock = [Double](repeating: 0, count: p)
+        var busy = [Double](repeating: 0, count: p)
+        var waited = [Double](repeating: 0, count: p)
+        var pc = [Int](repeating: 0, count: p)
+        var exposed = [Double](repeating: 0, count: 4 * p)  // (link index, direction)
+        var events = 0
+        // Spans and their causes, kept only when asked.
+        var spans: [Span] = [], messages: [Message] = [], waits: [Wait] = []
+        /// Per span: the message whose arrival started it (index into `messages`), or −1 (its rank's own previous action).
+        var spanCause: [Int] = []
+        /// Per span: the rank's previous span, −1 = none.
+        var spanPrevious: [Int] = []
+        /// Per message (by `index`): its position in `messages`; per message in `messages`: the producing span and the
+        /// message ahead of it on its link when it had to queue (−1 = none).
+        var messageSlot = keepSpans ? [Int](repeating: -1, count: count) : []
+        var messageProducer: [Int] = [], messageQueuedBehind: [Int] = []
+        var lastSpan = [Int](repeating: -1, count: p)
+        var pendingCause = [Int](repeating: -1, count: p)
+
+        var ready = Array((0..<p).reversed())
+        while let r = ready.popLast() {
+            let actions = schedule.actions[r]
+            var t = clock[r]
+            replay: while pc[r] < actions.count {
+                let a = actions[pc[r]]
+                switch a {
+                case .recvForward(let c, let mb), .recvBackward(let c, let mb):
+                    let backward: Bool
+                    if case .recvForward = a { backward = false } else { backward = true }
+                    let i = backward ? index(true, c, mb) : index(false, c - 1, mb)
+                    guard !arrival[i].isNaN else { waiter[i] = r; break replay }
+                    events += 1
+                    if arrival[i] > t {
+                        waited[r] += arrival[i] - t
+                        let src = HopKey(direction: backward ? .backward : .forward, hop: backward ? c : c - 1, microbatch: mb).source(layout)
+                        exposed[linkIndex(src, r) * 2 + (backward ? 1 : 0)] += arrival[i] - max(t, sentAt[i])
+                        if keepSpans {
+                            pendingCause[r] = messageSlot[i]
+                            waits.append(Wait(rank: r, key: messages[messageSlot[i]].key, start: t, end: arrival[i]))
+                        }
+                        t = arrival[i]
+                    }
+                    t += costs.receiveOverhead
+                    pc[r] += 1
+                    continue
+                case .forward(let c, _), .backward(let c, _):
+                    guard layout.rank(ofChunk: c) == r else { throw Failure.mismatch("rank \(r) runs \(a) of rank \(layout.rank(ofChunk: c))") }
+                    let d: Double
+                    if case .forward = a { d = costs.forward[c] } else { d = costs.backward[c] }
+                    if keepSpans {
+                        spans.append(Span(rank: r, action: a, start: t, end: t + d))
+                        spanCause.append(pendingCause[r]); spanPrevious.append(lastSpan[r])
+                        pendingCause[r] = -1
+                        lastSpan[r] = spans.count - 1
+                    }
+                    t += d
+                    busy[r] += d
+                    events += 1
+                case .sendForward(let c, let mb), .sendBackward(let c, let mb):
+                    let backward: Bool
+                    if case .sendForward = a { backward = false } else { backward = true }
+                    let hop = backward ? c - 1 : c
+                    let i = index(backward, hop, mb)
+                    guard arrival[i].isNaN else { throw Failure.mismatch("\(a) on rank \(r): message sent twice") }
+                    let key = HopKey(direction: backward ? .backward : .forward, hop: hop, microbatch: mb)
+                    let dst = key.destination(layout)
+                    let l = linkIndex(r, dst)
+                    let start = max(t, linkFree[l])
+                    let occupied = links[l].occupancy(bytes: costs.hopBytes[hop])
+                    linkFree[l] = start + occupied
+                    arrival[i] = start + occupied + links[l].latency
+                    sentAt[i] = t
+                    if keepSpans {
+                        messageSlot[i] = messages.count
+                        messageProducer.append(lastSpan[r])
+                        messageQueuedBehind.append(start > t ? linkLast[l] : -1)
+                        linkLast[l] = messages.count
+                        messages.append(Message(key: key, src: r, dst: dst, bytes: costs.hopBytes[hop], sent: t, onLink: start, arrived: arrival[i]))
+                    }
+                    t += costs.sendOverheadByRank.isEmpty ? costs.sendOverhead : costs.sendOverheadByRank[r]
+                    events += 1
+                    if waiter[i] >= 0 { ready.append(waiter[i]); waiter[i] = -1 }
+                }
+                pc[r] += 1
+            }
+            clock[r] = t
+        }
+        let stuck = (0..<p).filter { pc[$0] < schedule.actions[$0].count }
+        guard stuck.isEmpty else { throw Failure.deadlock(stuck: stuck.map { ($0, schedule.actions[$0][pc[$0]]) }) }
+
+        pipelineSeconds = clock.max() ?? 0
+        stepSeconds = (0..<p).map { clock[$0] + (costs.optimizer.isEmpty ? 0 : costs.optimizer[$0]) }.max() ?? 0
+        busySeconds = busy
+        waitSeconds = waited
+        var out: [ExposedComm] = []
+        for src in 0..<p {
+            for dst in Set([(src + 1) % p, (src + p - 1) % p]).sorted() where hops > 0 {
+                for (d, direction) in [(0, Direction.forward), (1, Direction.backward)] {
+                    let s = exposed[linkIndex(src, dst) * 2 + d]
+                    if StepTimeSimulation.linkCarries(layout, src: src, dst: dst, direction: direction) { out.append(ExposedComm(src: src, dst: dst, direction: direction, seconds: s)) }
+                }
+            }
+        }
+        exposedComm = out
+        self.events = events
+        if keepSpans {
+            self.spans = spans
+            self.messages = messages
+            self.waits = waits
+            // Walk back from the span that ends last: a span waited on a message or followed its rank's previous
+            // span; a message followed the span that produced it, or the message ahead of it on a busy link.
+            var path: [PathItem] = []
+            var s = spans.indices.max { spans[$0].end < spans[$1].end || (spans[$0].end == spans[$1].end && $0 > $1) }
+            while let si = s {
+                path.append(.compute(spans[si]))
+                if spanCause[si] >= 0 {
+                    var mi = spanCause[si]
+                    while true {
+                        path.append(.transfer(messages[mi]))
+                        if messageQueuedBehind[mi] >= 0 { mi = messageQueuedBehind[mi] } else { break }
+                    }
+                    s = messageProducer[mi] >= 0 ? messageProducer[mi] : nil
+                } else {
+                    s = spanPrevious[si] >= 0 ? spanPrevious[si] : nil
+                }
+            }
+            criticalPath = path.reversed()
+        } else {
+            self.spans = nil
+            self.messages = nil
+            self.waits = nil
+            criticalPath = nil
+        }
+    }
+
+    /// Whether any hop sends `direction` messages from `src` to `dst`.
+    private static func linkCarries(_ layout: Layout, src: Int, dst: Int, direction: Direction) -> Bool {
+        (0..<layout.hops).contains { k in
+            let key = HopKey(direction: direction, hop: k, microbatch: 0)
+            return key.source(layout) == src && key.destination(layout) == dst
+        }
+    }
+
+    /// Idle fraction of each rank over the pipeline's span (first forward to last backward anywhere), as
+    /// `ChromeTrace.bubbleFractions` measures a real run.
+    public var bubble: [Double] { busySeconds.map { pipelineSeconds == 0 ? 0 : 1 - $0 / pipelineSeconds } }
+
+    /// Seconds on the critical path spent computing and spent on messages a rank waited for.
+    public var criticalPathSplit: (compute: Double, communication: Double)? {
+        guard let path = criticalPath else { return nil }
+        var compute = 0.0
+        for item in path { if case .compute(let s) = item { compute += s.end - s.start } }
+        return (compute, pipelineSeconds - compute)
+    }
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Cluster
+import Foundation
+import Pipeline
+
+struct Simulate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Predict step time: replay the schedule and hop plans with a duration per action and α-β links.",
+        discussion: """
+        Replays every rank's action list (the same `Schedule` and `HopPlan` that `run` executes) with compute \
+        durations from the exact model's work and a device, and each message at latency + bytes / bandwidth, one \
+        transfer at a time per link direction. Prints, per variant (like `compare`), step time, overhead vs \
+        standard, bubble per rank, the most exposed link and the critical path. Costs come from a hardware profile \
+        (--hardware) or from a real run's trace (--calibrate). docs/step-time.md has the formulas.
+
+        Examples:
+          attnres simulate topologies/paper-scale.yaml --hardware topologies/hardware/h100-sxm-ndr400.yaml
+          attnres run --mode compute --steps 6 --trace cal.json && attnres simulate --calibrate cal.json --microbatches 16
+          attnres simulate --calibrate cal.json --measured other.json --ranks 2 --virtual 1   # prediction vs a real run
+        """)
+
+    @OptionGroup var topology: TopologyOptions
+    @Option(help: "Hardware profile YAML (peak FLOP/s, achieved fraction, memory bandwidth, links).") var hardware: String?
+    @Option(help: "Fit costs to a real `attnres run --mode compute --trace FILE.json` of the same model width.") var calibrate: String?
+    @Option(help: "Set the prediction beside this real run's trace (its topology is simulated; overrides are ignored).") var measured: String?
+    @Option(help: "Override every link's bandwidth, Gbit/s.") var linkGbit: Double?
+    @Option(help: "Override every link's latency, µs.") var linkLatencyUs: Double?
+    @Flag(help: "Simulate only the topology's own variant, not every variant of `compare`.") var only = false
+    @Flag(help: "Inference instead of training: one forward per microbatch (one-pass depth attention).") var inference = false
+    @Option(help: "Write the per-variant results as JSON.") var json: String?
+    @Option(help: "Write the simulated timeline of the topology's own variant (Chrome/Perfetto format, as `run --trace`).") var trace: String?
+
+    func run() throws {
+        try OutputPath.check([OutputPath("--json", json, .file), OutputPath("--trace", trace, .file)])
+        guard (hardware == nil) != (calibrate == nil) else {
+            throw UsageError(description: hardware == nil ? "give --hardware FILE or --calibrate TRACE.json (where the costs come from)"
+                                                          : "--hardware and --calibrate are exclusive: costs come from one of them")
+        }
+        var costs: StepTimeCosts
+        let profile = try hardware.map { try HardwareProfile.load(path: $0) }
+        if let profile {
+            costs = StepTimeCosts(profile)
+        } else {
+            let c = try Calibration(try MeasuredTrace(file: calibrate!))
+            costs = StepTimeCosts(c)
+            print("calibrated on \(c.source): forward \(describe(c.compute.forward)), backward \(describe(c.compute.backward)); "
+                  + "link α \(StepTimeReport.seconds(c.link.latency)), \(c.link.bandwidth.isInfinite ? "∞" : String(format: "%.2f GB/s", c.link.bandwidth / 1e9)); "
+                  + "send \(StepTimeReport.seconds(c.sendOverhead)); "
+                  + String(format: "fit error (rms, per chunk) forward %.1f%%, backward %.1f%%", 100 * c.residual.forward, 100 * c.residual.backward))
+        }
+        if let g = linkGbit {
+            guard g > 0, g.isFinite else { throw UsageError(description: "--link-gbit must be a positive number, got \(g)") }
+            costs.link.bandwidth = g * 1e9 / 8
+            for k in costs.overrides.keys { costs.overrides[k]!.bandwidth = g * 1e9 / 8 }
+        }
+        if let l = linkLatencyUs {
+            guard l >= 0, l.isFinite else { throw UsageError(description: "--link-latency-us must be ≥ 0, got \(l)") }
+            costs.link.latency = l * 1e-6
+            for k in costs.overrides.keys { costs.overrides[k]!.latency = l * 1e-6 }
+        }
+        let measuredTrace = try measured.map { try MeasuredTrace(file: $0) }
+        let t = try measuredTrace?.topology ?? topology.resolve(holdsTensors: false)
+        if let profile, let hardware { try profile.checkLinks(t.layout, file: hardware) }
+        let keepSpans = t.layout.ranks * t.layout.virtualStages * t.microbatches <= 1 << 16
+        let runs: [SimulatedVariant]
+        if inference {
+            runs = try SimulatedVariant.inference(t, costs: costs, all: !only)
+        } else {
+            runs = only || measuredTrace != nil ? [try SimulatedVariant(t, costs: costs, keepSpans: keepSpans)]
+                                                : try SimulatedVariant.all(t, costs: costs, keepSpans: keepSpans)
+        }
+        print(Report.describe(t) + (inference ? " — inference (forward only)" : ""))
+        print("costs: \(costs.origin)")
+        print("")
+        print(StepTimeReport.table(runs))
+        let own = runs.first { $0.topology.residual == t.residual && $0.topology.cache == t.cache } ?? runs[0]
+        print("")
+        print("\(own.topology.residual.rawValue)/\(own.topology.cache.rawValue):")
+        print(StepTimeReport.details(own))
+        if let m = measuredTrace {
+            let real = m.typicalStepSeconds, predicted = own.simulation.stepSeconds
+            print(String(format: "\nmeasured step %@ (mean of %d steps), predicted %@, error %+.1f%%", StepTimeReport.seconds(real),
+                         max(1, m.stepSeconds.count - (m.stepSeconds.count >= 3 ? 1 : 0)), StepTimeReport.seconds(predicted), 100 * (predicted / real - 1)))
+        }
+        if let json { try StepTimeReport.writeJSON(runs, origin: costs.origin, to: json, measured: measuredTrace?.typicalStepSeconds) }
+        if let trace {
+            guard own.simulation.spans != nil else {
+                throw UsageError(description: "--trace: this step has \(t.layout.chunks * t.microbatches) chunk × microbatch pairs; timelines are kept up to 65,536 (use fewer ranks, virtual stages or microbatches)")
+            }
+            try ChromeTrace.write(StepTimeReport.traceRecords(own.simulation), ranks: t.ranks, to: trace, topology: own.topology)
+        }
+    }
+
+    private func describe(_ c: ComputeCost) -> String {
+        String(format: "%.3g s/flop + %.3g s/B + %.3g s/kernel + %.3g s/action", c.secondsPerFlop, c.secondsPerByte, c.secondsPerKernel, c.secondsPerAction)
+    }
+}
