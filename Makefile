@@ -10,10 +10,29 @@ APT_PACKAGES := libzmq3-dev libopenblas-dev pkg-config
 TEST_TIMEOUT ?= 900
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps build run test bench clean
+.PHONY: help deps build run test bench fuzz fuzz-build clean
+
+# Fuzzing, not part of `make test` (the regression corpus Tests/Corpus is: CorpusReplayTests replay it). libFuzzer
+# binaries in $(FUZZ_DIR), built with `swiftc -sanitize=fuzzer,address` and the toolchain's lld:
+#  - data-frame: Sources/Wire/*.swift and scripts/fuzz/DataFrameTarget.swift compiled as one module named Wire
+#    (Wire needs only libzmq), so the target calls Wire's public API with no import.
+#  - control-message, topology-yaml: they need Cluster and its chain (Pipeline, Model, Numerics with OpenBLAS,
+#    Yams, swift-log), too much to compile by hand. SwiftPM builds the Cluster target alone into $(FUZZ_DIR)/spm
+#    with -sanitize=fuzzer,address (coverage-instrumented object files, no executable linked, so libFuzzer's
+#    main clashes with nothing); swiftc then links the target file against those object files.
+# Each binary writes its own seeds from this build's encoders (`BINARY --write-seeds=DIR`); scripts/fuzz/run.sh
+# runs them, prints inputs executed, exec/s and findings, and fails on any finding.
+SWIFTC ?= swiftc
+FUZZ_DIR := .build-fuzz
+FUZZ_TARGETS ?= data-frame control-message topology-yaml
+FUZZ_RUNS ?= 1000000
+FUZZ_MAX_LEN ?= 4096
+FUZZ_TIMEOUT ?= 10
+FUZZ_SWIFTC := $(SWIFTC) -sanitize=fuzzer,address -parse-as-library -use-ld=lld
+FUZZ_CLUSTER_MODULES := Cluster Pipeline Wire Model Numerics Yams Logging CSys CYaml
 
 help: ## list the workflows
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-7s %s\n", $$1, $$2 }'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
 
 deps: ## install the C libraries (libzmq, OpenBLAS) with apt-get when pkg-config cannot find them
 	@if ! command -v pkg-config >/dev/null || ! pkg-config --exists libzmq || ! pkg-config --exists openblas; then \
@@ -39,5 +58,24 @@ bench: build ## run the benchmarks (ratios against baselines measured in the sam
 	$(RELEASE_BIN) bench model
 	$(RELEASE_BIN) bench pipeline
 
+fuzz-build: deps ## build the libFuzzer binaries (see the comment above) into .build-fuzz
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_SWIFTC) -O -module-name Wire -I Sources/CZeroMQ Sources/Wire/*.swift scripts/fuzz/DataFrameTarget.swift \
+	  scripts/fuzz/SeedWriter.swift -lzmq -o $(FUZZ_DIR)/data-frame
+	$(SWIFT) build --build-path $(FUZZ_DIR)/spm --target Cluster -Xswiftc -sanitize=fuzzer,address
+	@set -e; bin=$$($(SWIFT) build --build-path $(FUZZ_DIR)/spm --show-bin-path); \
+	  objects=$$(for m in $(FUZZ_CLUSTER_MODULES); do find $$bin/$$m.build -name '*.o'; done); \
+	  flags="-I $$bin/Modules -I Sources/CZeroMQ -I Sources/COpenBLAS -Xcc -fmodule-map-file=$$bin/CSys.build/module.modulemap \
+	    -Xcc -fmodule-map-file=$(FUZZ_DIR)/spm/checkouts/Yams/Sources/CYaml/include/module.modulemap \
+	    $$(pkg-config --cflags openblas | sed 's/-I/-Xcc -I/g')"; \
+	  libs="-lzmq $$(pkg-config --libs openblas)"; \
+	  echo "linking $(FUZZ_DIR)/control-message and $(FUZZ_DIR)/topology-yaml against $$(echo $$objects | wc -w) object files of $$bin"; \
+	  $(FUZZ_SWIFTC) -module-name ControlFuzz $$flags scripts/fuzz/ControlMessageTarget.swift scripts/fuzz/ControlSeeds.swift \
+	    scripts/fuzz/SeedWriter.swift $$objects $$libs -o $(FUZZ_DIR)/control-message; \
+	  $(FUZZ_SWIFTC) -module-name TopologyFuzz $$flags scripts/fuzz/TopologyTarget.swift $$objects $$libs -o $(FUZZ_DIR)/topology-yaml
+
+fuzz: fuzz-build ## fuzz the frame, control-message and topology decoders, FUZZ_RUNS (10^6) inputs each; fails on a crash
+	scripts/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_RUNS) $(FUZZ_MAX_LEN) $(FUZZ_TIMEOUT) $(FUZZ_TARGETS)
+
 clean: ## remove build outputs
-	rm -rf .build
+	rm -rf .build $(FUZZ_DIR)
