@@ -12,16 +12,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps build run test bench fuzz fuzz-build clean
 
-# Fuzzing, not part of `make test` (the regression corpus Tests/Corpus is: CorpusReplayTests replay it). libFuzzer
-# binaries in $(FUZZ_DIR), built with `swiftc -sanitize=fuzzer,address` and the toolchain's lld:
-#  - data-frame: Sources/Wire/*.swift and scripts/fuzz/DataFrameTarget.swift compiled as one module named Wire
-#    (Wire needs only libzmq), so the target calls Wire's public API with no import.
-#  - control-message, topology-yaml: they need Cluster and its chain (Pipeline, Model, Numerics with OpenBLAS,
-#    Yams, swift-log), too much to compile by hand. SwiftPM builds the Cluster target alone into $(FUZZ_DIR)/spm
-#    with -sanitize=fuzzer,address (coverage-instrumented object files, no executable linked, so libFuzzer's
-#    main clashes with nothing); swiftc then links the target file against those object files.
-# Each binary writes its own seeds from this build's encoders (`BINARY --write-seeds=DIR`); scripts/fuzz/run.sh
-# runs them, prints inputs executed, exec/s and findings, and fails on any finding.
+# Fuzzing, not part of `make test` (the regression corpus Tests/Corpus is: the CorpusReplayTests replay it).
+# libFuzzer binaries in $(FUZZ_DIR), one per decoder: data-frame, control-message, topology-yaml. SwiftPM builds
+# the Cluster target alone (with its chain: Pipeline, Wire, Model, Numerics with OpenBLAS, Yams, swift-log) into
+# $(FUZZ_DIR)/spm with -sanitize=fuzzer,address: coverage-instrumented object files and no executable linked, so
+# libFuzzer's main clashes with nothing. `swiftc -sanitize=fuzzer,address` (with the toolchain's lld) then links
+# each scripts/fuzz/*Target.swift, with the contract file its tests share (Tests/*/…Contract.swift), against
+# those object files. Each binary writes its own seeds from this build's encoders (`BINARY --write-seeds=DIR`);
+# scripts/fuzz/run.sh runs them, prints inputs executed, exec/s and findings, and fails on any finding.
 SWIFTC ?= swiftc
 FUZZ_DIR := .build-fuzz
 FUZZ_TARGETS ?= data-frame control-message topology-yaml
@@ -59,20 +57,18 @@ bench: build ## run the benchmarks (ratios against baselines measured in the sam
 	$(RELEASE_BIN) bench pipeline
 
 fuzz-build: deps ## build the libFuzzer binaries (see the comment above) into .build-fuzz
-	@mkdir -p $(FUZZ_DIR)
-	$(FUZZ_SWIFTC) -O -module-name Wire -I Sources/CZeroMQ Sources/Wire/*.swift scripts/fuzz/DataFrameTarget.swift \
-	  scripts/fuzz/SeedWriter.swift -lzmq -o $(FUZZ_DIR)/data-frame
 	$(SWIFT) build --build-path $(FUZZ_DIR)/spm --target Cluster -Xswiftc -sanitize=fuzzer,address
 	@set -e; bin=$$($(SWIFT) build --build-path $(FUZZ_DIR)/spm --show-bin-path); \
 	  objects=$$(for m in $(FUZZ_CLUSTER_MODULES); do find $$bin/$$m.build -name '*.o'; done); \
 	  flags="-I $$bin/Modules -I Sources/CZeroMQ -I Sources/COpenBLAS -Xcc -fmodule-map-file=$$bin/CSys.build/module.modulemap \
 	    -Xcc -fmodule-map-file=$(FUZZ_DIR)/spm/checkouts/Yams/Sources/CYaml/include/module.modulemap \
-	    $$(pkg-config --cflags openblas | sed 's/-I/-Xcc -I/g')"; \
-	  libs="-lzmq $$(pkg-config --libs openblas)"; \
-	  echo "linking $(FUZZ_DIR)/control-message and $(FUZZ_DIR)/topology-yaml against $$(echo $$objects | wc -w) object files of $$bin"; \
-	  $(FUZZ_SWIFTC) -module-name ControlFuzz $$flags scripts/fuzz/ControlMessageTarget.swift scripts/fuzz/ControlSeeds.swift \
-	    scripts/fuzz/SeedWriter.swift $$objects $$libs -o $(FUZZ_DIR)/control-message; \
-	  $(FUZZ_SWIFTC) -module-name TopologyFuzz $$flags scripts/fuzz/TopologyTarget.swift $$objects $$libs -o $(FUZZ_DIR)/topology-yaml
+	    $$(pkg-config --cflags openblas | sed 's/-I/-Xcc -I/g') $$objects -lzmq $$(pkg-config --libs openblas)"; \
+	  echo "linking $(FUZZ_DIR)/{data-frame,control-message,topology-yaml} against $$(echo $$objects | wc -w) object files of $$bin"; \
+	  $(FUZZ_SWIFTC) -module-name DataFrameFuzz scripts/fuzz/DataFrameTarget.swift Tests/WireTests/DataFrameContract.swift \
+	    scripts/fuzz/SeedWriter.swift $$flags -o $(FUZZ_DIR)/data-frame; \
+	  $(FUZZ_SWIFTC) -module-name ControlFuzz scripts/fuzz/ControlMessageTarget.swift Tests/ClusterTests/ControlFrameContract.swift \
+	    scripts/fuzz/ControlSeeds.swift scripts/fuzz/SeedWriter.swift $$flags -o $(FUZZ_DIR)/control-message; \
+	  $(FUZZ_SWIFTC) -module-name TopologyFuzz scripts/fuzz/TopologyTarget.swift $$flags -o $(FUZZ_DIR)/topology-yaml
 
 fuzz: fuzz-build ## fuzz the frame, control-message and topology decoders, FUZZ_RUNS (10^6) inputs each; fails on a crash
 	scripts/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_RUNS) $(FUZZ_MAX_LEN) $(FUZZ_TIMEOUT) $(FUZZ_TARGETS)
