@@ -24,6 +24,9 @@ public enum Frame {
     public static let descriptorBytes = 24
     /// Most tensors one message may carry (Full AttnRes at L = 4096 still fits).
     public static let maxTensors = 4097
+    /// Most elements one tensor may have (4 TiB of float32), far above any real shape; a decoded size stays
+    /// well inside `Int`.
+    public static let maxElements: UInt64 = 1 << 40
 }
 
 /// What a data message is.
@@ -54,8 +57,18 @@ public struct TensorDescriptor: Equatable, Sendable {
         self.role = role; self.dtype = dtype; self.block = block; self.partialLayers = partialLayers; self.dims = dims
     }
 
-    /// Payload bytes the matching frame must hold.
-    public var payloadBytes: Int { dims.reduce(1) { $0 * Int($1) } * dtype.size }
+    /// Payload bytes the matching frame must hold. Overflow-checked, since the dims may come from a hostile
+    /// header: a size beyond `Int` is `Int.max`, which no frame can match.
+    public var payloadBytes: Int {
+        guard !dims.contains(0) else { return 0 }
+        var n = dtype.size
+        for d in dims {
+            let (product, overflow) = n.multipliedReportingOverflow(by: Int(d))
+            if overflow { return Int.max }
+            n = product
+        }
+        return n
+    }
 }
 
 /// The header frame of a data message.
@@ -124,8 +137,15 @@ public struct FrameHeader: Equatable, Sendable {
             for _ in 0..<3 { dims.append(try r.le()) }
             guard dims[Int(ndim)...].allSatisfy({ $0 == 1 }) else { throw FrameError.malformed("tensor \(i): unused dims must be 1") }
             let shape = Array(dims[..<Int(ndim)])
-            let elements = shape.reduce(UInt64(1)) { $0.multipliedReportingOverflow(by: UInt64($1)).partialValue }
-            guard elements <= UInt64(1) << 40 else { throw FrameError.malformed("tensor \(i): shape \(shape) too large") }
+            // Checked product: a wrapped one (2^31 · 2^31 · 4 = 2^64 → 0) would pass the bound and trap later.
+            var elements: UInt64 = 1, overflow = false
+            for d in shape {
+                let (product, o) = elements.multipliedReportingOverflow(by: UInt64(d))
+                elements = product; overflow = overflow || o
+            }
+            guard shape.contains(0) || (!overflow && elements <= Frame.maxElements) else {
+                throw FrameError.malformed("tensor \(i): shape \(shape) too large (more than \(Frame.maxElements) elements)")
+            }
             tensors.append(TensorDescriptor(role: role, dtype: dtype, block: block, partialLayers: partial, dims: shape))
         }
         return FrameHeader(kind: kind, step: step, microbatch: microbatch, hop: hop, source: src, destination: dst, tensors: tensors)
