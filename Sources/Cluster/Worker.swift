@@ -167,10 +167,7 @@ public final class Worker {
     /// each has arrived, so every data link is proven before the first step.
     func connect(_ endpoints: [String]) throws {
         let p = endpoints.count
-        // The neighbours below are taken mod p: a list that cannot hold this rank is an error, not a trap.
-        guard p >= 2, endpoints.indices.contains(rank) else {
-            throw WorkerError.protocolViolation(rank: rank, "connect lists \(p) data endpoints; a pipeline of ≥ 2 ranks with rank \(rank) needs one per rank")
-        }
+        guard p >= 2, rank < p else { throw WorkerError.protocolViolation(rank: rank, "connect lists \(p) endpoints for rank \(rank)") }
         let neighbours = Set([(rank + 1) % p, (rank + p - 1) % p]).subtracting([rank])
         for n in neighbours {
             let s = try Socket(context, .push)
