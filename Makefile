@@ -27,15 +27,23 @@ FUZZ_RUNS ?= 1000000
 FUZZ_MAX_LEN ?= 4096
 FUZZ_TIMEOUT ?= 10
 FUZZ_SWIFTC := $(SWIFTC) -sanitize=fuzzer,address -parse-as-library -use-ld=lld
-FUZZ_CLUSTER_MODULES := Cluster Pipeline Wire Model Numerics Yams Logging CSys CYaml
+# Swift modules' objects are read from SwiftPM's output-file-map.json (a stale object of a deleted source would
+# clash); the C modules' are all their .o files.
+FUZZ_SWIFT_MODULES := Cluster Pipeline Wire Model Numerics Yams Logging
+FUZZ_C_MODULES := CSys CYaml
 
 help: ## list the workflows
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
 
-deps: ## install the C libraries (libzmq, OpenBLAS) with apt-get when pkg-config cannot find them
+deps: ## install the C libraries (libzmq, OpenBLAS) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
 	@if ! command -v pkg-config >/dev/null || ! pkg-config --exists libzmq || ! pkg-config --exists openblas; then \
 	  echo "installing $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	@if ! python3 -c 'import jsonschema, zmq' 2>/dev/null; then \
+	  echo "installing python3 jsonschema pyzmq"; \
+	  command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3 python3-pip; }; \
+	  python3 -m pip install -q jsonschema pyzmq 2>/dev/null || python3 -m pip install -q --break-system-packages jsonschema pyzmq; \
 	fi
 
 build: deps ## build the release binary
@@ -48,7 +56,7 @@ test: deps ## build and run the whole test suite (debug build; real worker proce
 	$(SWIFT) build --build-tests
 	@set -o pipefail; SWIFT_BACKTRACE=enable=no timeout --kill-after=20 $(TEST_TIMEOUT) stdbuf -oL -eL $(SWIFT) test --skip-build --disable-swift-testing 2>&1 | tee .build/test-output.txt; status=$$?; \
 	  if [ $$status = 124 ] || [ $$status = 137 ]; then echo "make test: the suite ran past $(TEST_TIMEOUT) s and was stopped; the last 'started' test above is the one that hung"; fi; \
-	  awk '/Executed [0-9]+ tests?, with [0-9]+ failures?/ { n=$$2; f=$$5 } END { if (n != "") printf "%d passed, %d failed\n", n-f, f }' .build/test-output.txt; \
+	  awk -f scripts/test-summary.awk .build/test-output.txt || true; \
 	  exit $$status
 
 bench: build ## run the benchmarks (ratios against baselines measured in the same run)
@@ -59,7 +67,8 @@ bench: build ## run the benchmarks (ratios against baselines measured in the sam
 fuzz-build: deps ## build the libFuzzer binaries (see the comment above) into .build-fuzz
 	$(SWIFT) build --build-path $(FUZZ_DIR)/spm --target Cluster -Xswiftc -sanitize=fuzzer,address
 	@set -e; bin=$$($(SWIFT) build --build-path $(FUZZ_DIR)/spm --show-bin-path); \
-	  objects=$$(for m in $(FUZZ_CLUSTER_MODULES); do find $$bin/$$m.build -name '*.o'; done); \
+	  objects=$$(for m in $(FUZZ_SWIFT_MODULES); do grep -o '"object": *"[^"]*"' $$bin/$$m.build/output-file-map.json | cut -d'"' -f4; done; \
+	    for m in $(FUZZ_C_MODULES); do find $$bin/$$m.build -name '*.o'; done); \
 	  flags="-I $$bin/Modules -I Sources/CZeroMQ -I Sources/COpenBLAS -Xcc -fmodule-map-file=$$bin/CSys.build/module.modulemap \
 	    -Xcc -fmodule-map-file=$(FUZZ_DIR)/spm/checkouts/Yams/Sources/CYaml/include/module.modulemap \
 	    $$(pkg-config --cflags openblas | sed 's/-I/-Xcc -I/g') $$objects -lzmq $$(pkg-config --libs openblas)"; \

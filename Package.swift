@@ -25,7 +25,7 @@ let package = Package(
         .target(name: "Numerics", dependencies: ["COpenBLAS"]),
         .target(name: "Model", dependencies: ["Numerics"]),
         .target(name: "Wire", dependencies: ["CZeroMQ"]),
-        .target(name: "Pipeline", dependencies: ["Wire", "Model"]),
+        .target(name: "Pipeline", dependencies: ["Wire", "Model", "Numerics"]),
         .target(name: "Cluster", dependencies: [
             "Pipeline", "Wire", "Model", "Numerics", "CSys",
             .product(name: "Yams", package: "Yams"),

@@ -8,14 +8,27 @@ import Pipeline
 ///
 /// Rank file `rank-R.safetensors`: every parameter under its model name, its AdamW moments as `adam.m.NAME` and
 /// `adam.v.NAME`, and metadata `adam_step`, `rank`, `chunks`, `steps_completed`.
+///
+/// A checkpoint cannot lie: every file is written atomically (`AtomicFile`), the coordinator writes the manifest
+/// last, once every rank has reported, with each rank file's size and SHA-256; reading a checkpoint (resume, merge)
+/// refuses, naming the file, a missing manifest or rank file, a size or hash that differs, a rank whose
+/// `steps_completed` is not the manifest's, or another format.
 public enum Checkpoint {
-    public static let format = "attnres-checkpoint-1"
+    public static let format = "attnres-checkpoint-2"
+    static let manifestFile = "manifest.json"
 
     /// The manifest (`manifest.json`).
     public struct Manifest: Codable, Sendable {
-        public struct RankFile: Codable, Sendable { public var rank: Int; public var file: String; public var chunks: [Int] }
+        public struct RankFile: Codable, Sendable {
+            public var rank: Int
+            public var file: String
+            public var chunks: [Int]
+            /// The file's size in bytes and its SHA-256 (hex) when the manifest was written.
+            public var bytes: Int
+            public var sha256: String
+        }
         public var format: String
-        /// Optimizer steps taken since initialisation (across resumes).
+        /// Optimizer steps taken since initialisation (across resumes); every rank file records the same.
         public var stepsCompleted: Int
         public var topology: Topology
         public var ranks: [RankFile]
@@ -24,18 +37,23 @@ public enum Checkpoint {
     public enum Failure: Error, CustomStringConvertible {
         case unreadable(String, String)
         case incompatible(String)
+        /// A file of the checkpoint disagrees with its manifest (or is missing): the checkpoint is incomplete or altered.
+        case inconsistent(String, String)
 
         public var description: String {
             switch self {
             case .unreadable(let path, let why): return "checkpoint \(path): \(why)"
             case .incompatible(let why): return "cannot resume: \(why)"
+            case .inconsistent(let path, let why): return "checkpoint \(path): \(why); refusing an incomplete or altered checkpoint"
             }
         }
     }
 
     static func rankFile(_ rank: Int) -> String { "rank-\(rank).safetensors" }
 
-    /// Writes one rank's parameters and optimizer state.
+    static func path(_ directory: String, _ file: String) -> String { URL(fileURLWithPath: directory).appendingPathComponent(file).path }
+
+    /// Writes one rank's parameters and optimizer state (atomically: a reader sees the old file or the new one).
     static func saveRank(directory: String, rank: Int, chunks: [Int], parameters: [Int: ParameterSet], optimizers: [Int: AdamW],
                          stepsCompleted: Int) throws {
         var file = SafeTensors()
@@ -49,16 +67,19 @@ public enum Checkpoint {
         file.metadata = ["adam_step": String(adamStep), "rank": String(rank), "chunks": chunks.map(String.init).joined(separator: ","),
                          "steps_completed": String(stepsCompleted)]
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try file.write(to: URL(fileURLWithPath: directory).appendingPathComponent(rankFile(rank)))
+        try AtomicFile.write(try file.serialized(), to: path(directory, rankFile(rank)))
     }
 
-    /// Loads one rank's chunk parameters and optimizer state, checking every name and shape.
+    /// Loads one rank's chunk parameters and optimizer state, checking the bytes it loads against the manifest and
+    /// every name and shape.
     static func loadRank(directory: String, rank: Int, chunks: [Int: ModelChunk], learningRate: Float)
         throws -> (parameters: [Int: ParameterSet], optimizers: [Int: AdamW]) {
-        let path = URL(fileURLWithPath: directory).appendingPathComponent(rankFile(rank))
-        let file: SafeTensors
-        do { file = try SafeTensors(contentsOf: path) } catch { throw Failure.unreadable(path.path, "\(error)") }
-        guard let step = file.metadata["adam_step"].flatMap(Int.init) else { throw Failure.unreadable(path.path, "metadata adam_step missing") }
+        let manifest = try decodeManifest(directory)
+        guard let entry = manifest.ranks.first(where: { $0.rank == rank }) else {
+            throw Failure.inconsistent(path(directory, manifestFile), "lists no file for rank \(rank)")
+        }
+        let (file, filePath) = try checkedRankFile(entry, directory: directory, stepsCompleted: manifest.stepsCompleted)
+        guard let step = file.metadata["adam_step"].flatMap(Int.init) else { throw Failure.unreadable(filePath, "metadata adam_step missing") }
         var params: [Int: ParameterSet] = [:], optimizers: [Int: AdamW] = [:]
         for (c, chunk) in chunks {
             let specs = chunk.parameterSpecs
@@ -68,9 +89,40 @@ public enum Checkpoint {
                 o.restore(m: try named(file, prefix: "adam.m.", specs: specs), v: try named(file, prefix: "adam.v.", specs: specs), step: step)
                 params[c] = p
                 optimizers[c] = o
-            } catch { throw Failure.unreadable(path.path, "chunk \(c): \(error)") }
+            } catch { throw Failure.unreadable(filePath, "chunk \(c): \(error)") }
         }
         return (params, optimizers)
+    }
+
+    /// Reads the rank file `entry` names and checks it against the manifest: size, SHA-256, rank and steps.
+    static func checkedRankFile(_ entry: Manifest.RankFile, directory: String, stepsCompleted: Int) throws -> (SafeTensors, String) {
+        let filePath = path(directory, entry.file)
+        let bytes: [UInt8]
+        do { bytes = try InputFile.bytes(filePath) } catch let e as InputFileError {
+            throw Failure.inconsistent(filePath, "rank \(entry.rank)'s file: \(e.problem)")
+        }
+        guard bytes.count == entry.bytes else {
+            throw Failure.inconsistent(filePath, "is \(bytes.count) bytes, the manifest says \(entry.bytes)")
+        }
+        let digest = SHA256.hex(bytes)
+        guard digest == entry.sha256 else {
+            throw Failure.inconsistent(filePath, "SHA-256 \(digest) differs from the manifest's \(entry.sha256)")
+        }
+        let file: SafeTensors
+        do { file = try SafeTensors(bytes: bytes) } catch { throw Failure.unreadable(filePath, "\(error)") }
+        try checkMetadata(file, path: filePath, rank: entry.rank, stepsCompleted: stepsCompleted)
+        return (file, filePath)
+    }
+
+    /// A rank file must say it is rank `rank`'s and that it holds the state after `stepsCompleted` steps.
+    static func checkMetadata(_ file: SafeTensors, path: String, rank: Int, stepsCompleted: Int) throws {
+        guard file.metadata["rank"] == String(rank) else {
+            throw Failure.inconsistent(path, "metadata rank is \(file.metadata["rank"] ?? "missing"), expected \(rank)")
+        }
+        guard file.metadata["steps_completed"] == String(stepsCompleted) else {
+            throw Failure.inconsistent(path, "rank \(rank) has steps_completed \(file.metadata["steps_completed"] ?? "missing"), "
+                                       + "the checkpoint \(stepsCompleted): the ranks disagree on steps")
+        }
     }
 
     /// Tensors stored as PREFIX + name, returned under the parameters' own specs.
@@ -85,24 +137,72 @@ public enum Checkpoint {
         return out
     }
 
+    /// The manifest of the checkpoint in `directory`, after checking that every rank file agrees with it.
     public static func readManifest(_ directory: String) throws -> Manifest {
-        let path = URL(fileURLWithPath: directory).appendingPathComponent("manifest.json")
-        do {
-            let d = JSONDecoder()
-            d.keyDecodingStrategy = .convertFromSnakeCase
-            let m = try d.decode(Manifest.self, from: Data(contentsOf: path))
-            guard m.format == format else { throw Failure.unreadable(path.path, "format \(m.format), expected \(format)") }
-            return m
-        } catch let f as Failure { throw f } catch {
-            throw Failure.unreadable(path.path, "\(error.localizedDescription)")
-        }
+        let m = try decodeManifest(directory)
+        for entry in m.ranks { _ = try checkedRankFile(entry, directory: directory, stepsCompleted: m.stepsCompleted) }
+        return m
     }
 
-    static func writeManifest(_ m: Manifest, to directory: String) throws {
+    /// The manifest as written, checked for its format and its list of ranks (not against the rank files).
+    static func decodeManifest(_ directory: String) throws -> Manifest {
+        let manifestPath = path(directory, manifestFile)
+        let bytes: [UInt8]
+        do { bytes = try InputFile.bytes(manifestPath) } catch let e as InputFileError {
+            var isDirectory: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
+                throw Failure.unreadable(directory, "no such directory")
+            }
+            if !isDirectory.boolValue { throw Failure.unreadable(directory, "is a file, not a checkpoint directory") }
+            if e.problem == "no such file" {
+                throw Failure.inconsistent(manifestPath, "missing (the manifest is written last, once every rank file is complete)")
+            }
+            throw Failure.unreadable(manifestPath, e.problem)
+        }
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        struct Format: Decodable { var format: String }
+        guard let f = try? d.decode(Format.self, from: Data(bytes)) else {
+            throw Failure.unreadable(manifestPath, "not a checkpoint manifest (no JSON object with a format field)")
+        }
+        guard f.format == format else { throw Failure.unreadable(manifestPath, "format \(f.format), expected \(format)") }
+        let m: Manifest
+        do { m = try d.decode(Manifest.self, from: Data(bytes)) } catch {
+            throw Failure.unreadable(manifestPath, "malformed manifest: \(error)")
+        }
+        guard m.ranks.map(\.rank) == Array(0..<m.topology.ranks) else {
+            throw Failure.inconsistent(manifestPath, "lists ranks \(m.ranks.map(\.rank)), expected 0…\(m.topology.ranks - 1)")
+        }
+        return m
+    }
+
+    /// Writes the manifest of the checkpoint in `directory`, after every rank wrote its file: each rank file's size
+    /// and SHA-256 as they are on disk now, refusing a rank file that does not hold `stepsCompleted` steps.
+    static func writeManifest(directory: String, topology: Topology, stepsCompleted: Int) throws {
+        let files = try (0..<topology.ranks).map { r -> Manifest.RankFile in
+            let filePath = path(directory, rankFile(r))
+            let bytes: [UInt8]
+            do { bytes = try InputFile.bytes(filePath) } catch let e as InputFileError {
+                throw Failure.inconsistent(filePath, "rank \(r)'s file: \(e.problem)")
+            }
+            let file: SafeTensors
+            do { file = try SafeTensors(bytes: bytes) } catch { throw Failure.unreadable(filePath, "\(error)") }
+            try checkMetadata(file, path: filePath, rank: r, stepsCompleted: stepsCompleted)
+            return Manifest.RankFile(rank: r, file: rankFile(r), chunks: topology.layout.chunks(onRank: r), bytes: bytes.count,
+                                     sha256: SHA256.hex(bytes))
+        }
+        let m = Manifest(format: format, stepsCompleted: stepsCompleted, topology: topology, ranks: files)
         let e = JSONEncoder()
         e.keyEncodingStrategy = .convertToSnakeCase
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try e.encode(m).write(to: URL(fileURLWithPath: directory).appendingPathComponent("manifest.json"))
+        try AtomicFile.write(Array(try e.encode(m)), to: path(directory, manifestFile))
+    }
+
+    /// Whether `topology` can resume from the checkpoint in `directory`: every file agrees with the manifest and the
+    /// manifest's model and pipeline are the run's. For a command line, before it starts any process.
+    public static func checkResumable(directory: String, topology: Topology) throws {
+        guard topology.mode == .compute else { throw Failure.incompatible("checkpoints hold model parameters: use mode compute") }
+        try checkCompatible(try readManifest(directory).topology, topology)
     }
 
     /// A resumed run must train the same model on the same pipeline.
@@ -118,13 +218,11 @@ public enum Checkpoint {
 
     /// `attnres merge`: the whole model in one safetensors file, canonical names and order.
     public static func merge(directory: String, output: String) throws -> Int {
-        let manifest = try readManifest(directory)
+        let manifest = try decodeManifest(directory)
         var merged = SafeTensors()
         var all: [String: Tensor] = [:]
         for r in manifest.ranks {
-            let path = URL(fileURLWithPath: directory).appendingPathComponent(r.file)
-            let file: SafeTensors
-            do { file = try SafeTensors(contentsOf: path) } catch { throw Failure.unreadable(path.path, "\(error)") }
+            let (file, _) = try checkedRankFile(r, directory: directory, stepsCompleted: manifest.stepsCompleted)
             for n in file.names where !n.hasPrefix("adam.") { all[n] = try file.entries[n]!.floats() }
         }
         for spec in ParameterNames.all(config: manifest.topology.modelConfig) {
@@ -132,7 +230,7 @@ public enum Checkpoint {
             merged.add(spec.name, t)
         }
         merged.metadata = ["steps_completed": String(manifest.stepsCompleted), "source": "attnres merge"]
-        try merged.write(to: URL(fileURLWithPath: output))
+        try AtomicFile.write(try merged.serialized(), to: output)
         return merged.names.count
     }
 }

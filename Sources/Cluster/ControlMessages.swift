@@ -1,4 +1,5 @@
 import Pipeline
+import Wire
 
 /// Fault injection for failure tests and drills (`--fault`), carried out by the worker itself.
 public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
@@ -40,8 +41,28 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// One variant to run on the already-connected workers.
-public struct RunSpec: Codable, Sendable {
+/// The control protocol versions this build speaks (docs/protocol.md, "Version negotiation").
+public enum ControlProtocol {
+    /// Listed by a worker in its `hello`; the coordinator picks the highest version both speak.
+    public static let versions: [Int] = [Int(Frame.version)]
+
+    /// The version to speak with a peer that speaks `theirs`; nil when there is none in common.
+    public static func negotiate(_ theirs: [Int]) -> Int? { Set(theirs).intersection(versions).max() }
+}
+
+/// The JSON keys of every control message: one table, the same as docs/protocol.md and docs/schemas/.
+enum ControlKey: String, CodingKey {
+    case type, rank, pid, host, versions, version, reason, transport, ranks, endpoint, endpoints, variant, step, loss, message
+    case ipcDirectory = "ipc_directory", address, maxFrameBytes = "max_frame_bytes"
+}
+
+/// The `type` of each control message.
+enum ControlType: String, Codable {
+    case hello, welcome, refused, setup, bound, connect, ready, run, stepDone = "step_done", report, failed, heartbeat, shutdown
+}
+
+/// One variant to run on the already-connected workers: the body of a `run` message.
+public struct RunSpec: Codable, Sendable, Equatable {
     public var topology: Topology
     /// Index of this variant within the session (tags data messages so variants never mix).
     public var variant: Int
@@ -53,29 +74,77 @@ public struct RunSpec: Codable, Sendable {
     public var saveDirectory: String?
     /// Record timed spans for `--trace`.
     public var trace: Bool = false
+
+    enum CodingKeys: String, CodingKey {
+        case topology, variant, trace
+        case firstStep = "first_step", resumeDirectory = "resume_directory", saveDirectory = "save_directory"
+    }
 }
 
 /// Coordinator → worker.
-public enum ToWorker: Codable, Sendable {
-    /// Bind the data inbox; `ipcDirectory` for ipc, `address` for tcp.
-    case setup(transport: TransportKind, ipcDirectory: String, address: RankAddress?, ranks: Int)
+public enum ToWorker: Codable, Sendable, Equatable {
+    /// The answer to `hello`: joined as `rank`, speaking protocol `version`.
+    case welcome(rank: Int, version: Int)
+    /// The answer to a `hello` that cannot join (another protocol version, a rank taken or out of range).
+    case refused(reason: String, versions: [Int])
+    /// Bind the data inbox; `ipcDirectory` for ipc, `address` for tcp. No data frame of the session is larger
+    /// than `maxFrameBytes` (the inbox's ZMQ_MAXMSGSIZE).
+    case setup(transport: TransportKind, ipcDirectory: String, address: RankAddress?, ranks: Int, maxFrameBytes: Int)
     /// Connect to the peers' inboxes (index = rank) and probe every link.
     case connect(endpoints: [String])
     case run(RunSpec)
     case heartbeat
     case shutdown
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: ControlKey.self)
+        switch try c.decode(ControlType.self, forKey: .type) {
+        case .welcome: self = .welcome(rank: try c.decode(Int.self, forKey: .rank), version: try c.decode(Int.self, forKey: .version))
+        case .refused: self = .refused(reason: try c.decode(String.self, forKey: .reason), versions: try c.decode([Int].self, forKey: .versions))
+        case .setup:
+            self = .setup(transport: try c.decode(TransportKind.self, forKey: .transport), ipcDirectory: try c.decode(String.self, forKey: .ipcDirectory),
+                          address: try c.decodeIfPresent(RankAddress.self, forKey: .address), ranks: try c.decode(Int.self, forKey: .ranks),
+                          maxFrameBytes: try c.decode(Int.self, forKey: .maxFrameBytes))
+        case .connect: self = .connect(endpoints: try c.decode([String].self, forKey: .endpoints))
+        case .run: self = .run(try RunSpec(from: decoder))
+        case .heartbeat: self = .heartbeat
+        case .shutdown: self = .shutdown
+        case let other:
+            throw DecodingError.dataCorruptedError(forKey: .type, in: c, debugDescription: "'\(other.rawValue)' is not a message to a worker")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: ControlKey.self)
+        switch self {
+        case .welcome(let rank, let version):
+            try c.encode(ControlType.welcome, forKey: .type); try c.encode(rank, forKey: .rank); try c.encode(version, forKey: .version)
+        case .refused(let reason, let versions):
+            try c.encode(ControlType.refused, forKey: .type); try c.encode(reason, forKey: .reason); try c.encode(versions, forKey: .versions)
+        case .setup(let transport, let dir, let address, let ranks, let maxFrameBytes):
+            try c.encode(ControlType.setup, forKey: .type); try c.encode(transport, forKey: .transport)
+            try c.encode(dir, forKey: .ipcDirectory); try c.encodeIfPresent(address, forKey: .address)
+            try c.encode(ranks, forKey: .ranks); try c.encode(maxFrameBytes, forKey: .maxFrameBytes)
+        case .connect(let endpoints): try c.encode(ControlType.connect, forKey: .type); try c.encode(endpoints, forKey: .endpoints)
+        case .run(let spec): try c.encode(ControlType.run, forKey: .type); try spec.encode(to: encoder)
+        case .heartbeat: try c.encode(ControlType.heartbeat, forKey: .type)
+        case .shutdown: try c.encode(ControlType.shutdown, forKey: .type)
+        }
+    }
 }
 
-/// Measured traffic on one link (as received by its destination).
+/// Measured traffic on one link (as received by its destination, or as sent by its source).
 public struct LinkCount: Codable, Sendable, Equatable {
     public var src: Int, dst: Int
     public var direction: Direction
     public var kind: TensorKind
     public var payloadBytes: Int
     public var tensors: Int
+
+    enum CodingKeys: String, CodingKey { case src, dst, direction, kind, tensors, payloadBytes = "payload_bytes" }
 }
 
-/// What one worker measured over one variant.
+/// What one worker measured over one variant: the body of a `report` message.
 public struct WorkerReport: Codable, Sendable {
     public var rank: Int
     /// Payload received per link (this rank is `dst`).
@@ -89,20 +158,156 @@ public struct WorkerReport: Codable, Sendable {
     public var tensorsPerHop: [Int: Int]
     public var computeSeconds: Double
     public var waitSeconds: Double
-    /// Compute mode: cross-stage gradient deposits made and consumed (equal when every deposit was added).
-    public var depositsMade: Int = 0
-    public var depositsConsumed: Int = 0
     /// Timed spans, when the run asked for a trace.
     public var trace: [TraceRecord]?
+    /// The variant this report is about (the worker stamps the one it ran).
+    public var variant: Int = 0
+
+    enum CodingKeys: String, CodingKey {
+        case rank, variant, received, sent, trace
+        case headerBytesSent = "header_bytes_sent", messagesSent = "messages_sent", peakCachedBytes = "peak_cached_bytes"
+        case tensorsPerHop = "tensors_per_hop", computeSeconds = "compute_seconds", waitSeconds = "wait_seconds"
+    }
+
+    /// One entry of `tensors_per_hop`: a JSON object, since JSON has no integer keys.
+    struct HopTensors: Codable { var hop: Int; var tensors: Int }
+
+    public init(rank: Int, received: [LinkCount], sent: [LinkCount], headerBytesSent: Int, messagesSent: Int, peakCachedBytes: Int,
+                tensorsPerHop: [Int: Int], computeSeconds: Double, waitSeconds: Double,
+                trace: [TraceRecord]? = nil, variant: Int = 0) {
+        self.rank = rank; self.received = received; self.sent = sent; self.headerBytesSent = headerBytesSent
+        self.messagesSent = messagesSent; self.peakCachedBytes = peakCachedBytes; self.tensorsPerHop = tensorsPerHop
+        self.computeSeconds = computeSeconds; self.waitSeconds = waitSeconds
+        self.trace = trace; self.variant = variant
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        rank = try c.decode(Int.self, forKey: .rank)
+        variant = try c.decode(Int.self, forKey: .variant)
+        received = try c.decode([LinkCount].self, forKey: .received)
+        sent = try c.decode([LinkCount].self, forKey: .sent)
+        headerBytesSent = try c.decode(Int.self, forKey: .headerBytesSent)
+        messagesSent = try c.decode(Int.self, forKey: .messagesSent)
+        peakCachedBytes = try c.decode(Int.self, forKey: .peakCachedBytes)
+        var perHop: [Int: Int] = [:]
+        for e in try c.decode([HopTensors].self, forKey: .tensorsPerHop) {
+            guard perHop.updateValue(e.tensors, forKey: e.hop) == nil else {
+                throw DecodingError.dataCorruptedError(forKey: .tensorsPerHop, in: c, debugDescription: "hop \(e.hop) listed twice")
+            }
+        }
+        tensorsPerHop = perHop
+        computeSeconds = try c.decode(Double.self, forKey: .computeSeconds)
+        waitSeconds = try c.decode(Double.self, forKey: .waitSeconds)
+        trace = try c.decodeIfPresent([TraceRecord].self, forKey: .trace)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(rank, forKey: .rank); try c.encode(variant, forKey: .variant)
+        try c.encode(received, forKey: .received); try c.encode(sent, forKey: .sent)
+        try c.encode(headerBytesSent, forKey: .headerBytesSent); try c.encode(messagesSent, forKey: .messagesSent)
+        try c.encode(peakCachedBytes, forKey: .peakCachedBytes)
+        try c.encode(tensorsPerHop.keys.sorted().map { HopTensors(hop: $0, tensors: tensorsPerHop[$0]!) }, forKey: .tensorsPerHop)
+        try c.encode(computeSeconds, forKey: .computeSeconds); try c.encode(waitSeconds, forKey: .waitSeconds)
+        try c.encodeIfPresent(trace, forKey: .trace)
+    }
+
+    /// The first field out of range for a report of `variant` from `rank` in a cluster of `ranks` ranks whose
+    /// pipeline has `hops` hops, as (field, problem); nil when every field is in range.
+    func violation(rank claimed: Int, variant current: Int, ranks: Int, hops: Int) -> (field: String, problem: String)? {
+        if rank != claimed { return ("rank", "\(rank), but the peer joined as rank \(claimed)") }
+        if variant != current { return ("variant", "\(variant), but the variant being run is \(current)") }
+        for (name, v) in [("header_bytes_sent", headerBytesSent), ("messages_sent", messagesSent), ("peak_cached_bytes", peakCachedBytes)] where v < 0 {
+            return (name, "\(v) is negative")
+        }
+        for (name, v) in [("compute_seconds", computeSeconds), ("wait_seconds", waitSeconds)] where !(v.isFinite && v >= 0) {
+            return (name, "\(v) is not a finite number ≥ 0")
+        }
+        for (name, links, own) in [("received", received, \LinkCount.dst), ("sent", sent, \LinkCount.src)] {
+            for (i, l) in links.enumerated() {
+                if !(0..<ranks).contains(l.src) || !(0..<ranks).contains(l.dst) {
+                    return ("\(name)[\(i)]", "link \(l.src)→\(l.dst) names a rank outside 0…\(ranks - 1)")
+                }
+                if l[keyPath: own] != rank { return ("\(name)[\(i)]", "link \(l.src)→\(l.dst) does not involve rank \(rank) on its \(name == "sent" ? "src" : "dst") side") }
+                if l.payloadBytes < 0 || l.tensors < 0 { return ("\(name)[\(i)]", "negative payload_bytes or tensors") }
+            }
+        }
+        for (hop, n) in tensorsPerHop where !(0..<hops).contains(hop) || n < 0 {
+            return ("tensors_per_hop", "hop \(hop) with \(n) tensors: the pipeline has hops 0…\(hops - 1)")
+        }
+        return nil
+    }
 }
 
 /// Worker → coordinator.
 public enum FromWorker: Codable, Sendable {
-    case hello(rank: Int, pid: Int32, host: String)
+    /// The first message: join as `rank`, speaking the protocol `versions`.
+    case hello(rank: Int, pid: Int32, host: String, versions: [Int])
     case bound(rank: Int, endpoint: String)
     case ready(rank: Int)
     case stepDone(rank: Int, variant: Int, step: Int, loss: Float?)
     case report(WorkerReport)
     case failed(rank: Int, message: String)
     case heartbeat(rank: Int)
+
+    /// The rank the message claims to come from.
+    public var rank: Int {
+        switch self {
+        case .hello(let r, _, _, _), .bound(let r, _), .ready(let r), .stepDone(let r, _, _, _), .failed(let r, _), .heartbeat(let r): return r
+        case .report(let rep): return rep.rank
+        }
+    }
+
+    /// The message's `type`, for log lines.
+    public var typeName: String {
+        switch self {
+        case .hello: return ControlType.hello.rawValue
+        case .bound: return ControlType.bound.rawValue
+        case .ready: return ControlType.ready.rawValue
+        case .stepDone: return ControlType.stepDone.rawValue
+        case .report: return ControlType.report.rawValue
+        case .failed: return ControlType.failed.rawValue
+        case .heartbeat: return ControlType.heartbeat.rawValue
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: ControlKey.self)
+        func rank() throws -> Int { try c.decode(Int.self, forKey: .rank) }
+        switch try c.decode(ControlType.self, forKey: .type) {
+        case .hello:
+            self = .hello(rank: try rank(), pid: try c.decode(Int32.self, forKey: .pid), host: try c.decode(String.self, forKey: .host),
+                          versions: try c.decode([Int].self, forKey: .versions))
+        case .bound: self = .bound(rank: try rank(), endpoint: try c.decode(String.self, forKey: .endpoint))
+        case .ready: self = .ready(rank: try rank())
+        case .stepDone:
+            self = .stepDone(rank: try rank(), variant: try c.decode(Int.self, forKey: .variant), step: try c.decode(Int.self, forKey: .step),
+                             loss: try c.decodeIfPresent(Float.self, forKey: .loss))
+        case .report: self = .report(try WorkerReport(from: decoder))
+        case .failed: self = .failed(rank: try rank(), message: try c.decode(String.self, forKey: .message))
+        case .heartbeat: self = .heartbeat(rank: try rank())
+        case let other:
+            throw DecodingError.dataCorruptedError(forKey: .type, in: c, debugDescription: "'\(other.rawValue)' is not a message from a worker")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: ControlKey.self)
+        switch self {
+        case .hello(let r, let pid, let host, let versions):
+            try c.encode(ControlType.hello, forKey: .type); try c.encode(r, forKey: .rank); try c.encode(pid, forKey: .pid)
+            try c.encode(host, forKey: .host); try c.encode(versions, forKey: .versions)
+        case .bound(let r, let endpoint):
+            try c.encode(ControlType.bound, forKey: .type); try c.encode(r, forKey: .rank); try c.encode(endpoint, forKey: .endpoint)
+        case .ready(let r): try c.encode(ControlType.ready, forKey: .type); try c.encode(r, forKey: .rank)
+        case .stepDone(let r, let variant, let step, let loss):
+            try c.encode(ControlType.stepDone, forKey: .type); try c.encode(r, forKey: .rank); try c.encode(variant, forKey: .variant)
+            try c.encode(step, forKey: .step); try c.encodeIfPresent(loss, forKey: .loss)
+        case .report(let rep): try c.encode(ControlType.report, forKey: .type); try rep.encode(to: encoder)
+        case .failed(let r, let message):
+            try c.encode(ControlType.failed, forKey: .type); try c.encode(r, forKey: .rank); try c.encode(message, forKey: .message)
+        case .heartbeat(let r): try c.encode(ControlType.heartbeat, forKey: .type); try c.encode(r, forKey: .rank)
+        }
+    }
 }

@@ -37,12 +37,26 @@ public final class Coordinator {
     var lastSeen: [Int: Double] = [:]
     var lastBeat = 0.0
     var inbox: [FromWorker] = []
+    /// Who may say what on the control socket (peers, ranks, field ranges).
+    var admission: ControlAdmission
+    /// Refused hellos by rank, so a rank that never joins is reported with the reason it was refused.
+    var refusals: [Int: (peer: String, reason: String)] = [:]
+    /// Control messages dropped: malformed, from a peer that is not the rank it claims, or for a rank out of range.
+    public private(set) var droppedMessages = 0
+    /// No data frame of the session exceeds this (every worker's ZMQ_MAXMSGSIZE), from the base topology.
+    let maxFrameBytes: Int
     var variantCounter = 0
     var stopped = false
     /// Upper bound on each wait after the join (bind, link probe, one variant), seconds; nil = none (a real run
     /// may legitimately take hours; liveness is watched by heartbeats). A test sets it so a lost message or a
     /// schedule bug fails naming the phase and the ranks instead of waiting for ever on live workers.
     public var phaseTimeout: Double?
+    /// Seconds a rank may stay alive (heartbeating) without finishing a step before the run stops naming it;
+    /// nil = no limit (the command line's `--progress-timeout` defaults to 600 s).
+    public var progressTimeout: Double?
+    /// The control socket's ZMQ_MAXMSGSIZE: far above any report (a traced one included), far below what would
+    /// hurt; libzmq drops a peer that sends a larger frame.
+    public static let maxControlFrameBytes = 256 << 20
 
     /// Binds the control endpoint. Throws `ClusterError.controlEndpoint` when it is in use.
     /// - Parameters:
@@ -62,16 +76,24 @@ public final class Coordinator {
         self.joinTimeout = joinTimeout
         self.silenceTimeout = silenceTimeout
         self.spawnLocal = spawnLocal
-        var template = Array("/tmp/attnres-XXXXXX".utf8CString)
-        guard let dir = mkdtemp(&template) else { throw ClusterError.controlEndpoint("/tmp/attnres-*", String(cString: strerror(errno))) }
-        ipcDirectory = String(cString: dir)
+        admission = ControlAdmission(ranks: topology.ranks)
+        maxFrameBytes = topology.largestDataFrameBytes
+        try RunOptionChecks.timeout(joinTimeout, flag: "joinTimeout")
+        try RunOptionChecks.timeout(silenceTimeout, flag: "silenceTimeout")
         router = try Socket(context, .router)
-        try router.setUnboundedQueues()
-        try router.setRouterMandatory()
+        ipcDirectory = try RunDirectory.create()
         let wanted = topology.coordinator ?? (topology.transport == .tcp ? "tcp://127.0.0.1:*" : "ipc://\(ipcDirectory)/control")
-        do { try router.bind(wanted) } catch let e as ZMQError {
+        do {
+            try router.setUnboundedQueues()
+            try router.setRouterMandatory()
+            try router.setMaxMessageSize(Coordinator.maxControlFrameBytes)
+            do { try router.bind(wanted) } catch let e as ZMQError {
+                throw ClusterError.controlEndpoint(wanted, e.isAddressInUse ? "address already in use (another coordinator?)" : e.message)
+            }
+        } catch {
+            // No coordinator comes out of this init, so nothing else would remove its run directory.
             try? FileManager.default.removeItem(atPath: ipcDirectory)
-            throw ClusterError.controlEndpoint(wanted, e.isAddressInUse ? "address already in use (another coordinator?)" : e.message)
+            throw error
         }
         endpoint = router.lastEndpoint
         self.logger.info("coordinator listening on \(endpoint)")
@@ -97,11 +119,16 @@ public final class Coordinator {
             try waitUntil(phase: "join", deadline: joinDeadline) { [unowned self] in
                 self.workers.count == self.base.ranks
             } onTimeout: { [unowned self] in
-                ClusterError.neverJoined(ranks: (0..<self.base.ranks).filter { self.workers[$0] == nil }, seconds: self.joinTimeout)
+                let missing = (0..<self.base.ranks).filter { self.workers[$0] == nil }
+                if let r = missing.first(where: { self.refusals[$0] != nil }), let why = self.refusals[r] {
+                    return ClusterError.joinRefused(rank: r, peer: why.peer, reason: why.reason)
+                }
+                return ClusterError.neverJoined(ranks: missing, seconds: self.joinTimeout)
             }
             for r in 0..<base.ranks {
                 let address = base.addresses.isEmpty ? nil : base.addresses[r]
-                try send(r, .setup(transport: base.transport, ipcDirectory: ipcDirectory, address: address, ranks: base.ranks))
+                try send(r, .setup(transport: base.transport, ipcDirectory: ipcDirectory, address: address, ranks: base.ranks,
+                                  maxFrameBytes: maxFrameBytes))
             }
             var endpoints = [String?](repeating: nil, count: base.ranks)
             try waitUntil(phase: "bind", deadline: phaseDeadline()) { [unowned self] in
@@ -110,9 +137,9 @@ public final class Coordinator {
             } onTimeout: { [unowned self] in
                 self.phaseTimedOut("bind") { endpoints[$0] == nil }
             }
-            dataEndpoints = endpoints.map { $0! }
+            dataEndpoints = endpoints.compactMap { $0 }
             logger.info("data inboxes: \(dataEndpoints.joined(separator: " "))")
-            for r in 0..<base.ranks { try send(r, .connect(endpoints: endpoints.map { $0! })) }
+            for r in 0..<base.ranks { try send(r, .connect(endpoints: dataEndpoints)) }
             var ready: Set<Int> = []
             try waitUntil(phase: "link probe", deadline: phaseDeadline()) { [unowned self] in
                 for case .ready(let r) in self.drain() { ready.insert(r) }
@@ -146,6 +173,11 @@ public final class Coordinator {
         variantCounter += 1
         let started = monotonicSeconds()
         do {
+            guard variant <= Int(UInt16.max) else { throw ClusterError.incompatibleVariant("a session runs at most \(Int(UInt16.max) + 1) variants") }
+            guard topology.largestDataFrameBytes <= maxFrameBytes else {
+                throw ClusterError.incompatibleVariant("its frames of \(topology.largestDataFrameBytes) bytes exceed the session's ZMQ_MAXMSGSIZE \(maxFrameBytes) (set from the first topology)")
+            }
+            admission.begin(.init(variant: variant, steps: topology.steps, hops: topology.layout.hops))
             for r in 0..<base.ranks {
                 try send(r, .run(RunSpec(topology: topology, variant: variant, firstStep: firstStep, resumeDirectory: resume, saveDirectory: save,
                                          trace: trace)))
@@ -154,15 +186,24 @@ public final class Coordinator {
             var reports: [Int: WorkerReport] = [:]
             var reportedStep = 0
             var losses: [Int: Float] = [:]
+            var lastProgress = [Double](repeating: monotonicSeconds(), count: base.ranks)
             let phase = "variant \(topology.residual.rawValue)/\(topology.cache.rawValue)"
             try waitUntil(phase: phase, deadline: phaseDeadline()) { [unowned self] in
+                // Admitted messages only: ranks in range, steps in order, one report per rank (ControlAdmission).
                 for m in self.drain() {
                     switch m {
-                    case .stepDone(let r, let v, let s, let loss) where v == variant:
+                    case .stepDone(let r, _, let s, let loss):
                         done[r] = s + 1
+                        lastProgress[r] = monotonicSeconds()
                         if let loss { losses[s] = loss }
                     case .report(let rep): reports[rep.rank] = rep
                     default: break
+                    }
+                }
+                if let limit = self.progressTimeout {
+                    let now = monotonicSeconds()
+                    if let r = (0..<self.base.ranks).first(where: { reports[$0] == nil && now - lastProgress[$0] > limit }) {
+                        throw ClusterError.noProgress(rank: r, seconds: now - lastProgress[r], phase: phase, stepsDone: done[r])
                     }
                 }
                 let all = done.min() ?? 0
@@ -171,14 +212,15 @@ public final class Coordinator {
             } onTimeout: { [unowned self] in
                 self.phaseTimedOut(phase) { reports[$0] == nil }
             }
-            if let save {
-                let files = (0..<base.ranks).map { Checkpoint.Manifest.RankFile(rank: $0, file: Checkpoint.rankFile($0), chunks: topology.layout.chunks(onRank: $0)) }
-                try Checkpoint.writeManifest(Checkpoint.Manifest(format: Checkpoint.format, stepsCompleted: firstStep + topology.steps,
-                                                                 topology: topology, ranks: files), to: save)
+            admission.running = nil
+            if let save { try Checkpoint.writeManifest(directory: save, topology: topology, stepsCompleted: firstStep + topology.steps) }
+            let lossPerStep = topology.mode == .compute ? (0..<topology.steps).compactMap { losses[$0] } : []
+            guard lossPerStep.count == (topology.mode == .compute ? topology.steps : 0) else {
+                throw ClusterError.measuredDiffers("compute mode: no rank reported a loss for step \((0..<topology.steps).first { losses[$0] == nil } ?? 0)")
             }
-            return try VariantResult(topology: topology, reports: (0..<base.ranks).map { reports[$0]! },
+            return try VariantResult(topology: topology, reports: (0..<base.ranks).compactMap { reports[$0] },
                                      seconds: monotonicSeconds() - started,
-                                     losses: topology.mode == .compute ? (0..<topology.steps).map { losses[$0]! } : [],
+                                     losses: lossPerStep,
                                      firstStep: firstStep)
         } catch {
             shutdown()
@@ -246,25 +288,42 @@ public final class Coordinator {
         }
     }
 
-    /// Reads every waiting control message without blocking: liveness and joins are recorded, a failure report
-    /// is thrown, the rest queued for `drain()`.
+    /// Reads every waiting control message without blocking: joins are answered (welcome or refused), liveness
+    /// recorded, a failure report thrown, the rest queued for `drain()`. Nothing a peer sends traps: a malformed
+    /// frame or a message from a peer that is not the rank it claims is dropped, counted and logged; a joined
+    /// worker's field out of range is a `ClusterError.protocolViolation` naming it.
     func receivePending() throws {
         while let frames = try router.receive(nonBlocking: true) {
-            guard frames.count == 2 else { continue }
+            let peer = frames.first?.array ?? []
+            guard frames.count == 2 else { drop(peer, "a message of \(frames.count - 1) frames (control messages are one frame)"); continue }
+            let version: UInt16
+            do { version = try ControlFrame.version(of: frames[1]) } catch { drop(peer, "\(error)"); continue }
+            guard version == Frame.version else { refuseForeign(peer, version: version, body: ControlFrame.body(of: frames[1])); continue }
             let msg: FromWorker
-            do { msg = try ControlFrame.decode(FromWorker.self, from: frames[1]) } catch {
-                printError("coordinator: ignoring a malformed control message: \(error)")
+            do { msg = try ControlFrame.decode(FromWorker.self, from: frames[1]) } catch { drop(peer, "\(error)"); continue }
+            if case .hello(let r, let pid, let host, let versions) = msg {
+                switch admission.join(rank: r, versions: versions, from: peer) {
+                case .success(let v):
+                    workers[r] = WorkerInfo(rank: r, pid: pid, host: host)
+                    refusals[r] = nil
+                    logger.info("rank \(r) joined (pid \(pid), host \(host), protocol version \(v))")
+                    lastSeen[r] = monotonicSeconds()
+                    // A peer that left right after its hello is noticed by the silence watch, not here.
+                    do { try send(r, .welcome(rank: r, version: v)) } catch {
+                        logger.warning("coordinator: cannot welcome rank \(r): \(error)")
+                    }
+                case .failure(let refusal):
+                    refuse(peer, rank: r, refusal.reason, versions: versions)
+                }
                 continue
             }
+            switch admission.admit(msg, from: peer) {
+            case .accept: break
+            case .drop(let why): drop(peer, why); continue
+            case .violation(let field, let problem):
+                throw ClusterError.protocolViolation(peer: ControlAdmission.name(peer), rank: msg.rank, field: field, problem: problem)
+            }
             switch msg {
-            case .hello(let r, let pid, let host):
-                guard (0..<base.ranks).contains(r), workers[r] == nil else {
-                    printError("coordinator: ignoring hello from unexpected rank \(r)")
-                    continue
-                }
-                workers[r] = WorkerInfo(rank: r, pid: pid, host: host)
-                logger.info("rank \(r) joined (pid \(pid), host \(host))")
-                lastSeen[r] = monotonicSeconds()
             case .heartbeat(let r): lastSeen[r] = monotonicSeconds()
             case .failed(let r, let message): throw ClusterError.workerFailed(rank: r, message: message)
             default:
@@ -272,5 +331,35 @@ public final class Coordinator {
                 inbox.append(msg)
             }
         }
+    }
+
+    /// Counts and logs a control message that is not from a worker of this run.
+    func drop(_ peer: [UInt8], _ why: String) {
+        droppedMessages += 1
+        logger.warning("coordinator: dropped a control message from peer \(ControlAdmission.name(peer)): \(why)")
+    }
+
+    /// Answers a hello that cannot join with `refused`, and remembers it for the join phase's error.
+    func refuse(_ peer: [UInt8], rank: Int?, _ reason: String, versions: [Int]) {
+        droppedMessages += 1
+        logger.warning("coordinator: refused peer \(ControlAdmission.name(peer))\(rank.map { " joining as rank \($0)" } ?? ""): \(reason)")
+        if let rank, (0..<base.ranks).contains(rank), workers[rank] == nil { refusals[rank] = (ControlAdmission.name(peer), reason) }
+        if let frame = try? ControlFrame.encode(ToWorker.refused(reason: reason, versions: ControlProtocol.versions)) {
+            try? router.send([Message(bytes: peer), frame])
+        }
+    }
+
+    /// A control frame of another protocol version: a hello of version 1 (`{"hello": {"rank": R, …}}`) or of a
+    /// later version (`{"type": "hello", "versions": […]}`) is refused naming the versions; anything else dropped.
+    func refuseForeign(_ peer: [UInt8], version: UInt16, body: [UInt8]) {
+        let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+        let v1Hello = object?["hello"] as? [String: Any]
+        guard v1Hello != nil || object?["type"] as? String == "hello" else {
+            drop(peer, "a control frame of protocol version \(version), this coordinator speaks \(Frame.version)")
+            return
+        }
+        let rank = (v1Hello ?? object)?["rank"] as? Int
+        let versions = (object?["versions"] as? [Int]) ?? [Int(version)]
+        refuse(peer, rank: rank, ControlAdmission.versionMismatch(theirs: versions), versions: versions)
     }
 }

@@ -1,7 +1,11 @@
+import Foundation
+import Model
+import Numerics
 import Pipeline
 import Wire
 
-/// How the tensors of a hop plan appear on the wire: shared by the shape and compute stage runners.
+/// How the hop tensors of the executor appear on the wire: the descriptor of a `TensorRole` (Wire's role code,
+/// block and partial layers) and the ZeroMQ channel a worker's executor sends and receives through.
 enum HopWire {
     /// The descriptor of `role` for a [b, s, d] tensor.
     static func descriptor(_ role: TensorRole, _ t: Topology) -> TensorDescriptor {
@@ -21,25 +25,61 @@ enum HopWire {
         }
     }
 
-    /// The step field carries the variant in its high 12 bits so that two variants never mix.
-    static func wireStep(variant: Int, step: Int) -> UInt32 { UInt32(variant) << 20 | UInt32(step) }
+    /// The header's step and variant fields (two fields since protocol version 2), so that two variants never mix.
+    static func wireStep(variant: Int, step: Int) -> WireStep { WireStep(step: UInt32(step), variant: UInt16(variant)) }
+}
 
-    /// A received message must carry exactly the planned tensors.
-    static func expect(_ msg: DataMessage, roles: [TensorRole], direction: Direction, hop: Int, microbatch m: Int, rank: Int) throws {
-        let got = msg.header.tensors.map(role)
-        guard got == roles else {
-            throw WorkerError.protocolViolation(rank: rank, "hop \(hop) \(direction.rawValue) microbatch \(m): expected \(roles), received \(got)")
-        }
+/// A worker's links as the executor sees them: hop messages over the worker's ZeroMQ sockets, each tensor a frame.
+/// `encode` / `decode` turn an executor value into a frame and back (shape mode shares the buffer itself,
+/// compute mode copies a tensor's floats).
+struct WorkerHopChannel<Value>: HopChannel {
+    let worker: Worker
+    let spec: RunSpec
+    let plan: HopPlan
+    var step = 0
+    let encode: (Value) -> Message
+    let decode: (Message) -> Value
+
+    func dataKey(_ key: HopKey) -> DataKey {
+        DataKey(variant: spec.variant, step: step, kind: key.direction == .forward ? .forward : .backward,
+                hop: key.hop, microbatch: key.microbatch)
     }
 
-    /// Sends the tensors of hop `hop` (forward: chunk hop → hop+1; backward: the reverse).
-    static func send(_ worker: Worker, spec: RunSpec, plan: HopPlan, direction: Direction, hop: Int, step: Int, microbatch m: Int,
-                     payloads: [Message]) throws {
-        let layout = plan.layout
-        let dst = layout.rank(ofChunk: direction == .forward ? hop + 1 : hop)
-        let header = FrameHeader(kind: direction == .forward ? .forward : .backward, step: wireStep(variant: spec.variant, step: step),
-                                 microbatch: UInt32(m), hop: UInt32(hop), source: UInt16(worker.rank), destination: UInt16(dst),
-                                 tensors: plan.tensors[hop].map { descriptor($0, spec.topology) })
-        try worker.sendData(to: dst, header: header, payloads: payloads)
+    mutating func send(_ key: HopKey, roles: [TensorRole], values: [Value]) throws {
+        let dst = key.destination(plan.layout)
+        let header = FrameHeader(kind: key.direction == .forward ? .forward : .backward,
+                                 step: HopWire.wireStep(variant: spec.variant, step: step),
+                                 microbatch: UInt32(key.microbatch), hop: UInt32(key.hop), source: UInt16(worker.rank),
+                                 destination: UInt16(dst), tensors: roles.map { HopWire.descriptor($0, spec.topology) })
+        try worker.sendData(to: dst, header: header, payloads: values.map(encode))
+    }
+
+    mutating func receive(_ key: HopKey, roles: [TensorRole]) throws -> [Value]? {
+        guard let msg = worker.arrived(dataKey(key)) else { return nil }
+        let got = msg.header.tensors.map(HopWire.role)
+        guard got == roles else {
+            throw WorkerError.protocolViolation(rank: worker.rank, "\(key): expected \(roles), received \(got) from rank \(msg.header.source)")
+        }
+        return msg.payloads.map(decode)
+    }
+}
+
+extension HopWire {
+    /// A tensor's bytes in a new zero-copy message (the tensor's own array is not handed to libzmq).
+    static func message(_ t: Tensor) -> Message {
+        let bytes = t.count * 4
+        let p = malloc(max(bytes, 4))!
+        t.data.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: bytes) }
+        return Message(takingMalloced: p, count: bytes)
+    }
+
+    /// A received frame as a [rows, cols] tensor (its size was checked against the descriptor on arrival).
+    static func tensor(_ m: Message, rows: Int, cols: Int) -> Tensor {
+        let n = m.count / 4
+        let data = [Float](unsafeUninitializedCapacity: n) { buf, count in
+            memcpy(buf.baseAddress!, m.data, n * 4)
+            count = n
+        }
+        return Tensor(shape: [rows, cols], data: data)
     }
 }

@@ -43,11 +43,12 @@ public struct Overrides: Sendable {
         return (t, set)
     }
 
-    /// Loads `path` (nil = embedded default), applies the overrides and validates the result.
-    public func resolve(path: String?) throws -> Topology {
+    /// Loads `path` (nil = embedded default), applies the overrides and validates the result; `holdsTensors` as in
+    /// `Topology.validate` (false for commands that start no process).
+    public func resolve(path: String?, holdsTensors: Bool = true) throws -> Topology {
         let (base, _) = try Topology.load(path: path)
         let (t, set) = apply(to: base)
-        try t.validate(overridden: set)
+        try t.validate(overridden: set, holdsTensors: holdsTensors)
         return t
     }
 }

@@ -82,8 +82,8 @@ extension Topology {
     public static func load(path: String?) throws -> (Topology, Set<String>) {
         guard let path else { return try parse(yaml: embeddedDefaultYAML, source: "<embedded local-4x2>") }
         let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw TopologyError(file: path, key: "(file)", line: nil, problem: "cannot read: \(error.localizedDescription)")
+        do { text = try InputFile.text(path) } catch let e as InputFileError {
+            throw TopologyError(file: path, key: "(file)", line: nil, problem: e.problem)
         }
         return try parse(yaml: text, source: path)
     }
@@ -179,7 +179,11 @@ extension Topology {
     }
 
     /// Checks the topology as a whole. `overridden` maps a key to the flag that set it, for the message.
-    public func validate(overridden: [String: String] = [:]) throws {
+    /// Every size is computed with overflow checks, and a topology whose `TopologyFootprint` exceeds `memoryBytes`
+    /// is rejected naming the size: its bookkeeping always, its tensors (and model) when `holdsTensors` (commands
+    /// that start processes; predict and schedule hold no tensor).
+    public func validate(overridden: [String: String] = [:], memoryBytes: Int = TopologyFootprint.physicalMemory,
+                         holdsTensors: Bool = true) throws {
         func fail(_ key: String, _ problem: String) -> TopologyError {
             TopologyError(file: source, key: key + (overridden[key].map { " (set by \($0))" } ?? ""), line: nil, problem: problem)
         }
@@ -191,13 +195,28 @@ extension Topology {
         }
         guard ranks >= 2 else { throw fail("pipeline.ranks", "a pipeline needs at least 2 ranks, got \(ranks)") }
         guard ranks <= 512 else { throw fail("pipeline.ranks", "at most 512 worker processes, got \(ranks)") }
-        guard layers >= ranks * virtualStages else {
-            throw fail("model.layers", "L = \(layers) layers cannot fill ranks·virtual = \(ranks)·\(virtualStages) = \(ranks * virtualStages) chunks (need L ≥ ranks·virtual)")
+        guard let chunks = TopologyFootprint.product([ranks, virtualStages]) else {
+            throw fail("pipeline.virtual", "ranks·virtual = \(ranks)·\(virtualStages) chunks overflows a 64-bit integer")
+        }
+        guard layers >= chunks else {
+            throw fail("model.layers", "L = \(layers) layers cannot fill ranks·virtual = \(ranks)·\(virtualStages) = \(chunks) chunks (need L ≥ ranks·virtual)")
         }
         if residual == .block {
             guard blocks <= layers else { throw fail("residual.blocks", "\(blocks) blocks > \(layers) layers") }
         }
-        guard hidden % heads == 0 else { throw fail("model.heads", "hidden \(hidden) is not divisible by \(heads) heads") }
+        let footprint: TopologyFootprint
+        do { footprint = try TopologyFootprint(self) } catch let o as TopologyFootprint.Overflow { throw fail(o.key, o.problem) }
+        if footprint.bookkeepingBytes > memoryBytes {
+            throw fail(footprint.bookkeepingKey, "the schedule, hop plan and per-layer tables alone need \(Self.bytes(footprint.bookkeepingBytes)) "
+                       + "of memory, more than this machine's \(Self.bytes(memoryBytes))")
+        }
+        if holdsTensors, footprint.requiredBytes > memoryBytes {
+            throw fail(footprint.key, "a run needs at least \(Self.bytes(footprint.requiredBytes)) of memory, more than this machine's "
+                       + "\(Self.bytes(memoryBytes)): \(footprint.rule)")
+        }
+        // The divisibility error belongs to the value the command line changed, when it changed only one of the two.
+        let divisibilityKey = overridden["model.hidden"] != nil && overridden["model.heads"] == nil ? "model.hidden" : "model.heads"
+        guard hidden % heads == 0 else { throw fail(divisibilityKey, "hidden \(hidden) is not divisible by \(heads) heads") }
         do { try Schedule.validate(schedule, layout: layout, microbatches: microbatches) } catch let e as ScheduleError {
             let key: String
             switch e {
@@ -214,11 +233,12 @@ extension Topology {
         if transport == .ipc, !addresses.isEmpty {
             throw fail("transport.ranks", "per-rank addresses are for transport kind tcp")
         }
-        let elements = Double(microbatchSize) * Double(seq) * Double(hidden)
-        guard elements * 4 < Double(Int32.max) * 8 else {
-            throw fail("model.hidden", "one b·s·d tensor would be \(Int(elements * 4)) bytes; keep it under 16 GiB")
-        }
     }
+}
+
+extension Topology {
+    /// A byte count for a message: readable and exact.
+    static func bytes(_ n: Int) -> String { "\(Report.human(n)) (\(Report.grouped(n)) B)" }
 }
 
 /// Small typed accessors over a Yams node tree that name the key and line on every error.

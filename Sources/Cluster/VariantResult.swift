@@ -36,10 +36,6 @@ public struct VariantResult: Sendable {
         }
         theoreticalBubble = try ScheduleSimulation(Schedule(kind: topology.schedule, layout: topology.layout,
                                                             microbatches: topology.microbatches)).bubbleFractionPerRank
-        let made = reports.reduce(0) { $0 + $1.depositsMade }, consumed = reports.reduce(0) { $0 + $1.depositsConsumed }
-        guard made == consumed else {
-            throw ClusterError.measuredDiffers("\(made) cross-stage gradient deposits were made but \(consumed) consumed")
-        }
         self.seconds = seconds
         prediction = try TrafficPrediction(topology.trafficConfig)
         let steps = topology.steps

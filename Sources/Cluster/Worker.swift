@@ -11,12 +11,15 @@ public enum WorkerError: Error, CustomStringConvertible {
     case coordinatorLost(rank: Int, why: String)
     case shutdownRequested
     case protocolViolation(rank: Int, String)
+    /// The coordinator refused the hello (another protocol version, a rank taken).
+    case refused(rank: Int, reason: String)
 
     public var description: String {
         switch self {
         case .coordinatorLost(let r, let why): return "worker rank \(r): coordinator lost (\(why)); exiting"
         case .shutdownRequested: return "shutdown requested"
         case .protocolViolation(let r, let s): return "worker rank \(r): \(s)"
+        case .refused(let r, let reason): return "worker rank \(r): the coordinator refused to let it join: \(reason)"
         }
     }
 }
@@ -41,8 +44,14 @@ public final class Worker {
     let watchedParent: pid_t?
     /// The parent the never-join fault idles on: the watched one, else the parent at start-up.
     let parentPid: pid_t
-    /// Data messages that arrived before the action that needs them.
+    /// Data messages that arrived before the action that needs them; only what `plan` admits, so it is bounded.
     var stash: [DataKey: DataMessage] = [:]
+    /// The receives the running variant's actions still take (nil between variants: no data is expected).
+    var plan: ReceivePlan?
+    /// Neighbours whose link probe is awaited (while connecting).
+    var awaitedProbes: Set<Int> = []
+    /// Ranks of the session, from `connect` (a run for another pipeline width is refused).
+    var peersExpected = 0
     var counters = Counters()
     /// Timed spans of the current variant (nil unless the run asked for a trace).
     var trace: [TraceRecord]?
@@ -78,13 +87,38 @@ public final class Worker {
             control.close(lingerMs: 1000)
         }
         do {
-            try send(.hello(rank: rank, pid: getpid(), host: ProcessInfo.processInfo.hostName))
+            try send(.hello(rank: rank, pid: getpid(), host: ProcessInfo.processInfo.hostName, versions: ControlProtocol.versions))
+            var welcomed = false
             while true {
                 guard let msg = try nextControl(timeoutMs: 100) else { continue }
+                if !welcomed {
+                    switch msg {
+                    case .welcome, .refused, .heartbeat, .shutdown: break
+                    default: throw WorkerError.protocolViolation(rank: rank, "the coordinator sent a message before welcoming it")
+                    }
+                }
                 switch msg {
-                case .setup(let transport, let dir, let address, let ranks): try setup(transport, dir, address, ranks)
+                case .welcome(let r, let version):
+                    guard r == rank, ControlProtocol.versions.contains(version) else {
+                        throw WorkerError.protocolViolation(rank: rank, "welcomed as rank \(r) speaking version \(version)")
+                    }
+                    welcomed = true
+                case .refused(let reason, _): throw WorkerError.refused(rank: rank, reason: reason)
+                case .setup(let transport, let dir, let address, let ranks, let maxFrameBytes):
+                    try setup(transport, dir, address, ranks, maxFrameBytes: maxFrameBytes)
                 case .connect(let endpoints): try connect(endpoints)
-                case .run(let spec): try runVariant(spec)
+                case .run(let spec):
+                    do { try spec.topology.validate() } catch {
+                        throw WorkerError.protocolViolation(rank: rank, "the run message's topology is invalid: \(error)")
+                    }
+                    guard (0...Int(UInt16.max)).contains(spec.variant), spec.firstStep >= 0, spec.topology.ranks == peersExpected else {
+                        throw WorkerError.protocolViolation(rank: rank, "run: variant \(spec.variant) (0…65535), first_step \(spec.firstStep) (≥ 0), "
+                                                            + "pipeline.ranks \(spec.topology.ranks) (the \(peersExpected) ranks connected)")
+                    }
+                    guard stash.isEmpty else { throw WorkerError.protocolViolation(rank: rank, "data left over before variant \(spec.variant)") }
+                    plan = try ReceivePlan(rank: rank, variant: spec.variant, topology: spec.topology)
+                    try runVariant(spec)
+                    plan = nil
                 case .heartbeat: break
                 case .shutdown: return 0
                 }
@@ -93,6 +127,8 @@ public final class Worker {
             return 0
         } catch {
             printError("[rank \(rank)] \(error)")
+            // A refused worker never joined: the coordinator knows why already.
+            if case WorkerError.refused = error { return 1 }
             try? send(.failed(rank: rank, message: "\(error)"))
             return 1
         }
@@ -106,7 +142,15 @@ public final class Worker {
 
     // MARK: control
 
-    func send(_ m: FromWorker) throws { try control.send([try ControlFrame.encode(m)]) }
+    /// Sends a control message; a report is stamped with the variant being run (the one it is about).
+    func send(_ m: FromWorker) throws {
+        var m = m
+        if case .report(var r) = m, let plan {
+            r.variant = plan.variant
+            m = .report(r)
+        }
+        try control.send([try ControlFrame.encode(m)])
+    }
 
     /// The next control message (or none within the timeout); heartbeats only refresh the coordinator's liveness.
     func nextControl(timeoutMs: Int) throws -> ToWorker? {
@@ -144,9 +188,14 @@ public final class Worker {
 
     // MARK: links
 
-    func setup(_ transport: TransportKind, _ dir: String, _ address: RankAddress?, _ ranks: Int) throws {
+    func setup(_ transport: TransportKind, _ dir: String, _ address: RankAddress?, _ ranks: Int, maxFrameBytes: Int) throws {
+        guard maxFrameBytes >= Frame.fixedHeaderBytes else {
+            throw WorkerError.protocolViolation(rank: rank, "setup: max_frame_bytes \(maxFrameBytes) is smaller than a header")
+        }
         let s = try Socket(context, .pull)
         try s.setUnboundedQueues()
+        // libzmq disconnects a peer that sends a larger frame before queueing any of it.
+        try s.setMaxMessageSize(maxFrameBytes)
         let endpoint: String
         switch transport {
         case .ipc: endpoint = "ipc://\(dir)/rank-\(rank).data"
@@ -169,6 +218,8 @@ public final class Worker {
         let p = endpoints.count
         guard p >= 2, rank < p else { throw WorkerError.protocolViolation(rank: rank, "connect lists \(p) endpoints for rank \(rank)") }
         let neighbours = Set([(rank + 1) % p, (rank + p - 1) % p]).subtracting([rank])
+        awaitedProbes = neighbours
+        peersExpected = p
         for n in neighbours {
             let s = try Socket(context, .push)
             try s.setUnboundedQueues()
@@ -177,13 +228,7 @@ public final class Worker {
             let probe = FrameHeader(kind: .probe, step: 0, microbatch: 0, hop: 0, source: UInt16(rank), destination: UInt16(n), tensors: [])
             try DataMessage(header: probe, payloads: []).send(on: s)
         }
-        var waiting = neighbours
-        while !waiting.isEmpty {
-            try pump(timeoutMs: 100)
-            for n in waiting where stash.removeValue(forKey: DataKey(variant: -1, step: 0, kind: .probe, hop: 0, microbatch: n)) != nil {
-                waiting.remove(n)
-            }
-        }
+        while !awaitedProbes.isEmpty { try pump(timeoutMs: 100) }
         try send(.ready(rank: rank))
     }
 
@@ -202,50 +247,45 @@ public final class Worker {
         }
     }
 
-    /// Validates a data message and files it under its key; a malformed message is a clear error, not a crash.
+    /// Validates a data message and files it under its key. A malformed message, or one that no remaining action
+    /// of this rank takes (`ReceivePlan`), is a clear error naming the sender and the key, never a crash or a
+    /// stash that grows: the worker fails and tells the coordinator.
     func accept(_ frames: [Message]) throws {
         let message: DataMessage
         do { message = try DataMessage.decode(frames) } catch {
-            throw WorkerError.protocolViolation(rank: rank, "rejected a data message: \(error)")
+            let from = frames.first.flatMap { FrameHeader.claimedSource($0.bytes) }.map { " claiming to come from rank \($0)" } ?? ""
+            throw WorkerError.protocolViolation(rank: rank, "rejected a data message\(from): \(error)")
         }
         let header = message.header
+        let source = Int(header.source)
         guard Int(header.destination) == rank else {
-            throw WorkerError.protocolViolation(rank: rank, "received a message for rank \(header.destination)")
+            throw WorkerError.protocolViolation(rank: rank, "rejected a data message from rank \(source) addressed to rank \(header.destination)")
         }
         if header.kind == .probe {
-            stash[DataKey(variant: -1, step: 0, kind: .probe, hop: 0, microbatch: Int(header.source))] = message
+            guard awaitedProbes.remove(source) != nil else {
+                throw WorkerError.protocolViolation(rank: rank, "rejected a link probe from rank \(source): no probe from it is awaited")
+            }
             return
         }
-        // The variant index rides in the high bits of the step field (see docs/protocol.md).
-        let key = DataKey(variant: Int(header.step >> 20), step: Int(header.step & 0xFFFFF), kind: header.kind,
-                          hop: Int(header.hop), microbatch: Int(header.microbatch))
+        let key = DataKey(variant: Int(header.variant), step: Int(header.step), kind: header.kind, hop: Int(header.hop),
+                          microbatch: Int(header.microbatch))
+        guard plan != nil else {
+            throw WorkerError.protocolViolation(rank: rank, "rejected a data message from rank \(source) (\(key)): no variant is running")
+        }
+        if let why = plan!.admit(key, source: source) {
+            throw WorkerError.protocolViolation(rank: rank, "rejected a data message from rank \(source) (\(key)): \(why)")
+        }
+        guard stash.count < plan!.capacity else {
+            throw WorkerError.protocolViolation(rank: rank, "stash full (\(stash.count) messages) at a message from rank \(source) (\(key))")
+        }
         counters.countReceived(header: header, payloads: message.payloads)
         if trace != nil {
             let now = monotonicSeconds()
             trace!.append(TraceRecord(kind: .arrive, start: now, end: now, step: key.step, chunk: -1, microbatch: key.microbatch,
-                                      hop: key.hop, backward: key.kind == .backward, peer: Int(header.source),
+                                      hop: key.hop, backward: key.kind == .backward, peer: source,
                                       bytes: message.payloads.reduce(0) { $0 + $1.count }))
         }
         stash[key] = message
-    }
-
-    /// Blocks (while answering control traffic) until the message `key` has arrived.
-    func take(_ key: DataKey) throws -> DataMessage {
-        let start = monotonicSeconds()
-        var waited = false
-        while true {
-            if let m = stash.removeValue(forKey: key) {
-                let now = monotonicSeconds()
-                counters.waitSeconds += now - start
-                if waited, trace != nil {
-                    trace!.append(TraceRecord(kind: .wait, start: start, end: now, step: key.step, chunk: -1, microbatch: key.microbatch,
-                                              hop: key.hop, backward: key.kind == .backward))
-                }
-                return m
-            }
-            waited = true
-            try pump(timeoutMs: 50)
-        }
     }
 
     /// Records a compute span (forward, backward, optimizer) when tracing.
@@ -259,25 +299,106 @@ public final class Worker {
     func runVariant(_ spec: RunSpec) throws {
         counters = Counters()
         trace = spec.trace ? [] : nil
-        var shape: ShapeStageRunner?
-        var compute: ComputeStageRunner?
-        if spec.topology.mode == .compute { compute = try ComputeStageRunner(worker: self, spec: spec) } else { shape = try ShapeStageRunner(worker: self, spec: spec) }
-        for step in 0..<spec.topology.steps {
-            for f in faults where f.rank == rank {
-                if case .kill(_, let s) = f, s == step { kill(getpid(), SIGKILL) }
-                if case .freeze(_, let s) = f, s == step { kill(getpid(), SIGSTOP) }
-                if case .stall(_, let s) = f, s == step { usleep(4_000_000) }
+        let t = spec.topology
+        let plan = HopPlan(layout: t.layout, residual: t.residualConfig)
+        let schedule = try Schedule(kind: t.schedule, layout: t.layout, microbatches: t.microbatches)
+        if t.mode == .compute {
+            var backend = try ComputeBackend(config: t.modelConfig, layout: t.layout, rank: rank, microbatches: t.microbatches,
+                                             microbatchSize: t.microbatchSize, seed: UInt64(t.seed), learningRate: t.learningRate)
+            if let dir = spec.resumeDirectory {
+                let (p, o) = try Checkpoint.loadRank(directory: dir, rank: rank, chunks: backend.chunks, learningRate: t.learningRate)
+                backend.restore(parameters: p, optimizers: o)
             }
-            var loss: Float?
-            if compute != nil { loss = try compute!.runStep(step) } else { try shape!.runStep(step) }
-            try send(.stepDone(rank: rank, variant: spec.variant, step: step, loss: loss))
+            var executor = RankExecutor(rank: rank, plan: plan, schedule: schedule, backend: backend)
+            let rows = t.microbatchSize * t.seq, cols = t.hidden
+            var channel = WorkerHopChannel<Tensor>(worker: self, spec: spec, plan: plan, encode: HopWire.message,
+                                                   decode: { HopWire.tensor($0, rows: rows, cols: cols) })
+            for step in 0..<t.steps {
+                injectFaults(step: step)
+                executor.backend.begin(globalStep: spec.firstStep + step + 1)
+                try run(&executor, &channel, step: step)
+                let start = monotonicSeconds()
+                let loss = executor.backend.finishStep()
+                counters.computeSeconds += monotonicSeconds() - start
+                recordCompute(.optimizer, start: start, step: step, chunk: -1, microbatch: -1)
+                try send(.stepDone(rank: rank, variant: spec.variant, step: step, loss: loss))
+            }
+            if let dir = spec.saveDirectory {
+                try Checkpoint.saveRank(directory: dir, rank: rank, chunks: t.layout.chunks(onRank: rank),
+                                        parameters: executor.backend.parameters, optimizers: executor.backend.optimizers,
+                                        stepsCompleted: spec.firstStep + t.steps)
+            }
+            try send(.report(report(peakCachedBytes: executor.cache.peakBytes)))
+        } else {
+            let backend = ShapeBackend(plan: plan, activationBytes: t.trafficConfig.activationBytes)
+            var executor = RankExecutor(rank: rank, plan: plan, schedule: schedule, backend: backend)
+            var channel = WorkerHopChannel<Message>(worker: self, spec: spec, plan: plan, encode: { $0.share() }, decode: { $0 })
+            for step in 0..<t.steps {
+                injectFaults(step: step)
+                executor.backend.step = step
+                try run(&executor, &channel, step: step)
+                try send(.stepDone(rank: rank, variant: spec.variant, step: step, loss: nil))
+            }
+            try send(.report(report(peakCachedBytes: executor.cache.peakBytes)))
         }
-        if let dir = spec.saveDirectory, let compute { try compute.save(to: dir) }
-        var report = shape?.report() ?? ShapeStageRunner.report(worker: self, peakCachedBytes: compute!.peakCachedBytes)
-        report.depositsMade = compute?.depositsMade ?? 0
-        report.depositsConsumed = compute?.depositsConsumed ?? 0
-        report.trace = trace
-        try send(.report(report))
+    }
+
+    /// The faults of this rank that fire when step `step` starts.
+    func injectFaults(step: Int) {
+        for f in faults where f.rank == rank {
+            if case .kill(_, let s) = f, s == step { kill(getpid(), SIGKILL) }
+            if case .freeze(_, let s) = f, s == step { kill(getpid(), SIGSTOP) }
+            if case .stall(_, let s) = f, s == step { usleep(4_000_000) }
+        }
+    }
+
+    /// Carries out one step of the executor: its actions one at a time, answering control traffic and filling the
+    /// stash while a receive waits; compute and waiting are timed (and traced when asked).
+    func run<B: ChunkBackend>(_ executor: inout RankExecutor<B>, _ channel: inout WorkerHopChannel<B.Value>, step: Int) throws {
+        executor.begin(step: step)
+        channel.step = step
+        var waiting: (key: HopKey, since: Double)?
+        while true {
+            let start = monotonicSeconds()
+            switch try executor.perform(&channel) {
+            case .performed(let a):
+                let now = monotonicSeconds()
+                if let w = waiting {
+                    counters.waitSeconds += start - w.since
+                    if trace != nil {
+                        trace!.append(TraceRecord(kind: .wait, start: w.since, end: start, step: step, chunk: -1, microbatch: w.key.microbatch,
+                                                  hop: w.key.hop, backward: w.key.direction == .backward))
+                    }
+                    waiting = nil
+                }
+                if a.isCompute {
+                    counters.computeSeconds += now - start
+                    recordCompute({ if case .forward = a { return .forward }; return .backward }(), start: start, step: step,
+                                  chunk: a.chunk, microbatch: a.microbatch)
+                }
+                // Drain the inbox between actions so arrival times in a trace are at most one action late.
+                if trace != nil { try pump(timeoutMs: 0) }
+            case .waiting(let key):
+                if waiting == nil { waiting = (key, start) }
+                try pump(timeoutMs: 50)
+            case .stepDone:
+                return
+            }
+        }
+    }
+
+    /// The data message `key`, if it has arrived.
+    func arrived(_ key: DataKey) -> DataMessage? { stash.removeValue(forKey: key) }
+
+    /// What this rank measured over the variant.
+    func report(peakCachedBytes: Int) -> WorkerReport {
+        let c = counters
+        func counts(_ d: [LinkKey: (bytes: Int, tensors: Int)]) -> [LinkCount] {
+            d.keys.sorted().map { k in LinkCount(src: k.src, dst: k.dst, direction: k.direction, kind: k.kind, payloadBytes: d[k]!.bytes, tensors: d[k]!.tensors) }
+        }
+        return WorkerReport(rank: rank, received: counts(c.received), sent: counts(c.sent), headerBytesSent: c.headerBytesSent,
+                            messagesSent: c.messagesSent, peakCachedBytes: peakCachedBytes, tensorsPerHop: c.tensorsPerHop,
+                            computeSeconds: c.computeSeconds, waitSeconds: c.waitSeconds, trace: trace)
     }
 
     func sendData(to dst: Int, header: FrameHeader, payloads: [Message]) throws {
@@ -286,7 +407,7 @@ public final class Worker {
         let (sizes, headerBytes) = try DataMessage(header: header, payloads: payloads).send(on: s)
         counters.countSent(header: header, payloadBytes: sizes, headerBytes: headerBytes, rank: rank)
         if trace != nil, header.kind != .probe {
-            trace!.append(TraceRecord(kind: .send, start: start, end: monotonicSeconds(), step: Int(header.step & 0xFFFFF), chunk: -1,
+            trace!.append(TraceRecord(kind: .send, start: start, end: monotonicSeconds(), step: Int(header.step), chunk: -1,
                                       microbatch: Int(header.microbatch), hop: Int(header.hop), backward: header.kind == .backward,
                                       peer: dst, bytes: sizes.reduce(0, +)))
         }
@@ -304,15 +425,6 @@ public final class Worker {
     }
 }
 
-/// The stash key of a data message.
-struct DataKey: Hashable {
-    let variant: Int
-    let step: Int
-    let kind: FrameKind
-    let hop: Int
-    let microbatch: Int
-}
-
 /// Per-variant traffic counters of one worker.
 struct Counters {
     var received: [LinkKey: (bytes: Int, tensors: Int)] = [:]
@@ -323,14 +435,10 @@ struct Counters {
     var computeSeconds = 0.0
     var tensorsPerHop: [Int: Int] = [:]
 
-    static func kind(_ r: WireRole) -> TensorKind {
-        switch r { case .hidden: return .activation; case .block: return .block; case .partial: return .partial }
-    }
-
     mutating func countReceived(header: FrameHeader, payloads: [Message]) {
         let dir: Direction = header.kind == .forward ? .forward : .backward
         for (t, p) in zip(header.tensors, payloads) {
-            let key = LinkKey(src: Int(header.source), dst: Int(header.destination), direction: dir, kind: Counters.kind(t.role))
+            let key = LinkKey(src: Int(header.source), dst: Int(header.destination), direction: dir, kind: HopWire.role(t).kind)
             received[key, default: (0, 0)].bytes += p.count
             received[key, default: (0, 0)].tensors += 1
         }
@@ -339,7 +447,7 @@ struct Counters {
     mutating func countSent(header: FrameHeader, payloadBytes: [Int], headerBytes: Int, rank: Int) {
         let dir: Direction = header.kind == .forward ? .forward : .backward
         for (t, n) in zip(header.tensors, payloadBytes) {
-            let key = LinkKey(src: rank, dst: Int(header.destination), direction: dir, kind: Counters.kind(t.role))
+            let key = LinkKey(src: rank, dst: Int(header.destination), direction: dir, kind: HopWire.role(t).kind)
             sent[key, default: (0, 0)].bytes += n
             sent[key, default: (0, 0)].tensors += 1
         }

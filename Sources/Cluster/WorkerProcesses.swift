@@ -94,6 +94,14 @@ public enum ClusterError: Error, CustomStringConvertible {
     case measuredDiffers(String)
     case interrupted(Int32)
     case phaseTimedOut(phase: String, seconds: Double, ranks: [Int])
+    /// A joined worker sent a control message with a field out of range (its peer, rank, field and what is wrong).
+    case protocolViolation(peer: String, rank: Int, field: String, problem: String)
+    /// A worker asked to join and was refused (another protocol version, say); it never joined.
+    case joinRefused(rank: Int, peer: String, reason: String)
+    /// A worker alive (heartbeating) but with no step done for `--progress-timeout`.
+    case noProgress(rank: Int, seconds: Double, phase: String, stepsDone: Int)
+    /// A variant the running session cannot carry (the coordinator's own input, not a peer's).
+    case incompatibleVariant(String)
 
     public var description: String {
         switch self {
@@ -108,6 +116,13 @@ public enum ClusterError: Error, CustomStringConvertible {
         case .phaseTimedOut(let phase, let s, let ranks):
             return "\(phase) did not finish within \(String(format: "%.0f", s)) s; still waiting for rank\(ranks.count == 1 ? "" : "s") "
                 + "\(ranks.map(String.init).joined(separator: ", ")), which are alive; stopped every worker"
+        case .protocolViolation(let peer, let r, let field, let problem):
+            return "worker rank \(r) (peer \(peer)) sent a control message with \(field) out of range: \(problem); stopped every worker"
+        case .incompatibleVariant(let why): return "cannot run this variant on the session's workers: \(why)"
+        case .joinRefused(let r, let peer, let reason): return "worker rank \(r) (peer \(peer)) was refused: \(reason); stopped every worker"
+        case .noProgress(let r, let s, let phase, let done):
+            return "worker rank \(r) is alive but finished no step for \(String(format: "%.0f", s)) s during \(phase) "
+                + "(\(done) step\(done == 1 ? "" : "s") done; --progress-timeout); stopped every worker"
         }
     }
 }

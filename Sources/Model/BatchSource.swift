@@ -28,7 +28,7 @@ public struct BatchSource: Sendable {
 
     /// The default synthetic corpus (see `SyntheticCorpus`).
     public static func synthetic(seq: Int, vocab: Int, seed: UInt64) -> BatchSource {
-        try! BatchSource(corpus: SyntheticCorpus.generate(), seq: seq, vocab: vocab, seed: seed)
+        try! BatchSource(corpus: SyntheticCorpus.standard, seq: seq, vocab: vocab, seed: seed)
     }
 
     /// Sequence j of step t as (tokens, targets), each [seq].

@@ -52,7 +52,7 @@ public struct Inference: Sendable {
             }
             completed(v0, last: false)
             for n in 1...c.effectiveBlocks {
-                let first = (n - 1) * c.blockSize + 1, last = n == c.effectiveBlocks ? c.layers : n * c.blockSize
+                let first = c.partition!.firstLayer(ofBlock: n), last = c.partition!.lastLayer(ofBlock: n)
                 let queries = (first...last).map { p["layers.\($0).query"] }
                 var partial: Tensor? = nil
                 switch mode {

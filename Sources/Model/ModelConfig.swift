@@ -63,25 +63,17 @@ public struct ModelConfig: Equatable, Codable, Sendable {
     public var usesDepthAttention: Bool { residual != .standard }
 
     /// N: the number of blocks actually used (L for full, 0 meaning "no blocks" for standard).
-    public var effectiveBlocks: Int {
-        switch residual {
-        case .standard: return 0
-        case .full: return layers
-        case .block: return blocks
-        }
-    }
+    public var effectiveBlocks: Int { partition?.blocks ?? 0 }
 
-    /// S = ⌊L/N⌋, the size of every block but possibly the last.
-    public var blockSize: Int { max(1, layers / max(1, effectiveBlocks)) }
+    /// The depth blocks of this model (nil for the standard residual): the one `BlockPartition` that chunks, hop
+    /// plans and the traffic model share.
+    public var partition: BlockPartition? { BlockPartition.of(residual, layers: layers, blocks: blocks) }
 
     /// The block (1-based) that holds layer l (1-based): block n holds (n-1)S+1 … nS, block N runs to L.
-    public func block(ofLayer l: Int) -> Int { min((l - 1) / blockSize + 1, effectiveBlocks) }
+    public func block(ofLayer l: Int) -> Int { partition!.block(ofLayer: l) }
 
     /// True when layer l is the last layer of its block, i.e. its output completes b_n.
-    public func endsBlock(_ l: Int) -> Bool {
-        let n = block(ofLayer: l)
-        return l == layers || (n < effectiveBlocks && l == n * blockSize)
-    }
+    public func endsBlock(_ l: Int) -> Bool { partition!.endsBlock(l) }
 
     /// Odd layers are causal self-attention, even layers are MLPs (DESIGN §3).
     public func isAttention(_ l: Int) -> Bool { l % 2 == 1 }

@@ -10,6 +10,9 @@ public enum SyntheticCorpus {
     /// Size of the generated corpus in bytes.
     public static let defaultLength = 1 << 18
 
+    /// The default corpus, generated once per process (it depends on nothing but the fixed seed).
+    public static let standard: [UInt8] = generate()
+
     /// The corpus bytes (ASCII, all < 128).
     public static func generate(length: Int = defaultLength) -> [UInt8] {
         var rng = SplitMix64(seed: 0x5EED_C0DE)

@@ -1,28 +1,12 @@
 import Model
 
-/// What one tensor on a hop is, in the paper's words. Its gradient travels back on the same hop.
-public enum TensorRole: Hashable, Sendable, CustomStringConvertible {
-    /// The hidden state h of a standard residual stream.
-    case hidden
-    /// A completed block representation b_n (b_0 is the embedding; with Full AttnRes b_n is layer n's output).
-    case block(Int)
-    /// The partial sum b_n^i of the first `layers` outputs of the open block n.
-    case partial(block: Int, layers: Int)
-
+extension TensorRole {
     /// The traffic kind that reports group bytes by.
     public var kind: TensorKind {
         switch self {
         case .hidden: return .activation
         case .block: return .block
         case .partial: return .partial
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case .hidden: return "h"
-        case .block(let n): return "b\(n)"
-        case .partial(let n, let i): return "b\(n)^\(i)"
         }
     }
 }
@@ -70,23 +54,25 @@ public struct HopPlan: Sendable, Equatable {
     public init(layout: Layout, residual: ResidualConfig) {
         self.layout = layout
         self.residual = residual
-        switch residual.kind {
-        case .standard: partition = nil
-        case .full: partition = BlockPartition(layers: layout.layers, blocks: layout.layers)
-        case .block: partition = BlockPartition(layers: layout.layers, blocks: residual.blocks)
+        let partition = BlockPartition.of(residual.kind, layers: layout.layers, blocks: residual.blocks)
+        self.partition = partition
+        tensors = (0..<layout.hops).map { k in
+            let state = TensorRole.state(afterLayer: layout.layers(ofChunk: k).upperBound, partition: partition)
+            guard let partition else { return state }
+            let held = Set(HopPlan.held(byRankOfChunk: k + 1, layout: layout, partition: partition, cache: residual.cache))
+            return state.filter { if case .block(let n) = $0 { return !held.contains(n) }; return true }
         }
-        var plan: [[TensorRole]] = []
-        for k in 0..<layout.hops {
-            guard let partition else { plan.append([.hidden]); continue }
-            let last = layout.layers(ofChunk: k).upperBound
-            let completed = partition.completedBlocks(afterLayer: last)
-            let held = Set(HopPlan.held(byRankOfChunk: k + 1, layout: layout, partition: partition,
-                                        cache: residual.cache))
-            var roles: [TensorRole] = completed.filter { !held.contains($0) }.map { .block($0) }
-            if let p = partition.openPartial(afterLayer: last) { roles.append(.partial(block: p.block, layers: p.layers)) }
-            plan.append(roles)
-        }
-        tensors = plan
+    }
+
+    /// Every tensor of chunk `k`'s input state (what its forward reads: from the wire or the rank's cache), in wire
+    /// order; empty for chunk 0, which embeds tokens.
+    public func inputRoles(ofChunk k: Int) -> [TensorRole] {
+        k == 0 ? [] : TensorRole.state(afterLayer: layout.layers(ofChunk: k).lowerBound - 1, partition: partition)
+    }
+
+    /// Every tensor of chunk `k`'s output state, in wire order; empty for the last chunk, which ends in the loss.
+    public func outputRoles(ofChunk k: Int) -> [TensorRole] {
+        k == layout.chunks - 1 ? [] : TensorRole.state(afterLayer: layout.layers(ofChunk: k).upperBound, partition: partition)
     }
 
     /// Blocks completed once chunk `k` has run (b_0 included).

@@ -20,12 +20,18 @@ public struct Layout: Sendable, Equatable {
     public let virtualStages: Int
     public let layers: Int
 
+    /// The model's chunk layout (Model's `ChunkLayout`, the one definition of which layers a chunk holds).
+    public let chunkLayout: ChunkLayout
+
+    /// Callers validate first (a topology does, with errors naming its keys); an invalid layout here is a bug.
     public init(ranks: Int, virtualStages: Int, layers: Int) {
-        precondition(ranks >= 1 && virtualStages >= 1 && layers >= ranks * virtualStages,
+        let (chunks, overflow) = ranks.multipliedReportingOverflow(by: virtualStages)
+        precondition(ranks >= 1 && virtualStages >= 1 && !overflow && layers >= chunks,
                      "layout needs ranks ≥ 1, virtual ≥ 1 and layers ≥ ranks·virtual")
         self.ranks = ranks
         self.virtualStages = virtualStages
         self.layers = layers
+        chunkLayout = try! ChunkLayout(layers: layers, chunks: chunks)
     }
 
     /// C = P·V.
@@ -34,9 +40,7 @@ public struct Layout: Sendable, Equatable {
     public var hops: Int { chunks - 1 }
 
     /// The 1-based layers of chunk `k`.
-    public func layers(ofChunk k: Int) -> ClosedRange<Int> {
-        (k * layers / chunks + 1)...((k + 1) * layers / chunks)
-    }
+    public func layers(ofChunk k: Int) -> ClosedRange<Int> { chunkLayout.layers(ofChunk: k) }
 
     /// The rank that runs chunk `k`.
     public func rank(ofChunk k: Int) -> Int { k % ranks }
@@ -46,44 +50,4 @@ public struct Layout: Sendable, Equatable {
 
     /// The chunks of rank `r`, in forward order.
     public func chunks(onRank r: Int) -> [Int] { (0..<virtualStages).map { $0 * ranks + r } }
-}
-
-/// The partition of L layers into N depth blocks (DESIGN §3): S = ⌊L/N⌋, block n holds layers (n-1)S+1 … nS
-/// and block N runs to layer L. Block 0 is the embedding v_0. Full AttnRes is the partition with N = L.
-public struct BlockPartition: Sendable, Equatable {
-    public let layers: Int
-    public let blocks: Int
-
-    public init(layers: Int, blocks: Int) {
-        precondition(blocks >= 1 && blocks <= layers, "need 1 ≤ blocks ≤ layers")
-        self.layers = layers
-        self.blocks = blocks
-    }
-
-    /// S = ⌊L/N⌋.
-    public var blockSize: Int { layers / blocks }
-
-    /// The block (1-based) that layer `l` (1-based) belongs to.
-    public func block(ofLayer l: Int) -> Int { min((l - 1) / blockSize + 1, blocks) }
-
-    public func firstLayer(ofBlock n: Int) -> Int { (n - 1) * blockSize + 1 }
-
-    public func lastLayer(ofBlock n: Int) -> Int { n == blocks ? layers : n * blockSize }
-
-    /// Blocks b_0 … b_n completed once layer `l` has run (l = 0: only the embedding).
-    public func completedBlocks(afterLayer l: Int) -> [Int] {
-        guard l >= 1 else { return [0] }
-        let n = block(ofLayer: l)
-        let last = lastLayer(ofBlock: n) == l ? n : n - 1
-        return Array(0...last)
-    }
-
-    /// The open partial b_n^i after layer `l`, or nil when `l` closes its block (the next layer starts a new
-    /// block and gets no partial, not even a zero one: PAPER §2, Eq. 6 case i = 1).
-    public func openPartial(afterLayer l: Int) -> (block: Int, layers: Int)? {
-        guard l >= 1 else { return nil }
-        let n = block(ofLayer: l)
-        if lastLayer(ofBlock: n) == l { return nil }
-        return (n, l - firstLayer(ofBlock: n) + 1)
-    }
 }

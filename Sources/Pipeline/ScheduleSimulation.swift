@@ -1,12 +1,14 @@
-/// Executes every rank's action list against the others in memory: sends never block (as with an unbounded
-/// ZeroMQ queue), a receive waits for its matching send. Compute actions take one time slot each, so the
-/// result is also the schedule's rank × slot grid and its theoretical bubble.
+import Model
+
+/// Executes every rank's action list against the others in memory, with the rank executor itself: sends never
+/// block (as with an unbounded ZeroMQ queue), a receive waits for its matching send. Compute actions take one time
+/// slot each, so the result is also the schedule's rank × slot grid and its theoretical bubble.
 public struct ScheduleSimulation: Sendable {
     /// Time slot of every compute action, per rank (same order as the rank's compute actions).
     public let slots: [[(action: Action, slot: Int)]]
     /// Length of the step in slots.
     public let makespan: Int
-    /// The order in which hops were delivered, as (hop message key, sender rank, receiver rank).
+    /// Every hop message in the order it was received.
     public let deliveries: [Delivery]
 
     public struct Delivery: Sendable, Equatable {
@@ -20,88 +22,75 @@ public struct ScheduleSimulation: Sendable {
 
     /// Why a simulation failed.
     public enum Failure: Error, CustomStringConvertible {
-        /// No rank can make progress; each stuck rank's next action.
+        /// No rank can make progress; each stuck rank's next action, and the grid up to there.
         case deadlock(stuck: [(rank: Int, action: Action)], grid: String)
-        /// A receive matched a send from the wrong rank, or a message was sent twice.
+        /// A rank ran another rank's action, or a message was sent or received twice.
         case mismatch(String)
-        /// Messages that were sent but never received.
-        case unconsumed([String])
 
         public var description: String {
             switch self {
             case .deadlock(let stuck, let grid):
                 return "schedule deadlocks: " + stuck.map { "rank \($0.rank) waits at \($0.action)" }.joined(separator: ", ") + "\n" + grid
             case .mismatch(let s): return "schedule mismatch: \(s)"
-            case .unconsumed(let s): return "messages never received: \(s.joined(separator: ", "))"
             }
         }
     }
 
-    private struct Key: Hashable { let direction: Direction; let hop: Int; let microbatch: Int }
+    /// Unit-time compute: a tensor's value is the slot after which it exists; a chunk starts when its rank is free
+    /// and its inputs have arrived, and takes one slot.
+    struct UnitTime: ChunkBackend {
+        let layout: Layout
+        let rank: Int
+        var clock = 0
+        var slots: [(action: Action, slot: Int)] = []
+
+        mutating func run(_ a: Action, after inputs: [Int]) throws -> Int {
+            guard layout.rank(ofChunk: a.chunk) == rank else { throw Failure.mismatch("rank \(rank) runs \(a) of another rank") }
+            let start = max(clock, inputs.max() ?? 0)
+            slots.append((a, start))
+            clock = start + 1
+            return clock
+        }
+
+        mutating func forward(chunk c: Int, microbatch m: Int, input: HopValues<Int>?) throws -> HopValues<Int>? {
+            let done = try run(.forward(chunk: c, microbatch: m), after: input?.tensors ?? [])
+            return c < layout.chunks - 1 ? HopValues(hidden: done) : nil
+        }
+
+        mutating func backward(chunk c: Int, microbatch m: Int, gradOutput: HopValues<Int>?) throws -> HopValues<Int>? {
+            let done = try run(.backward(chunk: c, microbatch: m), after: gradOutput?.tensors ?? [])
+            return c > 0 ? HopValues(hidden: done) : nil
+        }
+
+        func zeroGradient(_ role: TensorRole, microbatch: Int, hop: Int) -> Int { 0 }
+        func accumulate(_ sum: inout Int, _ contribution: Int, role: TensorRole, microbatch: Int) throws { sum = max(sum, contribution) }
+        func byteCount(_ value: Int) -> Int { 0 }
+    }
 
     public init(_ schedule: Schedule) throws {
         let layout = schedule.layout
-        let p = layout.ranks
-        var pc = [Int](repeating: 0, count: p)
-        var clock = [Int](repeating: 0, count: p)
-        var sent: [Key: (time: Int, from: Int)] = [:]
-        var received: Set<Key> = []
-        var slots = [[(action: Action, slot: Int)]](repeating: [], count: p)
-        var deliveries: [Delivery] = []
-
-        func messageKey(_ a: Action) -> (Key, peer: Int)? {
-            switch a {
-            case .sendForward(let c, let m): return (Key(direction: .forward, hop: c, microbatch: m), layout.rank(ofChunk: c + 1))
-            case .recvForward(let c, let m): return (Key(direction: .forward, hop: c - 1, microbatch: m), layout.rank(ofChunk: c - 1))
-            case .sendBackward(let c, let m): return (Key(direction: .backward, hop: c - 1, microbatch: m), layout.rank(ofChunk: c - 1))
-            case .recvBackward(let c, let m): return (Key(direction: .backward, hop: c, microbatch: m), layout.rank(ofChunk: c + 1))
-            default: return nil
-            }
+        // What a hop carries does not change when a rank may start: one hidden state per hop.
+        let plan = HopPlan(layout: layout, residual: ResidualConfig(kind: .standard, blocks: 1, cache: .none))
+        var executors = (0..<layout.ranks).map {
+            RankExecutor(rank: $0, plan: plan, schedule: schedule, backend: UnitTime(layout: layout, rank: $0), explainsFailures: false)
         }
-
-        while true {
-            var progressed = false
-            for r in 0..<p {
-                let program = schedule.actions[r]
-                while pc[r] < program.count {
-                    let a = program[pc[r]]
-                    switch a {
-                    case .forward, .backward:
-                        guard layout.rank(ofChunk: a.chunk) == r else { throw Failure.mismatch("rank \(r) runs \(a) of another rank") }
-                        slots[r].append((a, clock[r]))
-                        clock[r] += 1
-                    case .sendForward, .sendBackward:
-                        let (key, _) = messageKey(a)!
-                        guard sent[key] == nil else { throw Failure.mismatch("\(a) on rank \(r) sent twice") }
-                        sent[key] = (clock[r], r)
-                    case .recvForward, .recvBackward:
-                        let (key, peer) = messageKey(a)!
-                        guard let s = sent[key] else { break }
-                        guard s.from == peer else { throw Failure.mismatch("\(a) on rank \(r) matched a send from rank \(s.from), expected \(peer)") }
-                        guard received.insert(key).inserted else { throw Failure.mismatch("\(a) on rank \(r) received twice") }
-                        clock[r] = max(clock[r], s.time)
-                        deliveries.append(Delivery(direction: key.direction, hop: key.hop, microbatch: key.microbatch, from: peer, to: r))
-                    }
-                    if case .recvForward = a, !received.contains(messageKey(a)!.0) { break }
-                    if case .recvBackward = a, !received.contains(messageKey(a)!.0) { break }
-                    pc[r] += 1
-                    progressed = true
-                }
-            }
-            if (0..<p).allSatisfy({ pc[$0] == schedule.actions[$0].count }) { break }
-            if !progressed {
-                let stuck = (0..<p).filter { pc[$0] < schedule.actions[$0].count }.map { ($0, schedule.actions[$0][pc[$0]]) }
-                let partial = ScheduleGrid.render(slots: slots, makespan: clock.max() ?? 0, mark: nil)
-                throw Failure.deadlock(stuck: stuck, grid: partial)
-            }
+        let network = InMemoryNetwork<Int>(layout: layout) { _ in 0 }
+        do {
+            try InMemoryCluster.runStep(&executors, network: network, step: 0)
+        } catch is InMemoryCluster.Deadlock {
+            let slots = executors.map(\.backend.slots)
+            throw Failure.deadlock(stuck: executors.filter { !$0.isStepDone }.map { ($0.rank, $0.nextAction!) },
+                                   grid: ScheduleGrid.render(slots: slots, makespan: executors.map(\.backend.clock).max() ?? 0, mark: nil))
+        } catch let e as ExecutorError {
+            throw Failure.mismatch("\(e.cause) (rank \(e.rank)\(e.action.map { ", \($0)" } ?? ""))")
+        } catch {
+            throw Failure.mismatch("\(error)")
         }
-        let leftover = Set(sent.keys).subtracting(received)
-        guard leftover.isEmpty else {
-            throw Failure.unconsumed(leftover.map { "\($0.direction.rawValue) hop \($0.hop) mb \($0.microbatch)" }.sorted())
+        slots = executors.map(\.backend.slots)
+        makespan = executors.map(\.backend.clock).max() ?? 0
+        deliveries = network.delivered.map {
+            Delivery(direction: $0.direction, hop: $0.hop, microbatch: $0.microbatch, from: $0.source(layout), to: $0.destination(layout))
         }
-        self.slots = slots
-        self.makespan = clock.max() ?? 0
-        self.deliveries = deliveries
     }
 
     /// Fraction of rank-slots left idle (the schedule's theoretical bubble, unit-time compute).

@@ -1,3 +1,5 @@
+import Wire
+
 /// A directed link between two ranks, in one direction of training, for one kind of tensor.
 public struct LinkKey: Hashable, Sendable, Comparable, Codable {
     public let src: Int
@@ -75,10 +77,10 @@ public struct TrafficPrediction: Sendable {
     public var forwardPayloadBytesPerStep: Int { links.filter { $0.key.direction == .forward }.values.reduce(0, +) }
     public var backwardPayloadBytesPerStep: Int { links.filter { $0.key.direction == .backward }.values.reduce(0, +) }
     public var payloadBytesPerStep: Int { forwardPayloadBytesPerStep + backwardPayloadBytesPerStep }
-    /// Frame-header bytes per step: every hop message (forward and backward, per microbatch) has a 32-byte
-    /// fixed header plus a 24-byte descriptor per tensor (docs/protocol.md).
+    /// Frame-header bytes per step: every hop message (forward and backward, per microbatch) has the fixed
+    /// header plus one descriptor per tensor (docs/protocol.md; the sizes are Wire's).
     public var headerBytesPerStep: Int {
-        tensorsPerHop.map { 32 + 24 * $0 }.reduce(0, +) * 2 * config.microbatches
+        tensorsPerHop.map { Frame.fixedHeaderBytes + Frame.descriptorBytes * $0 }.reduce(0, +) * 2 * config.microbatches
     }
 
     /// Largest number of tensors any forward hop carries for one microbatch.

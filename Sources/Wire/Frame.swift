@@ -1,17 +1,17 @@
-/// The data-frame format of docs/protocol.md, version 1. A data message is one header frame followed by one
+/// The data-frame format of docs/protocol.md, version 2. A data message is one header frame followed by one
 /// ZeroMQ frame per tensor (sent without copying). All integers little-endian.
 ///
 ///     offset size field
 ///     0      4    magic "ARES"
-///     4      2    version (1)
+///     4      2    version (2)
 ///     6      2    kind (1 forward activations, 2 backward gradients, 3 link probe)
-///     8      4    step
+///     8      4    step (0-based within the variant)
 ///     12     4    microbatch
 ///     16     4    hop k (chunk k → chunk k+1)
 ///     20     2    source rank
 ///     22     2    destination rank
 ///     24     2    tensor count n
-///     26     2    flags (0)
+///     26     2    variant (index within the session; version 1 had a flags field, always 0, here)
 ///     28     4    header length = 32 + 24·n
 ///     32     24·n tensor descriptors
 ///
@@ -19,14 +19,23 @@
 /// reserved u8 (0), block u32, partial layers u32, dims 3 × u32 (unused dims are 1).
 public enum Frame {
     public static let magic: [UInt8] = Array("ARES".utf8)
-    public static let version: UInt16 = 1
+    /// The one data and control protocol version this build speaks.
+    public static let version: UInt16 = 2
+    /// Bytes of a header before its descriptors; the traffic model counts header overhead with this.
     public static let fixedHeaderBytes = 32
+    /// Bytes of one tensor descriptor in a header.
     public static let descriptorBytes = 24
+    /// Elements one tensor may have at most (2^40): far above any legal b·s·d, far below an Int overflow.
+    public static let maxElements: UInt64 = 1 << 40
     /// Most tensors one message may carry (Full AttnRes at L = 4096 still fits).
     public static let maxTensors = 4097
-    /// Most elements one tensor may have (4 TiB of float32), far above any real shape; a decoded size stays
-    /// well inside `Int`.
-    public static let maxElements: UInt64 = 1 << 40
+}
+
+/// A data message's position in the session: the step within its variant and the variant.
+public struct WireStep: Equatable, Sendable {
+    public var step: UInt32
+    public var variant: UInt16
+    public init(step: UInt32, variant: UInt16) { self.step = step; self.variant = variant }
 }
 
 /// What a data message is.
@@ -57,15 +66,14 @@ public struct TensorDescriptor: Equatable, Sendable {
         self.role = role; self.dtype = dtype; self.block = block; self.partialLayers = partialLayers; self.dims = dims
     }
 
-    /// Payload bytes the matching frame must hold. Overflow-checked, since the dims may come from a hostile
-    /// header: a size beyond `Int` is `Int.max`, which no frame can match.
+    /// Payload bytes the matching frame must hold. Overflow-checked: a shape whose byte count does not fit an
+    /// Int (which `FrameHeader.decode` never lets through) gives Int.max, a size no frame can have.
     public var payloadBytes: Int {
-        guard !dims.contains(0) else { return 0 }
         var n = dtype.size
         for d in dims {
-            let (product, overflow) = n.multipliedReportingOverflow(by: Int(d))
+            let (p, overflow) = n.multipliedReportingOverflow(by: Int(d))
             if overflow { return Int.max }
-            n = product
+            n = p
         }
         return n
     }
@@ -74,17 +82,27 @@ public struct TensorDescriptor: Equatable, Sendable {
 /// The header frame of a data message.
 public struct FrameHeader: Equatable, Sendable {
     public var kind: FrameKind
+    /// Training step, 0-based within the variant.
     public var step: UInt32
+    /// Index of the variant within the session (`attnres compare` runs several on the same workers).
+    public var variant: UInt16
     public var microbatch: UInt32
     public var hop: UInt32
     public var source: UInt16
     public var destination: UInt16
     public var tensors: [TensorDescriptor]
 
-    public init(kind: FrameKind, step: UInt32, microbatch: UInt32, hop: UInt32, source: UInt16, destination: UInt16,
+    public init(kind: FrameKind, step: UInt32, variant: UInt16 = 0, microbatch: UInt32, hop: UInt32, source: UInt16, destination: UInt16,
                 tensors: [TensorDescriptor]) {
-        self.kind = kind; self.step = step; self.microbatch = microbatch; self.hop = hop
+        self.kind = kind; self.step = step; self.variant = variant; self.microbatch = microbatch; self.hop = hop
         self.source = source; self.destination = destination; self.tensors = tensors
+    }
+
+    /// The same, with step and variant given together as a `WireStep`.
+    public init(kind: FrameKind, step: WireStep, microbatch: UInt32, hop: UInt32, source: UInt16, destination: UInt16,
+                tensors: [TensorDescriptor]) {
+        self.init(kind: kind, step: step.step, variant: step.variant, microbatch: microbatch, hop: hop, source: source,
+                  destination: destination, tensors: tensors)
     }
 
     public var encodedBytes: Int { Frame.fixedHeaderBytes + Frame.descriptorBytes * tensors.count }
@@ -96,7 +114,7 @@ public struct FrameHeader: Equatable, Sendable {
         out.le(Frame.version); out.le(kind.rawValue)
         out.le(step); out.le(microbatch); out.le(hop)
         out.le(source); out.le(destination)
-        out.le(UInt16(tensors.count)); out.le(UInt16(0))
+        out.le(UInt16(tensors.count)); out.le(variant)
         out.le(UInt32(encodedBytes))
         for t in tensors {
             out.append(t.role.rawValue); out.append(t.dtype.rawValue); out.append(UInt8(t.dims.count)); out.append(0)
@@ -118,8 +136,7 @@ public struct FrameHeader: Equatable, Sendable {
         guard let kind = FrameKind(rawValue: rawKind) else { throw FrameError.unknownKind(rawKind) }
         let step: UInt32 = try r.le(), microbatch: UInt32 = try r.le(), hop: UInt32 = try r.le()
         let src: UInt16 = try r.le(), dst: UInt16 = try r.le()
-        let count: UInt16 = try r.le(), flags: UInt16 = try r.le()
-        guard flags == 0 else { throw FrameError.malformed("flags must be 0, got \(flags)") }
+        let count: UInt16 = try r.le(), variant: UInt16 = try r.le()
         guard Int(count) <= Frame.maxTensors else { throw FrameError.malformed("tensor count \(count) exceeds \(Frame.maxTensors)") }
         let length: UInt32 = try r.le()
         let expected = Frame.fixedHeaderBytes + Frame.descriptorBytes * Int(count)
@@ -137,18 +154,24 @@ public struct FrameHeader: Equatable, Sendable {
             for _ in 0..<3 { dims.append(try r.le()) }
             guard dims[Int(ndim)...].allSatisfy({ $0 == 1 }) else { throw FrameError.malformed("tensor \(i): unused dims must be 1") }
             let shape = Array(dims[..<Int(ndim)])
-            // Checked product: a wrapped one (2^31 · 2^31 · 4 = 2^64 → 0) would pass the bound and trap later.
-            var elements: UInt64 = 1, overflow = false
+            var elements: UInt64 = 1
             for d in shape {
-                let (product, o) = elements.multipliedReportingOverflow(by: UInt64(d))
-                elements = product; overflow = overflow || o
-            }
-            guard shape.contains(0) || (!overflow && elements <= Frame.maxElements) else {
-                throw FrameError.malformed("tensor \(i): shape \(shape) too large (more than \(Frame.maxElements) elements)")
+                let (p, overflow) = elements.multipliedReportingOverflow(by: UInt64(d))
+                guard !overflow, p <= Frame.maxElements else {
+                    throw FrameError.malformed("tensor \(i): shape \(shape) has more than 2^40 elements")
+                }
+                elements = p
             }
             tensors.append(TensorDescriptor(role: role, dtype: dtype, block: block, partialLayers: partial, dims: shape))
         }
-        return FrameHeader(kind: kind, step: step, microbatch: microbatch, hop: hop, source: src, destination: dst, tensors: tensors)
+        return FrameHeader(kind: kind, step: step, variant: variant, microbatch: microbatch, hop: hop, source: src, destination: dst, tensors: tensors)
+    }
+
+    /// The source rank field of a frame that may not decode, for naming the sender in the rejection; nil when the
+    /// frame is too short or does not start with the magic.
+    public static func claimedSource(_ bytes: UnsafeRawBufferPointer) -> UInt16? {
+        guard bytes.count >= 22, Array(bytes[0..<4]) == Frame.magic else { return nil }
+        return UInt16(bytes[20]) | UInt16(bytes[21]) << 8
     }
 
     /// Checks that the payload frames that followed the header match its descriptors.

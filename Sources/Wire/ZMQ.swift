@@ -135,6 +135,15 @@ public final class Socket: @unchecked Sendable {
         guard zmq_setsockopt(raw, option, &v, MemoryLayout<Int32>.size) == 0 else { throw ZMQError.last("zmq_setsockopt(\(option))") }
     }
 
+    public func setInt64(_ option: Int32, _ value: Int64) throws {
+        var v = value
+        guard zmq_setsockopt(raw, option, &v, MemoryLayout<Int64>.size) == 0 else { throw ZMQError.last("zmq_setsockopt(\(option))") }
+    }
+
+    /// libzmq drops the connection of a peer that sends a frame larger than `bytes`, before any of it is queued:
+    /// the bound on what one hostile or broken peer can make this process allocate. Set before bind / connect.
+    public func setMaxMessageSize(_ bytes: Int) throws { try setInt64(ZMQ_MAXMSGSIZE, Int64(bytes)) }
+
     public func setBytes(_ option: Int32, _ value: [UInt8]) throws {
         guard value.withUnsafeBytes({ zmq_setsockopt(raw, option, $0.baseAddress, value.count) }) == 0 else {
             throw ZMQError.last("zmq_setsockopt(\(option))")

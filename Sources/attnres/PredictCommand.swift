@@ -17,7 +17,8 @@ struct Predict: ParsableCommand {
     @Flag(help: "Print the paper's Eq. 7 / Eq. 8 block counts beside our exact ones.") var paperAccounting = false
 
     func run() throws {
-        let t = try topology.resolve()
+        let t = try topology.resolve(holdsTensors: false)
+        try OutputPath.check([OutputPath("--json", json, .file)])
         let variants = comparisonVariants(of: t)
         let predictions = try variants.map { ($0, try TrafficPrediction($0.trafficConfig)) }
         print(Report.describe(t))
@@ -64,7 +65,7 @@ struct ScheduleCommand: ParsableCommand {
     @Flag(help: "Also print each rank's full action list, communication included.") var actions = false
 
     func run() throws {
-        let t = try topology.resolve()
+        let t = try topology.resolve(holdsTensors: false)
         let s = try Schedule(kind: t.schedule, layout: t.layout, microbatches: t.microbatches)
         let sim = try ScheduleSimulation(s)
         print("\(t.schedule.rawValue): \(t.ranks) ranks × \(t.virtualStages) virtual, \(t.microbatches) microbatches, \(t.layout.chunks) chunks")

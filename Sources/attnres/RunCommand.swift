@@ -21,11 +21,14 @@ struct ClusterOptions: ParsableArguments {
     @Option(name: .customLong("fault"), help: "Inject a fault: kill:RANK@STEP, freeze:RANK@STEP, stall:RANK@STEP (4 s busy) or never-join:RANK (repeatable).")
     var faults: [String] = []
 
-    @Option(help: "Seconds to wait for every worker to join.")
+    @Option(parsing: .unconditional, help: "Seconds to wait for every worker to join (more than 0, at most a day).")
     var joinTimeout: Double = 5
 
-    @Option(help: "Seconds of silence after which a worker is declared frozen.")
+    @Option(parsing: .unconditional, help: "Seconds of silence after which a worker is declared frozen (more than 0, at most a day).")
     var silenceTimeout: Double = 3
+
+    @Option(parsing: .unconditional, help: "Seconds a worker may stay alive without finishing a step before the run stops naming it (0 = no limit, else more than 0, at most a day).")
+    var progressTimeout: Double = 600
 
     @Option(help: "Write the report as JSON to this file.")
     var json: String?
@@ -35,22 +38,51 @@ struct ClusterOptions: ParsableArguments {
 
     /// Resolves the topology (in the BLAS kernel `attnres train` uses, so compute runs agree bit for bit with it:
     /// docs/model.md) and starts a local cluster for it with every data link proven.
-    func startCluster(_ topology: TopologyOptions) throws -> (Topology, Coordinator) {
-        let (t, coordinator) = try makeCoordinator(topology, spawnLocal: true, logLevel: verbose ? .info : .warning)
+    func startCluster(_ topology: TopologyOptions, outputs: [OutputPath] = [], resume: String? = nil) throws -> (Topology, Coordinator) {
+        let (t, coordinator) = try makeCoordinator(topology, spawnLocal: true, logLevel: verbose ? .info : .warning,
+                                                   outputs: outputs, resume: resume)
         try coordinator.start()
         return (t, coordinator)
     }
 
     /// The topology and a coordinator bound for it; `spawnLocal` false waits for workers started elsewhere.
-    func makeCoordinator(_ topology: TopologyOptions, spawnLocal: Bool, logLevel: Logger.Level) throws -> (Topology, Coordinator) {
+    /// Every option is checked first (see `check`), so a bad one fails before any process starts.
+    func makeCoordinator(_ topology: TopologyOptions, spawnLocal: Bool, logLevel: Logger.Level, outputs: [OutputPath] = [],
+                         resume: String? = nil) throws -> (Topology, Coordinator) {
         BLASKernel.reexecWithPreferredKernelIfNeeded()
         let t = try topology.resolve()
+        let faults = try check(t, outputs: outputs, resume: resume)
         var logger = Logger(label: "attnres.coordinator") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = logLevel
         Coordinator.interruptOnSignals()
-        let coordinator = try Coordinator(topology: t, faults: try parseFaults(faults), joinTimeout: joinTimeout,
+        let coordinator = try Coordinator(topology: t, faults: faults, joinTimeout: joinTimeout,
                                           silenceTimeout: silenceTimeout, spawnLocal: spawnLocal, logger: logger)
+        coordinator.progressTimeout = progressTimeout > 0 ? progressTimeout : nil
         return (t, coordinator)
+    }
+
+    /// Checks the timeouts, the faults (against `t`), the output paths (`--json` and the command's own) and the
+    /// checkpoint to resume from; returns the parsed faults.
+    func check(_ t: Topology, outputs: [OutputPath], resume: String?) throws -> [Fault] {
+        try RunOptionChecks.timeout(joinTimeout, flag: "--join-timeout")
+        try RunOptionChecks.timeout(silenceTimeout, flag: "--silence-timeout")
+        if progressTimeout != 0 { try RunOptionChecks.timeout(progressTimeout, flag: "--progress-timeout") }
+        let parsed = try parseFaults(faults)
+        for f in parsed { try f.validate(against: t) }
+        try OutputPath.check(outputs + [OutputPath("--json", json, .file)])
+        if let resume { try Checkpoint.checkResumable(directory: resume, topology: t) }
+        return parsed
+    }
+}
+
+/// An output option of a command: its flag, its value (nil = not given) and whether it names a file or a directory.
+struct OutputPath {
+    let flag: String, path: String?, kind: RunOptionChecks.OutputKind
+    init(_ flag: String, _ path: String?, _ kind: RunOptionChecks.OutputKind) { self.flag = flag; self.path = path; self.kind = kind }
+
+    /// Checks every given path (see `RunOptionChecks.output`).
+    static func check(_ outputs: [OutputPath]) throws {
+        for o in outputs { if let path = o.path { try RunOptionChecks.output(path, flag: o.flag, kind: o.kind) } }
     }
 }
 
@@ -91,7 +123,8 @@ struct Run: ParsableCommand {
     func run() throws {
         let progress = Progress()
         progress.update("starting the workers")
-        let (t, coordinator) = try cluster.startCluster(topology)
+        let outputs = [OutputPath("--save", save, .directory), OutputPath("--trace", trace, .file), OutputPath("--trace-svg", traceSvg, .file)]
+        let (t, coordinator) = try cluster.startCluster(topology, outputs: outputs, resume: resume)
         defer { coordinator.shutdown() }
         var moved = 0
         let perStep = try TrafficPrediction(t.trafficConfig).payloadBytesPerStep
@@ -170,7 +203,7 @@ struct WorkerCommand: ParsableCommand {
         abstract: "Run one pipeline rank; started by a coordinator (or by hand / srun / ssh on another host).")
 
     @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.1:5555.") var join: String
-    @Option(help: "This worker's rank.") var rank: Int
+    @Option(parsing: .unconditional, help: "This worker's rank.") var rank: Int
     @Option(name: .customLong("fault"), help: "Fault to inject (see `attnres run --help`).") var faults: [String] = []
     @Option(help: "Exit as soon as this process (the local coordinator that started the worker) is gone; set by the coordinator.")
     var parentPid: Int32?
@@ -216,6 +249,7 @@ struct Merge: ParsableCommand {
     @Argument(help: "Output safetensors file.") var output: String
 
     func run() throws {
+        try OutputPath.check([OutputPath("output", output, .file)])
         let n = try Checkpoint.merge(directory: directory, output: output)
         print("wrote \(n) tensors to \(output)")
     }

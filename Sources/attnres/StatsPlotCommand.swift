@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import Model
 
@@ -21,7 +22,8 @@ struct StatsPlot: ParsableCommand {
 
     func run() throws {
         var table = LayerStatsTable()
-        for path in inputs { table.rows += try LayerStatsTable(csv: String(contentsOfFile: path, encoding: .utf8)).rows }
+        try OutputPath.check([OutputPath("output", output, .file)])
+        for path in inputs { table.rows += try LayerStatsTable(csv: InputFile.text(path)).rows }
         if let steps {
             let keep = Set(steps.split(separator: ",").compactMap { Int($0) })
             table.rows = table.rows.filter { keep.contains($0.step) }

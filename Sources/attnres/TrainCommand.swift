@@ -15,7 +15,11 @@ struct Train: ParsableCommand {
         Defaults train in seconds on 2 cores: 8 layers, hidden 64, 4 heads, seq 32, vocab 256, block residual \
         with 4 blocks, 4 microbatches of 2 sequences, 50 steps, seed 1, lr 3e-3. A TOPOLOGY file may set \
         model.{layers,hidden,heads,seq,vocab}, residual.{kind,blocks}, pipeline.{microbatches,microbatch_size}, \
-        seed and steps; flags override it.
+        seed, steps and lr; flags override it.
+
+        `train` takes the same topology flags as `run`, so one command line describes the model for both. The \
+        flags that only place it on a pipeline (--ranks, --virtual, --schedule, --cache, --mode, --transport) \
+        are accepted and ignored, with a note on standard error: one process trains the whole model.
 
         Examples:
           attnres train --residual standard --steps 200 --json out/standard.json
@@ -23,21 +27,7 @@ struct Train: ParsableCommand {
           attnres train --stats out/block.csv --stats-every 50
         """)
 
-    @Argument(help: "Optional topology YAML file (model/residual/pipeline/seed/steps keys are read).")
-    var topology: String?
-
-    @Option(help: "Residual kind: standard, full or block.") var residual: ResidualKind?
-    @Option(help: "Number of blocks N (block residual).") var blocks: Int?
-    @Option(help: "Number of sublayers L.") var layers: Int?
-    @Option(help: "Model width d.") var hidden: Int?
-    @Option(help: "Attention heads.") var heads: Int?
-    @Option(help: "Sequence length.") var seq: Int?
-    @Option(help: "Vocabulary size (bytes map to byte % vocab).") var vocab: Int?
-    @Option(help: "Microbatches per optimizer step.") var microbatches: Int?
-    @Option(name: .customLong("microbatch-size"), help: "Sequences per microbatch.") var microbatchSize: Int?
-    @Option(help: "Optimizer steps.") var steps: Int?
-    @Option(help: "Seed for init and batch sampling.") var seed: UInt64?
-    @Option(help: "AdamW learning rate.") var lr: Float?
+    @OptionGroup var topology: TopologyOptions
     @Option(help: "Run the model as this many chunks (same results bit for bit; for checking).") var chunks: Int = 1
     @Option(name: .customLong("blas-threads"), help: "OpenBLAS threads (default 1: deterministic and fair to other ranks).")
     var blasThreads: Int = 1
@@ -50,6 +40,7 @@ struct Train: ParsableCommand {
     var statsEvery: Int = 25
 
     func validate() throws {
+        if let seed = topology.seed, seed < 0 { throw ValidationError("--seed must be ≥ 0, got \(seed)") }
         if chunks < 1 { throw ValidationError("--chunks must be ≥ 1") }
         if blasThreads < 1 { throw ValidationError("--blas-threads must be ≥ 1") }
         if statsEvery < 1 { throw ValidationError("--stats-every must be ≥ 1") }
@@ -58,19 +49,20 @@ struct Train: ParsableCommand {
     /// Flags over topology over defaults.
     func resolvedConfig() throws -> TrainConfig {
         var c = TrainConfig()
-        if let topology { try TopologyKeys.apply(file: topology, to: &c) }
-        if let residual { c.model.residual = residual }
-        if let blocks { c.model.blocks = blocks }
-        if let layers { c.model.layers = layers }
-        if let hidden { c.model.hidden = hidden }
-        if let heads { c.model.heads = heads }
-        if let seq { c.model.seq = seq }
-        if let vocab { c.model.vocab = vocab }
-        if let microbatches { c.microbatches = microbatches }
-        if let microbatchSize { c.microbatchSize = microbatchSize }
-        if let steps { c.steps = steps }
-        if let seed { c.seed = seed }
-        if let lr { c.learningRate = lr }
+        if let file = topology.topology { try TopologyKeys.apply(file: file, to: &c) }
+        let o = topology.overrides
+        if let residual = o.residual { c.model.residual = residual }
+        if let blocks = o.blocks { c.model.blocks = blocks }
+        if let layers = o.layers { c.model.layers = layers }
+        if let hidden = o.hidden { c.model.hidden = hidden }
+        if let heads = o.heads { c.model.heads = heads }
+        if let seq = o.seq { c.model.seq = seq }
+        if let vocab = o.vocab { c.model.vocab = vocab }
+        if let microbatches = o.microbatches { c.microbatches = microbatches }
+        if let microbatchSize = o.microbatchSize { c.microbatchSize = microbatchSize }
+        if let steps = o.steps { c.steps = steps }
+        if let seed = o.seed { c.seed = UInt64(seed) }
+        if let lr = o.learningRate { c.learningRate = lr }
         try c.validate()
         return c
     }
@@ -78,9 +70,14 @@ struct Train: ParsableCommand {
     func run() throws {
         BLASKernel.reexecWithPreferredKernelIfNeeded()
         let config = try resolvedConfig()
+        try OutputPath.check([OutputPath("--json", json, .file), OutputPath("--export", export, .directory), OutputPath("--stats", stats, .file)])
+        let ignored = topology.pipelineFlagsGiven
+        if !ignored.isEmpty {
+            printError("train: ignoring \(ignored.joined(separator: ", ")): one process trains the whole model (no pipeline)")
+        }
         let source: BatchSource
         if let data {
-            let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: data)))
+            let bytes = try InputFile.bytes(data)
             source = try BatchSource(corpus: bytes, seq: config.model.seq, vocab: config.model.vocab, seed: config.seed)
         } else {
             source = .synthetic(seq: config.model.seq, vocab: config.model.vocab, seed: config.seed)

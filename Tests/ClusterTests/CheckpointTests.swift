@@ -80,4 +80,103 @@ final class CheckpointTests: XCTestCase {
         XCTAssertTrue(shape.stderr.contains("use mode compute"), shape.stderr)
         CLIProcess.assertNoOrphans()
     }
+
+    /// A copy of checkpoint `source` in a fresh directory under `d`, for tampering.
+    func copy(_ source: String, in d: URL, as name: String) throws -> String {
+        let target = d.appendingPathComponent(name).path
+        try FileManager.default.copyItem(atPath: source, toPath: target)
+        return target
+    }
+
+    func editManifest(_ dir: String, _ edit: (inout [String: Any]) -> Void) throws {
+        let url = URL(fileURLWithPath: dir).appendingPathComponent("manifest.json")
+        var m = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        edit(&m)
+        try JSONSerialization.data(withJSONObject: m).write(to: url)
+    }
+
+    func assertResumeRefused(_ ck: String, mentioning words: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try CLIProcess.run(["run", "--steps", "1", "--resume", ck] + model, timeout: 120, file: file, line: line)
+        XCTAssertNotEqual(r.status, 0, "resumed from \(ck)", file: file, line: line)
+        for w in words { XCTAssertTrue(r.stderr.contains(w), "stderr lacks '\(w)':\n\(r.stderr)", file: file, line: line) }
+        CLIProcess.assertNoOrphans(file: file, line: line)
+    }
+
+    /// The manifest holds each rank file's size and SHA-256; resume and merge refuse, naming the file, a checkpoint
+    /// whose files disagree with it, whose ranks disagree on steps, or which has no manifest.
+    func testResumeRefusesACheckpointThatLies() throws {
+        let d = try tempDir()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let ck = d.appendingPathComponent("ck").path
+        _ = try runLosses(["run", "--steps", "2", "--save", ck] + model, json: d.appendingPathComponent("r.json"))
+        let manifest = try Checkpoint.readManifest(ck)
+        XCTAssertEqual(manifest.format, "attnres-checkpoint-2")
+        for r in manifest.ranks {
+            let bytes = try InputFile.bytes("\(ck)/\(r.file)")
+            XCTAssertEqual(r.bytes, bytes.count)
+            XCTAssertEqual(r.sha256, SHA256.hex(bytes))
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: ck).sorted(),
+                       ["manifest.json", "rank-0.safetensors", "rank-1.safetensors"], "no temp file left")
+
+        let corrupt = try copy(ck, in: d, as: "corrupt")
+        let rank1 = "\(corrupt)/rank-1.safetensors"
+        var bytes = try InputFile.bytes(rank1)
+        bytes[bytes.count / 2] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: rank1))
+        try assertResumeRefused(corrupt, mentioning: ["checkpoint \(rank1): SHA-256", "differs from the manifest"])
+        let merged = try CLIProcess.run(["merge", corrupt, d.appendingPathComponent("m.safetensors").path])
+        XCTAssertNotEqual(merged.status, 0)
+        XCTAssertTrue(merged.stderr.contains("\(rank1): SHA-256"), merged.stderr)
+
+        let deleted = try copy(ck, in: d, as: "deleted")
+        try FileManager.default.removeItem(atPath: "\(deleted)/rank-0.safetensors")
+        try assertResumeRefused(deleted, mentioning: ["checkpoint \(deleted)/rank-0.safetensors: rank 0's file: no such file"])
+
+        // Rank 1 claims another step count; its size and hash are made to agree, so only the steps can tell.
+        let steps = try copy(ck, in: d, as: "steps")
+        var file = try SafeTensors(bytes: try InputFile.bytes("\(steps)/rank-1.safetensors"))
+        file.metadata["steps_completed"] = "7"
+        let edited = try file.serialized()
+        try Data(edited).write(to: URL(fileURLWithPath: "\(steps)/rank-1.safetensors"))
+        try editManifest(steps) { m in
+            var ranks = m["ranks"] as! [[String: Any]]
+            ranks[1]["bytes"] = edited.count
+            ranks[1]["sha256"] = SHA256.hex(edited)
+            m["ranks"] = ranks
+        }
+        try assertResumeRefused(steps, mentioning: ["checkpoint \(steps)/rank-1.safetensors: rank 1 has steps_completed 7, the checkpoint 2",
+                                                    "the ranks disagree on steps"])
+
+        let truncated = try copy(ck, in: d, as: "truncated")
+        let rank0 = "\(truncated)/rank-0.safetensors"
+        try Data(try InputFile.bytes(rank0).dropLast(10)).write(to: URL(fileURLWithPath: rank0))
+        try assertResumeRefused(truncated, mentioning: ["checkpoint \(rank0): is", "bytes, the manifest says"])
+
+        let noManifest = try copy(ck, in: d, as: "no-manifest")
+        try FileManager.default.removeItem(atPath: "\(noManifest)/manifest.json")
+        try assertResumeRefused(noManifest, mentioning: ["checkpoint \(noManifest)/manifest.json: missing"])
+
+        let oldFormat = try copy(ck, in: d, as: "old-format")
+        try editManifest(oldFormat) { $0["format"] = "attnres-checkpoint-1" }
+        try assertResumeRefused(oldFormat, mentioning: ["manifest.json: format attnres-checkpoint-1, expected attnres-checkpoint-2"])
+
+        try assertResumeRefused(d.appendingPathComponent("nowhere").path, mentioning: ["nowhere: no such directory"])
+    }
+
+    /// One rank cannot write its file (a directory is in the way): the run fails naming the rank, and the
+    /// checkpoint left behind, old manifest and a mix of new and old rank files, is refused instead of resumed.
+    func testAPartlyWrittenCheckpointIsRefused() throws {
+        let d = try tempDir()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let ck = d.appendingPathComponent("ck").path
+        _ = try runLosses(["run", "--steps", "1", "--save", ck] + model, json: d.appendingPathComponent("a.json"))
+        try FileManager.default.removeItem(atPath: "\(ck)/rank-1.safetensors")
+        try FileManager.default.createDirectory(atPath: "\(ck)/rank-1.safetensors/blocker", withIntermediateDirectories: true)
+        let second = try CLIProcess.run(["run", "--steps", "1", "--save", ck] + model)
+        XCTAssertNotEqual(second.status, 0)
+        XCTAssertTrue(second.stderr.contains("worker rank 1 failed"), second.stderr)
+        XCTAssertTrue(second.stderr.contains("rank-1.safetensors"), second.stderr)
+        try assertResumeRefused(ck, mentioning: ["checkpoint \(ck)/rank-"])
+    }
 }

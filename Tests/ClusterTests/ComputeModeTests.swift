@@ -5,9 +5,10 @@ import XCTest
 
 /// Compute mode: the real model split across worker processes equals the single-process reference.
 final class ComputeModeTests: XCTestCase {
-    /// A small model whose blocks (S = 2, last block 3 layers) do not line up with the 4 chunks of
-    /// 2 ranks × 2 virtual stages, so hops carry partial sums and several blocks.
-    let model = ["--layers", "7", "--hidden", "16", "--heads", "2", "--seq", "8", "--vocab", "64",
+    /// A small model whose blocks (S = 3, last block 4 layers) do not line up with the 4, 6 or 8 chunks of
+    /// 2 ranks × 2, 3 or 4 virtual stages, so hops carry partial sums and several blocks, and with V ≥ 3 two later
+    /// chunks of a rank read the same cached block (their deposits share one slot).
+    let model = ["--layers", "10", "--hidden", "16", "--heads", "2", "--seq", "8", "--vocab", "64",
                  "--microbatches", "4", "--microbatch-size", "2", "--steps", "10", "--seed", "5"]
 
     struct Losses: Decodable { var losses: [Float] }
@@ -27,9 +28,10 @@ final class ComputeModeTests: XCTestCase {
             let reference = try losses(["train", "--residual", residual] + blocks + model)
             XCTAssertEqual(reference.count, 10)
             XCTAssertLessThan(reference.last!, reference.first!, "\(residual) should learn")
-            for (schedule, ranks, virtual) in [("gpipe", 2, 1), ("1f1b", 3, 1), ("interleaved-1f1b", 2, 2)] {
-                for cache in ["none", "cross-stage"] {
-                    let name = "\(residual)/\(schedule)/\(cache)"
+            for (schedule, ranks, virtual) in [("gpipe", 2, 1), ("1f1b", 3, 1), ("interleaved-1f1b", 2, 2),
+                                                     ("interleaved-1f1b", 2, 3), ("interleaved-1f1b", 2, 4)] {
+                for cache in virtual >= 3 ? ["none", "cross-stage", "received-only"] : ["none", "cross-stage"] {
+                    let name = "\(residual)/\(schedule) \(ranks)×\(virtual)/\(cache)"
                     let run = try losses(["run", "--mode", "compute", "--residual", residual, "--cache", cache,
                                           "--schedule", schedule, "--ranks", "\(ranks)", "--virtual", "\(virtual)"] + blocks + model)
                     XCTAssertEqual(run.count, reference.count, name)
@@ -67,6 +69,16 @@ final class ComputeModeTests: XCTestCase {
             XCTAssertTrue(compute.measured!.matchesPredicted, "\(compute.measured!.mismatches)")
             XCTAssertTrue(compute.predicted.links.contains { $0.kind == "partial" } || residual == "full", "the config should exercise partials")
         }
+        CLIProcess.assertNoOrphans()
+    }
+
+    /// A diverging run stops with the loss's step and microbatch and the rank's grid, and leaves no process.
+    func testNaNLossStopsTheRunNamingStepAndMicrobatch() throws {
+        let r = try CLIProcess.run(["run", "--mode", "compute", "--ranks", "2", "--virtual", "2", "--layers", "8", "--lr", "1e30",
+                                    "--steps", "4"])
+        XCTAssertNotEqual(r.status, 0, r.stdout)
+        XCTAssertTrue(r.stderr.contains("loss is NaN at step 2 (microbatch 0)"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("<-- ERROR HERE"), r.stderr)
         CLIProcess.assertNoOrphans()
     }
 }

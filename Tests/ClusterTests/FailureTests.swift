@@ -151,7 +151,7 @@ final class FailureTests: XCTestCase {
         try rogue.send([Message(bytes: bad)])
         XCTAssertThrowsError(try coordinator.run(t)) { error in
             XCTAssertTrue("\(error)".contains("worker rank 1 failed"), "\(error)")
-            XCTAssertTrue("\(error)".contains("protocol version 9, this build speaks version 1"), "\(error)")
+            XCTAssertTrue("\(error)".contains("protocol version 9, this build speaks version 2"), "\(error)")
         }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import Cluster
 @testable import Pipeline
+import Model
 
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
@@ -76,9 +77,118 @@ final class TopologyTests: XCTestCase {
         assertRejects(good, key: "pipeline.microbatches (set by --microbatches)", mentions: "must be ≥ 1", overrides: o)
     }
 
-    func testMissingFileIsAClearError() {
+    /// Missing, a directory, not UTF-8: each says what is wrong with which file.
+    func testUnreadableFilesSayWhatIsWrong() throws {
         XCTAssertThrowsError(try Topology.load(path: "/nonexistent/x.yaml")) {
-            XCTAssertTrue("\($0)".hasPrefix("/nonexistent/x.yaml: (file): cannot read"), "\($0)")
+            XCTAssertEqual("\($0)", "/nonexistent/x.yaml: (file): no such file")
         }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("attnres-topo-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        XCTAssertThrowsError(try Topology.load(path: dir.path)) {
+            XCTAssertEqual("\($0)", "\(dir.path): (file): is a directory, not a file")
+        }
+        let latin1 = dir.appendingPathComponent("latin1.yaml")
+        try Data("name: caf".utf8 + [0xe9] + Array("\n".utf8)).write(to: latin1)
+        XCTAssertThrowsError(try Topology.load(path: latin1.path)) {
+            XCTAssertEqual("\($0)", "\(latin1.path): (file): is not UTF-8 text (invalid byte at offset 9)")
+        }
+    }
+
+    func validate(_ o: Overrides, memoryBytes: Int = TopologyFootprint.physicalMemory, holdsTensors: Bool = true) throws {
+        let (t, set) = o.apply(to: try Topology.parse(yaml: good, source: "good.yaml").0)
+        try t.validate(overridden: set, memoryBytes: memoryBytes, holdsTensors: holdsTensors)
+    }
+
+    func assertInvalid(_ o: Overrides, key: String, mentions: [String], memoryBytes: Int = TopologyFootprint.physicalMemory,
+                       holdsTensors: Bool = true, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try validate(o, memoryBytes: memoryBytes, holdsTensors: holdsTensors), file: file, line: line) { e in
+            guard let e = e as? TopologyError else { return XCTFail("\(e)", file: file, line: line) }
+            XCTAssertEqual(e.key, key, "\(e)", file: file, line: line)
+            for m in mentions { XCTAssertTrue(e.problem.contains(m), "lacks '\(m)': \(e)", file: file, line: line) }
+        }
+    }
+
+    /// Values whose products overflow are errors naming the key, not traps.
+    func testOverflowingProductsAreErrors() {
+        var o = Overrides()
+        o.virtualStages = 4611686018427387904
+        assertInvalid(o, key: "pipeline.virtual (set by --virtual)", mentions: ["ranks·virtual = 2·4611686018427387904", "overflows"])
+        o = Overrides()
+        o.seq = 4611686018427387904
+        assertInvalid(o, key: "model.seq (set by --seq)", mentions: ["b·s·d·4 bytes", "overflows"], holdsTensors: false)
+        o = Overrides()
+        o.microbatches = 4611686018427387904
+        assertInvalid(o, key: "pipeline.microbatches (set by --microbatches)", mentions: ["the schedule", "overflows"], holdsTensors: false)
+        o = Overrides()
+        o.layers = 4611686018427387904
+        assertInvalid(o, key: "model.layers (set by --layers)", mentions: ["4611686018427387904 layers overflow"], holdsTensors: false)
+    }
+
+    /// The memory rule, against a given budget: one hop message held twice (shape mode), plus the model and a
+    /// step's activations (compute mode); commands that hold no tensor only need the bookkeeping.
+    func testTopologiesThatCannotFitInMemoryAreRejected() throws {
+        let t = try Topology.parse(yaml: good, source: "good.yaml").0
+        let shape = try TopologyFootprint(t)
+        XCTAssertEqual(shape.tensorBytes, 1 * 4 * 16 * 4)
+        XCTAssertEqual(shape.maxTensorsPerHop, 4 + 2)
+        XCTAssertGreaterThanOrEqual(shape.requiredBytes, shape.bookkeepingBytes + 2 * 6 * 256)
+        XCTAssertNoThrow(try validate(Overrides(), memoryBytes: shape.requiredBytes))
+        assertInvalid(Overrides(), key: shape.key, mentions: ["needs at least", "shape mode streams tensors", "one hop message of up to 6"],
+                      memoryBytes: shape.requiredBytes - 1)
+        XCTAssertNoThrow(try validate(Overrides(), memoryBytes: shape.bookkeepingBytes, holdsTensors: false))
+        assertInvalid(Overrides(), key: "pipeline.microbatches", mentions: ["the schedule, hop plan and per-layer tables alone"],
+                      memoryBytes: shape.bookkeepingBytes - 1, holdsTensors: false)
+        var compute = t
+        compute.mode = .compute
+        let c = try TopologyFootprint(compute)
+        XCTAssertGreaterThan(c.requiredBytes, shape.requiredBytes + 16 * 8 * 8 * 16 * 16, "holds at least the layers' weights ×4")
+        var o = Overrides()
+        o.mode = .compute
+        XCTAssertNoThrow(try validate(o, memoryBytes: c.requiredBytes))
+        assertInvalid(o, key: c.key, mentions: ["compute mode holds the model, 16 B per parameter"], memoryBytes: c.requiredBytes - 1)
+        // A 64 GiB machine cannot hold one 102 GB tensor (b·s·d·4 = 8·32·99 999 999·4), let alone a hop message twice.
+        o = Overrides()
+        o.hidden = 99_999_999
+        o.microbatchSize = 8
+        assertInvalid(o, key: "model.hidden (set by --hidden)", mentions: ["needs at least", "more than this machine's 64.00 GiB"],
+                      memoryBytes: 64 << 30)
+    }
+
+    /// No value of any numeric key traps validation, in any mode and residual kind: it passes or is a TopologyError.
+    func testNoValueTrapsValidation() throws {
+        let base = try Topology.parse(yaml: good, source: "good.yaml").0
+        let huge = [Int.max, Int.max - 1, Int.max / 2, 1 << 62, 4_611_686_018_427_387_904, 1 << 40, 1 << 31, 99_999_999]
+        let setters: [(String, WritableKeyPath<Topology, Int>)] = [
+            ("ranks", \.ranks), ("virtual", \.virtualStages), ("layers", \.layers), ("hidden", \.hidden), ("heads", \.heads),
+            ("seq", \.seq), ("vocab", \.vocab), ("blocks", \.blocks), ("microbatches", \.microbatches),
+            ("microbatch_size", \.microbatchSize), ("steps", \.steps), ("seed", \.seed)]
+        var rejected = 0, cases = 0
+        for mode in RunMode.allCases {
+            for residual in ResidualKind.allCases {
+                for (name, key) in setters {
+                    for v in huge + [-1, 0] {
+                        var t = base
+                        t.mode = mode
+                        t.residual = residual
+                        t[keyPath: key] = v
+                        if name == "blocks" { t.layers = max(t.layers, v) }  // past "blocks > layers", to the size checks
+                        cases += 1
+                        do { try t.validate() } catch is TopologyError { rejected += 1 } catch { XCTFail("\(name) = \(v): \(error)") }
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(rejected, cases / 2, "most of these values are absurd")
+    }
+
+    /// hidden/heads divisibility is reported against the flag that changed, not always against model.heads.
+    func testDivisibilityNamesTheChangedValue() {
+        var o = Overrides()
+        o.hidden = 17
+        assertInvalid(o, key: "model.hidden (set by --hidden)", mentions: ["hidden 17 is not divisible by 2 heads"])
+        o = Overrides()
+        o.heads = 3
+        assertInvalid(o, key: "model.heads (set by --heads)", mentions: ["hidden 16 is not divisible by 3 heads"])
     }
 }

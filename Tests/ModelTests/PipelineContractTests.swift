@@ -14,10 +14,11 @@ final class PipelineContractTests: XCTestCase {
             var act: HopActivations? = nil
             for chunk in model.chunks.dropLast() {
                 act = chunk.forward(act, microbatch: Fixtures.microbatches(c)[0], parameters: p).output
-                let s = HopStructure(config: c, afterLayer: chunk.layers.upperBound)
-                XCTAssertEqual(act!.tensors.count, s.tensorCount, "\(kind) after layer \(chunk.layers.upperBound)")
-                XCTAssertEqual(act!.blocks.count, s.hidden ? 0 : s.blocks)
-                XCTAssertEqual(act!.partial != nil, s.partial)
+                let roles = TensorRole.state(afterLayer: chunk.layers.upperBound, partition: c.partition)
+                XCTAssertEqual(act!.tensors.count, roles.count, "\(kind) after layer \(chunk.layers.upperBound)")
+                XCTAssertEqual(act!.blocks.count, roles.filter { if case .block = $0 { return true }; return false }.count)
+                XCTAssertEqual(act!.hidden != nil, roles == [.hidden])
+                XCTAssertEqual(act!.partial != nil, roles.contains { if case .partial = $0 { return true }; return false })
             }
         }
     }
@@ -45,8 +46,8 @@ final class PipelineContractTests: XCTestCase {
                     var wire: [Tensor]? = nil
                     for chunk in chunks {  // forward: each chunk sees only tensors and the static structure
                         let input = wire.map {
-                            HopActivations(tensors: $0, structure: HopStructure(config: config.model,
-                                                                                afterLayer: chunk.layers.lowerBound - 1))
+                            HopActivations(roles: TensorRole.state(afterLayer: chunk.layers.lowerBound - 1, partition: config.model.partition),
+                                           values: $0)
                         }
                         let f = chunk.forward(input, microbatch: mb, parameters: params[chunk.index])
                         tapes.append(f.tape)
@@ -56,8 +57,8 @@ final class PipelineContractTests: XCTestCase {
                     var gradWire: [Tensor]? = nil
                     for chunk in chunks.reversed() {
                         let gradOut = gradWire.map {
-                            HopActivations(tensors: $0, structure: HopStructure(config: config.model,
-                                                                                afterLayer: chunk.layers.upperBound))
+                            HopActivations(roles: TensorRole.state(afterLayer: chunk.layers.upperBound, partition: config.model.partition),
+                                           values: $0)
                         }
                         gradWire = chunk.backward(tapes[chunk.index], gradOutput: gradOut, lossScale: scale,
                                                   parameters: params[chunk.index], gradients: &grads[chunk.index])?.tensors

@@ -136,7 +136,7 @@ final class TwoPhaseTests: XCTestCase {
                 v0.add(Embedding.forward(ids: (0..<(b * c.seq)).map { Int32($0 % c.seq) }, table: p["pos.weight"]))
                 var done = [v0], inputs: [Tensor] = []
                 for n in 1...c.effectiveBlocks {
-                    let first = (n - 1) * c.blockSize + 1, last = n == c.effectiveBlocks ? c.layers : n * c.blockSize
+                    let first = c.partition!.firstLayer(ofBlock: n), last = c.partition!.lastLayer(ofBlock: n)
                     let queries = (first...last).map { p["layers.\($0).query"] }
                     let stats = DepthAttentionTwoPhase.phase1(queries: queries, keys: DepthAttentionTwoPhase.keys(done),
                                                               tokens: v0.rows)

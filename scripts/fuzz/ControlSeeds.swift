@@ -1,6 +1,6 @@
 // Seed inputs of the control-message target: one control frame of every message, built with `ControlFrame.encode`.
 // The only file of the fuzzers that constructs control messages (so the only one to adapt when their cases
-// change); `@testable` because report and run specs have no public memberwise initialisers.
+// change); `@testable` because run specs have no public memberwise initialiser.
 @testable import Cluster
 import Pipeline
 import Wire
@@ -13,10 +13,13 @@ enum ControlMessageSeeds {
         let link = LinkCount(src: 0, dst: 1, direction: .forward, kind: .block, payloadBytes: 655_360, tensors: 40)
         let report = WorkerReport(rank: 1, received: [link], sent: [link], headerBytesSent: 2_912, messagesSent: 64,
                                   peakCachedBytes: 262_144, tensorsPerHop: [0: 2, 4: 3], computeSeconds: 0.25, waitSeconds: 0.5,
-                                  depositsMade: 3, depositsConsumed: 3, trace: nil)
+                                  trace: nil, variant: 1)
         let toWorker: [(String, ToWorker)] = [
-            ("to-setup-ipc", .setup(transport: .ipc, ipcDirectory: "/tmp/attnres-abc123", address: nil, ranks: 4)),
-            ("to-setup-tcp", .setup(transport: .tcp, ipcDirectory: "", address: RankAddress(host: "127.0.0.1", port: 6000), ranks: 2)),
+            ("to-welcome", .welcome(rank: 2, version: Int(Frame.version))),
+            ("to-refused", .refused(reason: "rank 2 has joined already", versions: ControlProtocol.versions)),
+            ("to-setup-ipc", .setup(transport: .ipc, ipcDirectory: "/tmp/attnres-abc123", address: nil, ranks: 4, maxFrameBytes: 1 << 26)),
+            ("to-setup-tcp", .setup(transport: .tcp, ipcDirectory: "", address: RankAddress(host: "127.0.0.1", port: 6000), ranks: 2,
+                                    maxFrameBytes: 1 << 20)),
             ("to-connect", .connect(endpoints: ["ipc:///tmp/attnres-abc123/rank-0.data", "tcp://127.0.0.1:6001"])),
             ("to-run-default", .run(RunSpec(topology: Topology(), variant: 0))),
             ("to-run-traced", .run(spec)),
@@ -24,7 +27,7 @@ enum ControlMessageSeeds {
             ("to-shutdown", .shutdown),
         ]
         let fromWorker: [(String, FromWorker)] = [
-            ("from-hello", .hello(rank: 0, pid: 4242, host: "node-1")),
+            ("from-hello", .hello(rank: 0, pid: 4242, host: "node-1", versions: ControlProtocol.versions)),
             ("from-bound", .bound(rank: 3, endpoint: "tcp://127.0.0.1:41234")),
             ("from-ready", .ready(rank: 2)),
             ("from-step-done", .stepDone(rank: 1, variant: 0, step: 1, loss: 5.5)),

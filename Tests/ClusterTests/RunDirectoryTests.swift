@@ -1,0 +1,157 @@
+import Foundation
+import XCTest
+@testable import Cluster
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The ipc run directory: owned (pid and start time recorded), removed by its coordinator, and swept by the next
+/// run only when its owner is gone.
+final class RunDirectoryTests: XCTestCase {
+    func tempRoot() throws -> String {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("attnres-rundir-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        return d.path
+    }
+
+    /// A pid that was just alive and is now dead (reaped): a child that exits at once.
+    func deadPid() throws -> pid_t {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/true")
+        try p.run()
+        Watchdog.waitForExit(p, "/bin/true", seconds: 30)
+        return p.processIdentifier
+    }
+
+    func makeRunDirectory(_ root: String, owner: String?) throws -> String {
+        var template = Array("\(root)/attnres-XXXXXX".utf8CString)
+        let path = String(cString: try XCTUnwrap(mkdtemp(&template)))
+        if let owner { try owner.write(toFile: "\(path)/owner.pid", atomically: true, encoding: .utf8) }
+        return path
+    }
+
+    func testSweepRemovesOnlyDirectoriesWhoseOwnerIsGone() throws {
+        let root = try tempRoot()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let me = try XCTUnwrap(RunDirectory.owner(of: getpid()))
+        let live = try makeRunDirectory(root, owner: "\(me.pid) \(me.started)\n")
+        let dead = try makeRunDirectory(root, owner: "\(try deadPid()) 12345\n")
+        let recycled = try makeRunDirectory(root, owner: "\(me.pid) \(me.started + 1)\n")  // our pid, another start: not us
+        let unowned = try makeRunDirectory(root, owner: nil)
+        let other = "\(root)/attnres-cli-kept"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        try "\(try deadPid()) 1\n".write(toFile: "\(other)/owner.pid", atomically: true, encoding: .utf8)
+        let removed = RunDirectory.sweepStale(root: root)
+        XCTAssertEqual(Set(removed), [dead, recycled])
+        for kept in [live, unowned, other] { XCTAssertTrue(FileManager.default.fileExists(atPath: kept), kept) }
+        for gone in [dead, recycled] { XCTAssertFalse(FileManager.default.fileExists(atPath: gone), gone) }
+    }
+
+    func testCreateRecordsTheOwnerAndTheCoordinatorRemovesIt() throws {
+        let root = try tempRoot()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let path = try RunDirectory.create(root: root)
+        XCTAssertEqual(RunDirectory.recordedOwner(path), RunDirectory.owner(of: getpid()))
+        XCTAssertEqual(RunDirectory.sweepStale(root: root), [], "a live run's directory is kept")
+        try FileManager.default.removeItem(atPath: path)
+
+        let coordinator = try Coordinator(topology: Topology(), workerExecutable: CLIProcess.binary)
+        let dir = coordinator.ipcDirectory
+        XCTAssertEqual(RunDirectory.recordedOwner(dir)?.pid, getpid())
+        coordinator.shutdown()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "shutdown removes the run directory")
+    }
+
+    /// A SIGKILLed coordinator leaves its directory (nothing can remove it then); the next run sweeps it, and keeps
+    /// a directory whose owner lives.
+    func testNextRunSweepsTheDirectoryOfAKilledCoordinator() throws {
+        _ = CLIProcess.becomeSubreaper
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLIProcess.binary)
+        p.arguments = ["run", "--verbose", "--fault", "never-join:1", "--ranks", "2", "--virtual", "1", "--layers", "4", "--blocks", "2",
+                       "--microbatches", "2", "--join-timeout", "60"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        // The coordinator's log names its endpoint (in the run directory); once rank 0 joined, both workers exist.
+        let endpoint = Watchdog.run("rank 0 joining", seconds: 90, onTimeout: { kill(p.processIdentifier, SIGKILL) }) { () -> String? in
+            var log = ""
+            while true {
+                if log.contains("rank 0 joined"), let r = log.range(of: "coordinator listening on ipc://"),
+                   let end = log[r.upperBound...].firstIndex(of: "\n") {
+                    return String(log[r.upperBound..<end])
+                }
+                let chunk = err.fileHandleForReading.availableData
+                if chunk.isEmpty { return nil }
+                log += String(decoding: chunk, as: UTF8.self)
+            }
+        } ?? nil
+        let control = try XCTUnwrap(endpoint, "no ipc endpoint in the coordinator's log")
+        let dir = URL(fileURLWithPath: control).deletingLastPathComponent().path
+        XCTAssertEqual(RunDirectory.recordedOwner(dir)?.pid, p.processIdentifier)
+        kill(p.processIdentifier, SIGKILL)
+        Watchdog.waitForExit(p, "the SIGKILLed coordinator", seconds: 30)
+        // Its orphaned worker (rank 0; rank 1 never joins and idles until orphaned) exits by itself.
+        let reaped = Watchdog.run("the orphaned workers exiting", seconds: 30, onTimeout: { for pid in CLIProcess.liveChildren() { kill(pid, SIGKILL) } }) {
+            var status: Int32 = 0
+            var n = 0
+            while waitpid(-1, &status, 0) > 0 { n += 1 }
+            return n
+        }
+        XCTAssertEqual(reaped, 2)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir), "a SIGKILLed coordinator cannot remove its directory")
+
+        let me = try XCTUnwrap(RunDirectory.owner(of: getpid()))
+        var template = Array("\(RunDirectory.temporaryRoot)/attnres-XXXXXX".utf8CString)
+        let live = String(cString: try XCTUnwrap(mkdtemp(&template)))
+        defer { try? FileManager.default.removeItem(atPath: live) }
+        try "\(me.pid) \(me.started)\n".write(toFile: "\(live)/owner.pid", atomically: true, encoding: .utf8)
+
+        let next = try CLIProcess.run(["run", "--steps", "1", "--ranks", "2", "--virtual", "1", "--layers", "4", "--blocks", "2", "--microbatches", "2"])
+        XCTAssertEqual(next.status, 0, next.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "the next run sweeps the dead coordinator's directory")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: live), "a live owner's directory is kept")
+        CLIProcess.assertNoOrphans()
+    }
+
+    /// The run directory named in a `--verbose` coordinator log.
+    static func runDirectory(inLog log: String) -> String? {
+        guard let r = log.range(of: "coordinator listening on ipc://"), let end = log[r.upperBound...].firstIndex(of: "\n") else { return nil }
+        return URL(fileURLWithPath: String(log[r.upperBound..<end])).deletingLastPathComponent().path
+    }
+
+    /// Every exit path the coordinator controls removes its directory: success, a failed worker, SIGTERM.
+    func testEveryExitPathRemovesTheDirectory() throws {
+        let small = ["--verbose", "--ranks", "2", "--virtual", "1", "--layers", "4", "--blocks", "2", "--microbatches", "2"]
+        for (args, succeeds) in [(["run", "--steps", "1"], true), (["run", "--steps", "2", "--fault", "kill:1@1"], false)] {
+            let r = try CLIProcess.run(args + small)
+            XCTAssertEqual(r.status == 0, succeeds, r.stderr)
+            let dir = try XCTUnwrap(Self.runDirectory(inLog: r.stderr), r.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "\(args): \(dir) left behind")
+        }
+        _ = CLIProcess.becomeSubreaper
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLIProcess.binary)
+        p.arguments = ["run", "--fault", "never-join:1", "--join-timeout", "60"] + small
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let dir = Watchdog.run("rank 0 joining", seconds: 90, onTimeout: { kill(p.processIdentifier, SIGKILL) }) { () -> String? in
+            var log = ""
+            while !log.contains("rank 0 joined") {
+                let chunk = err.fileHandleForReading.availableData
+                if chunk.isEmpty { return nil }
+                log += String(decoding: chunk, as: UTF8.self)
+            }
+            return Self.runDirectory(inLog: log)
+        } ?? nil
+        kill(p.processIdentifier, SIGTERM)
+        Watchdog.waitForExit(p, "the coordinator after SIGTERM", seconds: 30)
+        _ = Watchdog.run("the coordinator's stderr closing", seconds: 30) { err.fileHandleForReading.readDataToEndOfFile() }
+        let path = try XCTUnwrap(dir)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path), "SIGTERM: \(path) left behind")
+        CLIProcess.assertNoOrphans()
+    }
+}
