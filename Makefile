@@ -12,10 +12,30 @@ APT_TEST_TOOLS := librsvg2-bin libxml2-utils bsdutils
 TEST_TIMEOUT ?= 900
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps build run test smoke sweeps bench clean
+.PHONY: help deps build run test smoke sweeps bench fuzz fuzz-build clean
+
+# Fuzzing, not part of `make test` (the regression corpus Tests/Corpus is: the CorpusReplayTests replay it).
+# libFuzzer binaries in $(FUZZ_DIR), one per decoder: data-frame, control-message, topology-yaml. SwiftPM builds
+# the Cluster target alone (with its chain: Pipeline, Wire, Model, Numerics with OpenBLAS, Yams, swift-log) into
+# $(FUZZ_DIR)/spm with -sanitize=fuzzer,address: coverage-instrumented object files and no executable linked, so
+# libFuzzer's main clashes with nothing. `swiftc -sanitize=fuzzer,address` (with the toolchain's lld) then links
+# each scripts/fuzz/*Target.swift, with the contract file its tests share (Tests/*/…Contract.swift), against
+# those object files. Each binary writes its own seeds from this build's encoders (`BINARY --write-seeds=DIR`);
+# scripts/fuzz/run.sh runs them, prints inputs executed, exec/s and findings, and fails on any finding.
+SWIFTC ?= swiftc
+FUZZ_DIR := .build-fuzz
+FUZZ_TARGETS ?= data-frame control-message topology-yaml
+FUZZ_RUNS ?= 1000000
+FUZZ_MAX_LEN ?= 4096
+FUZZ_TIMEOUT ?= 10
+FUZZ_SWIFTC := $(SWIFTC) -sanitize=fuzzer,address -parse-as-library -use-ld=lld
+# Swift modules' objects are read from SwiftPM's output-file-map.json (a stale object of a deleted source would
+# clash); the C modules' are all their .o files.
+FUZZ_SWIFT_MODULES := Cluster Pipeline Wire Model Numerics Yams Logging
+FUZZ_C_MODULES := CSys CYaml
 
 help: ## list the workflows
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-7s %s\n", $$1, $$2 }'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
 
 deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-convert, xmllint, script, ip, tc) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
 	@if ! command -v pkg-config >/dev/null || ! pkg-config --exists libzmq || ! pkg-config --exists openblas; then \
@@ -63,5 +83,23 @@ bench: build ## run the benchmarks (ratios against baselines measured in the sam
 	$(RELEASE_BIN) bench pipeline
 	$(RELEASE_BIN) bench simulate
 
+fuzz-build: deps ## build the libFuzzer binaries (see the comment above) into .build-fuzz
+	$(SWIFT) build --build-path $(FUZZ_DIR)/spm --target Cluster -Xswiftc -sanitize=fuzzer,address
+	@set -e; bin=$$($(SWIFT) build --build-path $(FUZZ_DIR)/spm --show-bin-path); \
+	  objects=$$(for m in $(FUZZ_SWIFT_MODULES); do grep -o '"object": *"[^"]*"' $$bin/$$m.build/output-file-map.json | cut -d'"' -f4; done; \
+	    for m in $(FUZZ_C_MODULES); do find $$bin/$$m.build -name '*.o'; done); \
+	  flags="-I $$bin/Modules -I Sources/CZeroMQ -I Sources/COpenBLAS -Xcc -fmodule-map-file=$$bin/CSys.build/module.modulemap \
+	    -Xcc -fmodule-map-file=$(FUZZ_DIR)/spm/checkouts/Yams/Sources/CYaml/include/module.modulemap \
+	    $$(pkg-config --cflags openblas | sed 's/-I/-Xcc -I/g') $$objects -lzmq $$(pkg-config --libs openblas)"; \
+	  echo "linking $(FUZZ_DIR)/{data-frame,control-message,topology-yaml} against $$(echo $$objects | wc -w) object files of $$bin"; \
+	  $(FUZZ_SWIFTC) -module-name DataFrameFuzz scripts/fuzz/DataFrameTarget.swift Tests/WireTests/DataFrameContract.swift \
+	    scripts/fuzz/SeedWriter.swift $$flags -o $(FUZZ_DIR)/data-frame; \
+	  $(FUZZ_SWIFTC) -module-name ControlFuzz scripts/fuzz/ControlMessageTarget.swift Tests/ClusterTests/ControlFrameContract.swift \
+	    scripts/fuzz/ControlSeeds.swift scripts/fuzz/SeedWriter.swift $$flags -o $(FUZZ_DIR)/control-message; \
+	  $(FUZZ_SWIFTC) -module-name TopologyFuzz scripts/fuzz/TopologyTarget.swift $$flags -o $(FUZZ_DIR)/topology-yaml
+
+fuzz: fuzz-build ## fuzz the frame, control-message and topology decoders, FUZZ_RUNS (10^6) inputs each; fails on a crash
+	scripts/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_RUNS) $(FUZZ_MAX_LEN) $(FUZZ_TIMEOUT) $(FUZZ_TARGETS)
+
 clean: ## remove build outputs
-	rm -rf .build
+	rm -rf .build $(FUZZ_DIR)
