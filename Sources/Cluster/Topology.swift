@@ -92,7 +92,7 @@ extension Topology {
     public static func parse(yaml: String, source: String) throws -> (Topology, Set<String>) {
         let root: Node?
         do { root = try Yams.compose(yaml: yaml) } catch {
-            throw TopologyError(file: source, key: "(yaml)", line: nil, problem: "not valid YAML: \(Parser.clip(lines: "\(error)"))")
+            throw TopologyError(file: source, key: "(yaml)", line: nil, problem: "not valid YAML: \(QuotedValue.clip(lines: "\(error)"))")
         }
         guard let root, let top = root.mapping else {
             throw TopologyError(file: source, key: "(top level)", line: root?.mark?.line, problem: "must be a mapping of keys")
@@ -315,18 +315,8 @@ extension Topology {
 struct Parser {
     let file: String
 
-    /// Longest echo of a value in a message: enough to recognise it, never a whole 250 KB line.
-    static let echoLimit = 200
-
-    /// `text` cut to `echoLimit` characters, saying how long it was.
-    static func clip(_ text: String) -> String {
-        text.count <= echoLimit ? text : "\(text.prefix(echoLimit))… (\(text.count) characters)"
-    }
-
-    /// `clip` applied to each line of a multi-line message (a YAML parser error quotes the offending line).
-    static func clip(lines text: String) -> String {
-        text.split(separator: "\n", omittingEmptySubsequences: false).map { clip(String($0)) }.joined(separator: "\n")
-    }
+    /// A value quoted in a message (see `QuotedValue`).
+    static func clip(_ text: String) -> String { QuotedValue.clip(text) }
 
     func bad(_ node: Node, _ key: String, _ problem: String) -> TopologyError {
         TopologyError(file: file, key: key, line: node.mark.map { $0.line }, problem: problem)
