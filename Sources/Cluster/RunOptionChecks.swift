@@ -95,7 +95,7 @@ public enum RunOptionChecks {
     /// the flag, the path and the operating system's reason, instead of a raw Foundation error dump.
     public static func writing<T>(_ path: String, flag: String, _ body: () throws -> T) throws -> T {
         do { return try body() } catch let e as OutputWriteError { throw e } catch {
-            throw OutputWriteError(flag: flag, path: path, reason: OutputWriteError.reason(error))
+            throw OutputWriteError(flag: flag, path: path, reason: OutputWriteError.reason(error, path: path))
         }
     }
 }
@@ -108,22 +108,28 @@ public struct OutputWriteError: Error, CustomStringConvertible, Equatable {
 
     public var description: String { "\(flag) \(path): cannot write the result: \(reason)" }
 
-    /// The operating system's words for `error`: the POSIX error under a Foundation one when there is one.
-    static func reason(_ error: Error) -> String {
+    /// The operating system's words for why `path` could not be written. Foundation on Linux often reports only
+    /// "the file doesn't exist" or "error 512"; the POSIX error under it when there is one, else the errno of
+    /// opening `path` for writing again (a file that this creates is removed), else Foundation's own words.
+    static func reason(_ error: Error, path: String) -> String {
         let ns = error as NSError
         if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
             return String(cString: strerror(Int32(underlying.code)))
         }
         if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
         if let posix = error as? POSIXError { return String(cString: strerror(posix.code.rawValue)) }
+        let existed = access(path, F_OK) == 0
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0o644)
+        if fd < 0 { return String(cString: strerror(errno)) }
+        close(fd)
+        if !existed { unlink(path) }
         if ns.domain == NSCocoaErrorDomain {
             switch ns.code {
             case NSFileWriteNoPermissionError: return "permission denied"
             case NSFileWriteOutOfSpaceError: return "no space left on the device"
             case NSFileWriteVolumeReadOnlyError: return "read-only file system"
-            default: break
+            default: return ns.localizedDescription
             }
-            return ns.localizedDescription
         }
         return "\(error)"
     }

@@ -20,10 +20,6 @@ struct StatsPlot: ParsableCommand {
     @Option(help: "Chart title.") var title = "Per-layer RMS: standard (solid) vs AttnRes (dashed)"
     @Option(help: "Only plot these steps (comma-separated); default all.") var steps: String?
 
-    func validate() throws {
-        guard !inputs.isEmpty else { throw ValidationError("give at least one CSV file written by `attnres train --stats`") }
-    }
-
     func run() throws {
         var table = LayerStatsTable()
         try OutputPath.check([OutputPath("output", output, .file)])
