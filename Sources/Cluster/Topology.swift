@@ -197,6 +197,7 @@ extension Topology {
         guard layers >= chunks else {
             throw fail("model.layers", "L = \(layers) layers cannot fill ranks·virtual = \(ranks)·\(virtualStages) = \(chunks) chunks (need L ≥ ranks·virtual)")
         }
+        try validateBlocks(fail)
         if mode == .compute { try validateSeq(fail, corpusBytes: SyntheticCorpus.defaultLength) }
         try validateFootprint(fail, memoryBytes: memoryBytes, holdsTensors: holdsTensors)
         try validateHeads(fail, overridden)
@@ -230,6 +231,7 @@ extension Topology {
         one.ranks = 1; one.virtualStages = 1; one.mode = .compute
         let fail = failure(overridden)
         try one.validateValues(fail)
+        try one.validateBlocks(fail)
         if let corpusBytes { try one.validateSeq(fail, corpusBytes: corpusBytes) }
         try one.validateFootprint(fail, memoryBytes: memoryBytes, holdsTensors: true)
         try one.validateHeads(fail, overridden)
@@ -241,6 +243,7 @@ extension Topology {
         { key, problem in TopologyError(file: source, key: key + (overridden[key].map { " (set by \($0))" } ?? ""), line: nil, problem: problem) }
     }
 
+    /// Every count at least its least meaningful value (a file's keys are checked as parsed; flags are not).
     func validateValues(_ fail: (String, String) -> TopologyError) throws {
         for (key, value, least) in [("model.layers", layers, 1), ("model.hidden", hidden, 1), ("model.heads", heads, 1),
                                     ("model.seq", seq, 1), ("model.vocab", vocab, 2), ("pipeline.virtual", virtualStages, 1),
@@ -248,6 +251,10 @@ extension Topology {
                                     ("steps", steps, 1), ("residual.blocks", blocks, 1), ("seed", seed, 0)] where value < least {
             throw fail(key, "must be ≥ \(least), got \(value)")
         }
+    }
+
+    /// Block residual partitions the layers into blocks, so there cannot be more blocks than layers.
+    func validateBlocks(_ fail: (String, String) -> TopologyError) throws {
         if residual == .block {
             guard blocks <= layers else { throw fail("residual.blocks", "\(blocks) blocks > \(layers) layers") }
         }
@@ -261,6 +268,7 @@ extension Topology {
         }
     }
 
+    /// The memory rule of `TopologyFootprint`: the bookkeeping always, the tensors when `holdsTensors`.
     func validateFootprint(_ fail: (String, String) -> TopologyError, memoryBytes: Int, holdsTensors: Bool) throws {
         let footprint: TopologyFootprint
         do { footprint = try TopologyFootprint(self) } catch let o as TopologyFootprint.Overflow { throw fail(o.key, o.problem) }
@@ -274,12 +282,14 @@ extension Topology {
         }
     }
 
+    /// Attention splits the hidden size evenly across the heads.
     func validateHeads(_ fail: (String, String) -> TopologyError, _ overridden: [String: String]) throws {
         // The divisibility error belongs to the value the command line changed, when it changed only one of the two.
         let divisibilityKey = overridden["model.hidden"] != nil && overridden["model.heads"] == nil ? "model.hidden" : "model.heads"
         guard hidden % heads == 0 else { throw fail(divisibilityKey, "hidden \(hidden) is not divisible by \(heads) heads") }
     }
 
+    /// AdamW needs a finite positive step size.
     func validateLearningRate(_ fail: (String, String) -> TopologyError) throws {
         guard learningRate > 0, learningRate.isFinite else { throw fail("lr", "must be a positive number, got \(learningRate)") }
     }
