@@ -103,7 +103,7 @@ extension Topology {
         try YAMLSafety.check(yaml, source: source)
         let root: Node?
         do { root = try Yams.compose(yaml: yaml) } catch {
-            throw TopologyError(file: source, key: "(yaml)", line: nil, problem: "not valid YAML: \(error)")
+            throw TopologyError(file: source, key: "(yaml)", line: nil, problem: "not valid YAML: \(QuotedValue.clip(lines: "\(error)"))")
         }
         guard let root, let top = root.mapping else {
             throw TopologyError(file: source, key: "(top level)", line: root?.mark?.line, problem: "must be a mapping of keys")
@@ -121,7 +121,10 @@ extension Topology {
             case "seed": t.seed = try p.int(node, key, min: 0)
             case "steps": t.steps = try p.int(node, key, min: 1)
             case "cache": t.cache = try p.choice(node, key, CachePolicy.self)
-            case "coordinator": t.coordinator = try p.string(node, key)
+            case "coordinator":
+                let endpoint = try p.string(node, key)
+                if let problem = Self.endpointProblem(endpoint) { throw p.bad(node, key, "'\(Parser.clip(endpoint))': \(problem)") }
+                t.coordinator = endpoint
             case "lr":
                 guard let v = node.scalar.flatMap({ Float($0.string) }), v > 0, v.isFinite else {
                     throw p.bad(node, key, "must be a positive number")
@@ -140,7 +143,7 @@ extension Topology {
                 }
             case "residual":
                 if let s = node.scalar?.string {
-                    guard let kind = ResidualKind(rawValue: s) else { throw p.bad(node, key, "'\(s)' is not one of \(ResidualKind.allCases.map(\.rawValue))") }
+                    guard let kind = ResidualKind(rawValue: s) else { throw p.bad(node, key, "'\(Parser.clip(s))' is not one of \(ResidualKind.allCases.map(\.rawValue))") }
                     t.residual = kind
                     seen.insert("residual.kind")
                 } else {
@@ -196,15 +199,8 @@ extension Topology {
     /// that start processes; predict and schedule hold no tensor).
     public func validate(overridden: [String: String] = [:], memoryBytes: Int = TopologyFootprint.physicalMemory,
                          holdsTensors: Bool = true) throws {
-        func fail(_ key: String, _ problem: String) -> TopologyError {
-            TopologyError(file: source, key: key + (overridden[key].map { " (set by \($0))" } ?? ""), line: nil, problem: problem)
-        }
-        for (key, value, least) in [("model.layers", layers, 1), ("model.hidden", hidden, 1), ("model.heads", heads, 1),
-                                    ("model.seq", seq, 1), ("model.vocab", vocab, 2), ("pipeline.virtual", virtualStages, 1),
-                                    ("pipeline.microbatches", microbatches, 1), ("pipeline.microbatch_size", microbatchSize, 1),
-                                    ("steps", steps, 1), ("residual.blocks", blocks, 1), ("seed", seed, 0)] where value < least {
-            throw fail(key, "must be ≥ \(least), got \(value)")
-        }
+        let fail = failure(overridden)
+        try validateValues(fail)
         guard ranks >= 2 else { throw fail("pipeline.ranks", "a pipeline needs at least 2 ranks, got \(ranks)") }
         guard ranks <= 512 else { throw fail("pipeline.ranks", "at most 512 worker processes, got \(ranks)") }
         guard let chunks = TopologyFootprint.product([ranks, virtualStages]) else {
@@ -213,22 +209,10 @@ extension Topology {
         guard layers >= chunks else {
             throw fail("model.layers", "L = \(layers) layers cannot fill ranks·virtual = \(ranks)·\(virtualStages) = \(chunks) chunks (need L ≥ ranks·virtual)")
         }
-        if residual == .block {
-            guard blocks <= layers else { throw fail("residual.blocks", "\(blocks) blocks > \(layers) layers") }
-        }
-        let footprint: TopologyFootprint
-        do { footprint = try TopologyFootprint(self) } catch let o as TopologyFootprint.Overflow { throw fail(o.key, o.problem) }
-        if footprint.bookkeepingBytes > memoryBytes {
-            throw fail(footprint.bookkeepingKey, "the schedule, hop plan and per-layer tables alone need \(Self.bytes(footprint.bookkeepingBytes)) "
-                       + "of memory, more than this machine's \(Self.bytes(memoryBytes))")
-        }
-        if holdsTensors, footprint.requiredBytes > memoryBytes {
-            throw fail(footprint.key, "a run needs at least \(Self.bytes(footprint.requiredBytes)) of memory, more than this machine's "
-                       + "\(Self.bytes(memoryBytes)): \(footprint.rule)")
-        }
-        // The divisibility error belongs to the value the command line changed, when it changed only one of the two.
-        let divisibilityKey = overridden["model.hidden"] != nil && overridden["model.heads"] == nil ? "model.hidden" : "model.heads"
-        guard hidden % heads == 0 else { throw fail(divisibilityKey, "hidden \(hidden) is not divisible by \(heads) heads") }
+        try validateBlocks(fail)
+        if mode == .compute { try validateSeq(fail, corpusBytes: SyntheticCorpus.defaultLength) }
+        try validateFootprint(fail, memoryBytes: memoryBytes, holdsTensors: holdsTensors)
+        try validateHeads(fail, overridden)
         do { try Schedule.validate(schedule, layout: layout, microbatches: microbatches, microbatchGroup: microbatchGroup) } catch let e as ScheduleError {
             let key: String
             switch e {
@@ -243,7 +227,7 @@ extension Topology {
             }
             throw fail(key, e.description)
         }
-        guard learningRate > 0, learningRate.isFinite else { throw fail("lr", "must be a positive number, got \(learningRate)") }
+        try validateLearningRate(fail)
         if transport == .tcp, !addresses.isEmpty, addresses.count != ranks {
             throw fail("transport.ranks", "lists \(addresses.count) addresses for \(ranks) ranks")
         }
@@ -254,6 +238,102 @@ extension Topology {
 }
 
 extension Topology {
+    /// Checks what one process training the whole model (`attnres train`, `bench model`) needs of the topology:
+    /// the value ranges, blocks ≤ layers, a sequence that fits the corpus (`corpusBytes`; nil when the corpus is a
+    /// file read later, whose `BatchSource` checks it), the compute-mode memory rule of `TopologyFootprint` for the
+    /// model on one chunk, heads dividing hidden and the learning rate. The pipeline keys are not looked at.
+    public func validateModel(overridden: [String: String] = [:], memoryBytes: Int = TopologyFootprint.physicalMemory,
+                              corpusBytes: Int? = SyntheticCorpus.defaultLength) throws {
+        var one = self
+        one.ranks = 1; one.virtualStages = 1; one.mode = .compute
+        let fail = failure(overridden)
+        try one.validateValues(fail)
+        try one.validateBlocks(fail)
+        if let corpusBytes { try one.validateSeq(fail, corpusBytes: corpusBytes) }
+        try one.validateFootprint(fail, memoryBytes: memoryBytes, holdsTensors: true)
+        try one.validateHeads(fail, overridden)
+        try one.validateLearningRate(fail)
+    }
+
+    /// The error for `key`, naming the flag that set it when a flag did.
+    func failure(_ overridden: [String: String]) -> (String, String) -> TopologyError {
+        { key, problem in TopologyError(file: source, key: key + (overridden[key].map { " (set by \($0))" } ?? ""), line: nil, problem: problem) }
+    }
+
+    /// Every count at least its least meaningful value (a file's keys are checked as parsed; flags are not).
+    func validateValues(_ fail: (String, String) -> TopologyError) throws {
+        for (key, value, least) in [("model.layers", layers, 1), ("model.hidden", hidden, 1), ("model.heads", heads, 1),
+                                    ("model.seq", seq, 1), ("model.vocab", vocab, 2), ("pipeline.virtual", virtualStages, 1),
+                                    ("pipeline.microbatches", microbatches, 1), ("pipeline.microbatch_size", microbatchSize, 1),
+                                    ("steps", steps, 1), ("residual.blocks", blocks, 1), ("seed", seed, 0)] where value < least {
+            throw fail(key, "must be ≥ \(least), got \(value)")
+        }
+    }
+
+    /// Block residual partitions the layers into blocks, so there cannot be more blocks than layers.
+    func validateBlocks(_ fail: (String, String) -> TopologyError) throws {
+        if residual == .block {
+            guard blocks <= layers else { throw fail("residual.blocks", "\(blocks) blocks > \(layers) layers") }
+        }
+    }
+
+    /// A batch takes windows of seq + 1 bytes at random offsets of the corpus, so the corpus must be longer.
+    func validateSeq(_ fail: (String, String) -> TopologyError, corpusBytes: Int) throws {
+        guard seq < corpusBytes - 1 else {
+            throw fail("model.seq", "a sequence of \(seq) tokens needs a corpus of more than seq + 1 bytes; the synthetic corpus has "
+                       + "\(corpusBytes) (at most \(corpusBytes - 2))")
+        }
+    }
+
+    /// The memory rule of `TopologyFootprint`: the bookkeeping always, the tensors when `holdsTensors`.
+    func validateFootprint(_ fail: (String, String) -> TopologyError, memoryBytes: Int, holdsTensors: Bool) throws {
+        let footprint: TopologyFootprint
+        do { footprint = try TopologyFootprint(self) } catch let o as TopologyFootprint.Overflow { throw fail(o.key, o.problem) }
+        if footprint.bookkeepingBytes > memoryBytes {
+            throw fail(footprint.bookkeepingKey, "the schedule, hop plan and per-layer tables alone need \(Self.bytes(footprint.bookkeepingBytes)) "
+                       + "of memory, more than this machine's \(Self.bytes(memoryBytes))")
+        }
+        if holdsTensors, footprint.requiredBytes > memoryBytes {
+            throw fail(footprint.key, "a run needs at least \(Self.bytes(footprint.requiredBytes)) of memory, more than this machine's "
+                       + "\(Self.bytes(memoryBytes)): \(footprint.rule)")
+        }
+    }
+
+    /// Attention splits the hidden size evenly across the heads.
+    func validateHeads(_ fail: (String, String) -> TopologyError, _ overridden: [String: String]) throws {
+        // The divisibility error belongs to the value the command line changed, when it changed only one of the two.
+        let divisibilityKey = overridden["model.hidden"] != nil && overridden["model.heads"] == nil ? "model.hidden" : "model.heads"
+        guard hidden % heads == 0 else { throw fail(divisibilityKey, "hidden \(hidden) is not divisible by \(heads) heads") }
+    }
+
+    /// AdamW needs a finite positive step size.
+    func validateLearningRate(_ fail: (String, String) -> TopologyError) throws {
+        guard learningRate > 0, learningRate.isFinite else { throw fail("lr", "must be a positive number, got \(learningRate)") }
+    }
+
+    /// What is wrong with a ZeroMQ endpoint the coordinator binds, nil when it has the form `tcp://HOST:PORT`
+    /// (PORT in 1…65535 or `*`, any free port) or `ipc://PATH` (at most 107 bytes: a Unix socket's sun_path).
+    public static func endpointProblem(_ endpoint: String) -> String? {
+        if endpoint.hasPrefix("tcp://") {
+            let rest = endpoint.dropFirst("tcp://".count)
+            guard let colon = rest.lastIndex(of: ":") else { return "a tcp endpoint needs a port: tcp://HOST:PORT" }
+            let host = rest[..<colon], port = rest[rest.index(after: colon)...]
+            guard !host.isEmpty else { return "a tcp endpoint needs a host: tcp://HOST:PORT" }
+            if port == "*" { return nil }
+            guard let n = Int(port), (1...65535).contains(n) else {
+                return "the port must be in 1…65535 or *, got '\(Parser.clip(String(port)))'"
+            }
+            return nil
+        }
+        if endpoint.hasPrefix("ipc://") {
+            let path = endpoint.dropFirst("ipc://".count)
+            guard !path.isEmpty else { return "an ipc endpoint needs a path: ipc://PATH" }
+            guard path.utf8.count <= 107 else { return "the ipc path has \(path.utf8.count) bytes; a Unix socket path holds at most 107" }
+            return nil
+        }
+        return "must be tcp://HOST:PORT (PORT in 1…65535 or *) or ipc://PATH"
+    }
+
     /// A byte count for a message: readable and exact.
     static func bytes(_ n: Int) -> String { "\(Report.human(n)) (\(Report.grouped(n)) B)" }
 }
@@ -261,6 +341,9 @@ extension Topology {
 /// Small typed accessors over a Yams node tree that name the key and line on every error.
 struct Parser {
     let file: String
+
+    /// A value quoted in a message (see `QuotedValue`).
+    static func clip(_ text: String) -> String { QuotedValue.clip(text) }
 
     func bad(_ node: Node, _ key: String, _ problem: String) -> TopologyError {
         TopologyError(file: file, key: key, line: node.mark.map { $0.line }, problem: problem)
@@ -276,7 +359,7 @@ struct Parser {
         for (k, v) in m {
             guard let key = k.scalar?.string else { throw bad(k, path + "?", "keys must be plain strings") }
             guard known.contains(key) else {
-                throw bad(k, path + key, "unknown key (known here: \(known.joined(separator: ", ")))")
+                throw bad(k, path + Self.clip(key), "unknown key (known here: \(known.joined(separator: ", ")))")
             }
             guard seen.insert(key).inserted else { throw bad(k, path + key, "duplicate key") }
             try body(key, v)
@@ -290,7 +373,7 @@ struct Parser {
 
     func int(_ node: Node, _ key: String, min: Int, max: Int = Int.max) throws -> Int {
         guard let s = node.scalar?.string, let v = Int(s) else {
-            throw bad(node, key, "must be an integer, got \(node.scalar.map { "'\($0.string)'" } ?? "a \(node.kindName)")")
+            throw bad(node, key, "must be an integer, got \(node.scalar.map { "'\(Self.clip($0.string))'" } ?? "a \(node.kindName)")")
         }
         guard v >= min, v <= max else { throw bad(node, key, "must be \(max == Int.max ? "≥ \(min)" : "in \(min)…\(max)"), got \(v)") }
         return v
@@ -299,7 +382,7 @@ struct Parser {
     func choice<T: RawRepresentable & CaseIterable>(_ node: Node, _ key: String, _ type: T.Type) throws -> T where T.RawValue == String {
         let s = try string(node, key)
         guard let v = T(rawValue: s) else {
-            throw bad(node, key, "'\(s)' is not one of \(T.allCases.map(\.rawValue).joined(separator: " | "))")
+            throw bad(node, key, "'\(Self.clip(s))' is not one of \(T.allCases.map(\.rawValue).joined(separator: " | "))")
         }
         return v
     }

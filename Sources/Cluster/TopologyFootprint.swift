@@ -137,7 +137,12 @@ public struct TopologyFootprint: Sendable, Equatable {
             throw blame(modelFactors, "a compute run's footprint")
         }
         requiredBytes = total
-        let parts = [(modelBytes, largest(modelFactors)), (activations, largest(bsd + [("model.layers", t.layers)])),
+        // The embedding and the head (2·vocab + seq rows of d) or the layers (L·(8d² + 3d)), whichever is larger,
+        // and within it its largest factor: an oversized vocab is blamed on model.vocab, not on model.hidden.
+        let modelKey = embeddings > layersParameters
+            ? largest([("model.vocab", Self.sum([t.vocab, t.vocab]) ?? Int.max), ("model.seq", t.seq), ("model.hidden", d)])
+            : largest(modelFactors)
+        let parts = [(modelBytes, modelKey), (activations, largest(bsd + [("model.layers", t.layers)])),
                      (hop, largest(bsd + [(hopKey, maxTensorsPerHop)])), (bookkeeping, bookkeepingKey)]
         key = parts.max { $0.0 < $1.0 }!.1
         rule = "compute mode holds the model, 16 B per parameter (weights, gradients, AdamW m and v: \(Report.human(modelBytes))), "

@@ -22,16 +22,47 @@ public enum WireBenchmark {
         public let ratio: Double
     }
 
+    /// The largest tensor a trial sends: a 1 GiB buffer is already far past where throughput levels off.
+    public static let largestSize = 1 << 30
+    /// The most trials per cell and bytes per trial: beyond them a benchmark runs for days.
+    public static let mostTrials = 10_000
+    public static let mostBytesPerTrial = 1 << 40
+
+    /// Checks the options of a benchmark (their flags named as `attnres bench wire` spells them): at least one
+    /// transport; sizes whole float32 tensors of 4 B … `largestSize`; 1 … `mostTrials` trials (a median needs one);
+    /// 1 B … `mostBytesPerTrial` per trial.
+    public static func check(transports: [TransportKind], sizes: [Int], trials: Int, bytesPerTrial: Int) throws {
+        guard !transports.isEmpty else { throw RunOptionError(flag: "--transport", value: "(none)", problem: "give ipc and/or tcp") }
+        guard !sizes.isEmpty else { throw RunOptionError(flag: "--sizes", value: "(none)", problem: "give at least one tensor size") }
+        for size in sizes {
+            guard size >= 4, size <= largestSize else {
+                throw RunOptionError(flag: "--sizes", value: "\(size)", problem: "a tensor size must be in 4 B…\(largestSize) B (1 GiB)")
+            }
+            guard size % 4 == 0 else {
+                throw RunOptionError(flag: "--sizes", value: "\(size)", problem: "a tensor size must be a multiple of 4 B (float32 elements)")
+            }
+        }
+        guard trials >= 1, trials <= mostTrials else {
+            throw RunOptionError(flag: "--trials", value: "\(trials)", problem: "must be in 1…\(mostTrials)")
+        }
+        guard bytesPerTrial >= 1, bytesPerTrial <= mostBytesPerTrial else {
+            throw RunOptionError(flag: "--bytes-per-trial", value: "\(bytesPerTrial)", problem: "must be in 1…\(mostBytesPerTrial) (1 TiB)")
+        }
+    }
+
     /// Runs `trials` alternating raw/ours trials per (transport, size), each moving about `bytesPerTrial`.
     public static func run(transports: [TransportKind], sizes: [Int], trials: Int, bytesPerTrial: Int,
                            progress: (String) -> Void = { _ in }) throws -> [Row] {
+        try check(transports: transports, sizes: sizes, trials: trials, bytesPerTrial: bytesPerTrial)
         // The allocator settings of a worker (both sides share them: one process).
         AllocatorTuning.apply()
         var rows: [Row] = []
         for transport in transports {
             for size in sizes {
                 let count = max(16, bytesPerTrial / size)
-                let buffer = calloc(size, 1)!
+                guard let buffer = calloc(size, 1) else {
+                    throw RunOptionError(flag: "--sizes", value: "\(size)", problem: "cannot allocate a buffer of this size")
+                }
                 defer { free(buffer) }
                 var raw: [Double] = [], ours: [Double] = []
                 let rawPair = try Pair(transport), oursPair = try Pair(transport)
@@ -75,10 +106,13 @@ public enum WireBenchmark {
             try push.setUnboundedQueues()
             switch transport {
             case .ipc:
-                var template = Array("/tmp/attnres-bench-XXXXXX".utf8CString)
-                let dir = String(cString: mkdtemp(&template)!)
+                // A run directory records its owner, so one left by a killed benchmark is swept by the next run.
+                let dir = try RunDirectory.create()
                 directory = dir
-                try pull.bind("ipc://\(dir)/wire")
+                do { try pull.bind("ipc://\(dir)/wire") } catch {
+                    try? FileManager.default.removeItem(atPath: dir)
+                    throw error
+                }
             case .tcp:
                 directory = nil
                 try pull.bind("tcp://127.0.0.1:*")

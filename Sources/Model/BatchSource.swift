@@ -26,9 +26,13 @@ public struct BatchSource: Sendable {
         self.corpus = corpus; self.seq = seq; self.vocab = vocab; self.seed = seed
     }
 
-    /// The default synthetic corpus (see `SyntheticCorpus`).
+    /// The default synthetic corpus (see `SyntheticCorpus`). `seq` must be below its length minus 1, which
+    /// `Topology.validate` (compute mode) and `Topology.validateModel` (train, bench) check before any command gets
+    /// here, naming model.seq and its flag.
     public static func synthetic(seq: Int, vocab: Int, seed: UInt64) -> BatchSource {
-        try! BatchSource(corpus: SyntheticCorpus.standard, seq: seq, vocab: vocab, seed: seed)
+        precondition(seq < SyntheticCorpus.standard.count - 1,
+                     "model.seq \(seq) does not fit the \(SyntheticCorpus.standard.count)-byte synthetic corpus (unvalidated topology)")
+        return try! BatchSource(corpus: SyntheticCorpus.standard, seq: seq, vocab: vocab, seed: seed)
     }
 
     /// Sequence j of step t as (tokens, targets), each [seq].

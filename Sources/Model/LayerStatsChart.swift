@@ -18,10 +18,11 @@ public enum LayerStatsChart {
         <rect width="100%" height="100%" fill="white"/>
         <text x="\(left)" y="22" font-size="14">\(escape(title))</text>\n
         """
-        let maxLayer = Double(table.rows.map(\.magnitude.layer).max() ?? 1)
+        // Clamped as the parser bounds a row's layer, so a table built in code cannot overflow the axis arithmetic.
+        let maxLayer = Double(min(max(table.rows.map(\.magnitude.layer).max() ?? 1, 1), LayerStatsTable.largestLayer))
         for (pi, panel) in panels.enumerated() {
             let x0 = left + Double(pi) * (pw + gap)
-            let values = table.rows.map { Double(panel.1($0.magnitude)) }.filter { $0 > 0 }
+            let values = table.rows.map { Double(panel.1($0.magnitude)) }.filter { $0 > 0 && $0.isFinite }
             let lo = log10(values.min() ?? 1e-3), hi = log10(values.max() ?? 1)
             let (ymin, ymax) = (floor(lo), max(ceil(hi), floor(lo) + 1))
             func px(_ layer: Int) -> Double { x0 + (Double(layer) - 1) / max(1, maxLayer - 1) * pw }

@@ -25,6 +25,10 @@ struct BenchWire: ParsableCommand {
     @Option(help: "Bytes moved per trial.") var bytesPerTrial = 1 << 30
     @Option(help: "ipc and/or tcp.") var transport: [TransportKind] = [.ipc, .tcp]
 
+    func validate() throws {
+        try WireBenchmark.check(transports: transport, sizes: sizes, trials: trials, bytesPerTrial: bytesPerTrial)
+    }
+
     func run() throws {
         let progress = Progress()
         let rows = try WireBenchmark.run(transports: transport, sizes: sizes, trials: trials, bytesPerTrial: bytesPerTrial) { progress.update($0) }
@@ -54,6 +58,15 @@ struct BenchPipeline: ParsableCommand {
 
     @OptionGroup var topology: TopologyOptions
     @Option(help: "Timed steps per side (after one warm-up step).") var timedSteps = 30
+
+    /// The most timed steps: a benchmark of more runs for days, and the count plus the warm-up must fit an Int.
+    static let mostTimedSteps = 1_000_000
+
+    func validate() throws {
+        guard timedSteps >= 1, timedSteps <= Self.mostTimedSteps else {
+            throw RunOptionError(flag: "--timed-steps", value: "\(timedSteps)", problem: "must be in 1…\(Self.mostTimedSteps)")
+        }
+    }
 
     func run() throws {
         BLASKernel.reexecWithPreferredKernelIfNeeded()

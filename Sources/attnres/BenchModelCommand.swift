@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import Model
 import Numerics
@@ -31,6 +32,28 @@ struct BenchModel: ParsableCommand {
 
     static let kernels = ["Prescott", "Nehalem", "Sandybridge", "Haswell", "Zen", "SkylakeX", "Cooperlake"]
     static let sgemmShapes = [(64, 64, 256), (64, 256, 64), (512, 512, 512)]
+
+    /// The most timed repetitions: a median of more adds nothing but hours.
+    static let mostRepetitions = 100_000
+
+    /// Every size is checked as `train` checks its own (`Topology.validateModel`, naming the flag), against a
+    /// third of the memory because (a) and (d) hold a trainer of each of the three residual kinds at once.
+    func validate() throws {
+        guard repetitions >= 1, repetitions <= Self.mostRepetitions else {
+            throw RunOptionError(flag: "--repetitions", value: "\(repetitions)", problem: "must be in 1…\(Self.mostRepetitions)")
+        }
+        if sgemmChild { return }
+        for kind in ResidualKind.allCases {
+            let c = config(kind)
+            var t = Train.topology(of: c, source: "bench model")
+            t.steps = 1
+            let flags = ["model.layers": "--layers", "model.hidden": "--hidden", "model.heads": "--heads", "model.seq": "--seq",
+                         "model.vocab": "--vocab", "residual.blocks": "--blocks", "pipeline.microbatches": "--microbatches",
+                         "pipeline.microbatch_size": "--microbatch-size"]
+            try t.validateModel(overridden: flags, memoryBytes: TopologyFootprint.physicalMemory / ResidualKind.allCases.count)
+        }
+        if let json { try OutputPath.check([OutputPath("--json", json, .file)]) }
+    }
 
     func config(_ kind: ResidualKind) -> TrainConfig {
         TrainConfig(model: ModelConfig(layers: layers, hidden: hidden, heads: heads, seq: seq, vocab: vocab,
@@ -124,7 +147,7 @@ struct BenchModel: ParsableCommand {
         }
         if let json {
             let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
-            try data.write(to: URL(fileURLWithPath: json))
+            try RunOptionChecks.writing(json, flag: "--json") { try data.write(to: URL(fileURLWithPath: json)) }
         }
     }
 

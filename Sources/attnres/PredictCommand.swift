@@ -34,7 +34,7 @@ struct Predict: ParsableCommand {
             print("")
             print(PaperView.render(PaperAccounting(layout: t.layout, residual: kind, blocks: t.blocks), topology: t, kind: kind))
         }
-        if let json { try ReportJSON(predictions: predictions).write(to: json) }
+        if let json { try RunOptionChecks.writing(json, flag: "--json") { try ReportJSON(predictions: predictions).write(to: json) } }
     }
 }
 

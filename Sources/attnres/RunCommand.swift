@@ -136,10 +136,10 @@ struct Run: ParsableCommand {
         print("")
         print(Report.linkTable(result))
         if let records = result.trace {
-            if let trace { try ChromeTrace.write(records, ranks: t.ranks, to: trace, topology: t) }
+            if let trace { try RunOptionChecks.writing(trace, flag: "--trace") { try ChromeTrace.write(records, ranks: t.ranks, to: trace, topology: t) } }
             if let traceSvg {
-                try ChromeTrace.svg(records, ranks: t.ranks, title: Report.describe(t) + " — step \(t.steps)", step: t.steps - 1)
-                    .write(toFile: traceSvg, atomically: true, encoding: .utf8)
+                let svg = ChromeTrace.svg(records, ranks: t.ranks, title: Report.describe(t) + " — step \(t.steps)", step: t.steps - 1)
+                try RunOptionChecks.writing(traceSvg, flag: "--trace-svg") { try svg.write(toFile: traceSvg, atomically: true, encoding: .utf8) }
             }
             let m = result.measuredBubble ?? []
             print("\nbubble per rank: measured " + m.map { String(format: "%.1f%%", 100 * $0) }.joined(separator: " ")
@@ -148,7 +148,10 @@ struct Run: ParsableCommand {
         if !result.losses.isEmpty {
             print("\nlosses: " + result.losses.enumerated().map { String(format: "%d:%.6f", result.firstStep + $0.offset + 1, $0.element) }.joined(separator: " "))
         }
-        if let path = cluster.json { try ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: [result]).write(to: path) }
+        if let path = cluster.json {
+            let report = ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: [result])
+            try RunOptionChecks.writing(path, flag: "--json") { try report.write(to: path) }
+        }
         guard result.matchesPrediction else { throw ExitCode(3) }
     }
 }
@@ -197,7 +200,10 @@ func reportComparison(_ t: Topology, coordinator: Coordinator, results: [Variant
     for r in results where !r.matchesPrediction && results.count > 1 {
         print("\nMISMATCH in \(r.topology.residual.rawValue)/\(r.topology.cache.rawValue):\n  " + r.mismatches.joined(separator: "\n  "))
     }
-    if let json { try ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: results).write(to: json) }
+    if let json {
+        let report = ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: results)
+        try RunOptionChecks.writing(json, flag: "--json") { try report.write(to: json) }
+    }
     guard results.allSatisfy(\.matchesPrediction) else { throw ExitCode(3) }
 }
 

@@ -23,11 +23,35 @@ struct StatsPlot: ParsableCommand {
     func run() throws {
         var table = LayerStatsTable()
         try OutputPath.check([OutputPath("output", output, .file)])
-        for path in inputs { table.rows += try LayerStatsTable(csv: InputFile.text(path)).rows }
-        if let steps {
-            let keep = Set(steps.split(separator: ",").compactMap { Int($0) })
+        let keep = try steps.map(Self.parseSteps)
+        for path in inputs { table.rows += try LayerStatsTable(csv: InputFile.text(path), file: path).rows }
+        if let keep {
+            let present = Set(table.rows.map(\.step))
+            let missing = keep.subtracting(present).sorted()
+            guard missing.isEmpty else {
+                let have = present.sorted().prefix(20).map(String.init).joined(separator: ",") + (present.count > 20 ? ",…" : "")
+                throw UsageError(description: "--steps \(Self.clip(steps!)): step\(missing.count == 1 ? "" : "s") "
+                                 + "\(missing.prefix(20).map(String.init).joined(separator: ",")) \(missing.count == 1 ? "is" : "are") in none of "
+                                 + "\(inputs.joined(separator: ", ")); they have steps \(have)")
+            }
             table.rows = table.rows.filter { keep.contains($0.step) }
         }
-        try LayerStatsChart.svg(table, title: title).write(toFile: output, atomically: true, encoding: .utf8)
+        let svg = LayerStatsChart.svg(table, title: title)
+        try RunOptionChecks.writing(output, flag: "output", { try svg.write(toFile: output, atomically: true, encoding: .utf8) })
     }
+
+    /// `--steps`: comma-separated step numbers ≥ 1, at least one.
+    static func parseSteps(_ text: String) throws -> Set<Int> {
+        let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        var steps = Set<Int>()
+        for item in items {
+            guard let n = Int(item), n >= 1 else {
+                throw UsageError(description: "--steps \(clip(text)): '\(clip(item))' is not a step number (an integer ≥ 1)")
+            }
+            steps.insert(n)
+        }
+        return steps
+    }
+
+    static func clip(_ s: String) -> String { QuotedValue.clip(s) }
 }

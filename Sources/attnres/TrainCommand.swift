@@ -64,7 +64,23 @@ struct Train: ParsableCommand {
         if let seed = o.seed { c.seed = UInt64(seed) }
         if let lr = o.learningRate { c.learningRate = lr }
         try c.validate()
+        try Self.topology(of: c, source: topology.topology ?? "<train defaults>")
+            .validateModel(overridden: o.apply(to: Topology()).1, corpusBytes: data == nil ? SyntheticCorpus.defaultLength : nil)
         return c
+    }
+
+    /// `c` as the topology of one process, for `Topology.validateModel`: the same value, corpus and memory rules
+    /// as `run --mode compute`, so an absurd size is an error naming its key before any tensor is allocated.
+    static func topology(of c: TrainConfig, source: String) -> Topology {
+        var t = Topology()
+        t.source = source
+        t.mode = .compute
+        t.layers = c.model.layers; t.hidden = c.model.hidden; t.heads = c.model.heads; t.seq = c.model.seq
+        t.vocab = c.model.vocab; t.residual = c.model.residual; t.blocks = c.model.residual == .block ? c.model.blocks : 1
+        t.microbatches = c.microbatches; t.microbatchSize = c.microbatchSize
+        t.steps = max(1, c.steps)  // train accepts 0 steps (initialise and export only)
+        t.seed = Int(clamping: c.seed); t.learningRate = c.learningRate
+        return t
     }
 
     func run() throws {
@@ -78,7 +94,8 @@ struct Train: ParsableCommand {
         let source: BatchSource
         if let data {
             let bytes = try InputFile.bytes(data)
-            source = try BatchSource(corpus: bytes, seq: config.model.seq, vocab: config.model.vocab, seed: config.seed)
+            do { source = try BatchSource(corpus: bytes, seq: config.model.seq, vocab: config.model.vocab, seed: config.seed) }
+            catch let e as BatchSource.Failure { throw UsageError(description: "--data \(data): \(e)") }
         } else {
             source = .synthetic(seq: config.model.seq, vocab: config.model.vocab, seed: config.seed)
         }
@@ -108,9 +125,9 @@ struct Train: ParsableCommand {
             }
         }
         if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-        if let json { try writeJSON(losses: losses, config: config, to: json) }
-        if let stats { try table.csv.write(toFile: stats, atomically: true, encoding: .utf8) }
-        if let export { try Export.write(trainer, to: URL(fileURLWithPath: export)) }
+        if let json { try RunOptionChecks.writing(json, flag: "--json") { try writeJSON(losses: losses, config: config, to: json) } }
+        if let stats { try RunOptionChecks.writing(stats, flag: "--stats") { try table.csv.write(toFile: stats, atomically: true, encoding: .utf8) } }
+        if let export { try RunOptionChecks.writing(export, flag: "--export") { try Export.write(trainer, to: URL(fileURLWithPath: export)) } }
     }
 
     func writeJSON(losses: [Float], config: TrainConfig, to path: String) throws {

@@ -39,6 +39,36 @@ final class LayerStatsTests: XCTestCase {
         XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 3)  // one line per panel
     }
 
+    /// Every value of a stats CSV is checked, and an error names the file, the line and the column.
+    func testCSVValuesAreCheckedNamingFileLineAndColumn() {
+        func problem(_ rows: String) -> String? {
+            do { _ = try LayerStatsTable(csv: LayerStatsTable.header + "\n" + rows, file: "s.csv"); return nil } catch { return "\(error)" }
+        }
+        XCTAssertNil(problem("block,1,1,0,1e-30,3.4e38\n"))
+        XCTAssertEqual(problem(""), "s.csv: no data rows after the header (nothing to plot)")
+        XCTAssertEqual(problem("block,1,1,1,1,1\nblock,1,2,1,1\n"), "s.csv:3: expected 6 comma-separated fields, found 5: 'block,1,2,1,1'")
+        XCTAssertEqual(problem("block,x,1,1,1,1\n"), "s.csv:2: column step: 'x' is not an integer")
+        XCTAssertEqual(problem("block,0,1,1,1,1\n"), "s.csv:2: column step: '0' must be ≥ 1")
+        XCTAssertEqual(problem("block,1,\(Int.max),1,1,1\n"), "s.csv:2: column layer: '\(Int.max)' must be in 1…\(LayerStatsTable.largestLayer)")
+        XCTAssertEqual(problem("block,1,0,1,1,1\n"), "s.csv:2: column layer: '0' must be in 1…\(LayerStatsTable.largestLayer)")
+        XCTAssertEqual(problem("block,1,1,inf,1,1\n")?.hasPrefix("s.csv:2: column input_rms: 'inf' is not finite"), true)
+        XCTAssertEqual(problem("block,1,1,1,1e39,1\n")?.hasPrefix("s.csv:2: column output_rms: '1e39' is not finite"), true)
+        XCTAssertEqual(problem("block,1,1,1,1,nan\n"), "s.csv:2: column grad_rms: 'nan' is NaN")
+        XCTAssertEqual(problem("block,1,1,-1,1,1\n"), "s.csv:2: column input_rms: '-1' is negative; an RMS is ≥ 0")
+        XCTAssertEqual(problem(",1,1,1,1,1\n"), "s.csv:2: column residual: '' is empty; give the residual kind")
+        let long = String(repeating: "9", count: 10_000)
+        XCTAssertLessThan(problem("block,\(long),1,1,1,1\n")?.count ?? 0, 400, "a huge value is quoted clipped")
+    }
+
+    /// A table built in code (not parsed) with extreme values still renders: no trap in the axis arithmetic.
+    func testChartOfExtremeValuesDoesNotTrap() {
+        let t = LayerStatsTable(rows: [
+            .init(residual: "block", step: Int.max, magnitude: LayerMagnitude(layer: Int.max, inputRMS: .infinity, outputRMS: .nan, gradientRMS: 1)),
+            .init(residual: "block", step: 1, magnitude: LayerMagnitude(layer: 1, inputRMS: 1, outputRMS: 1, gradientRMS: 1)),
+        ])
+        XCTAssertTrue(LayerStatsChart.svg(t, title: "x").hasSuffix("</svg>\n"))
+    }
+
     func testFullResidualNeverCarriesAPartial() throws {
         let c = Fixtures.config(.full)
         let model = try Transformer(config: c, chunks: 5)
