@@ -53,7 +53,7 @@ public struct VariantResult: Sendable {
             for l in r.sent { try add(&sent, l, rank: r.rank, field: "sent") }
         }
         let totals = [Array(received.values), Array(sent.values), reports.map(\.headerBytesSent)]
-        for (what, values) in zip(["received", "sent", "header"], totals) where VariantResult.checkedSum(values) == nil {
+        for (what, values) in zip(["received", "sent", "header"], totals) where TopologyFootprint.sum(values) == nil {
             throw ClusterError.measuredDiffers("the reports' \(what) bytes overflow a 64-bit count")
         }
         // Every byte sent must have arrived: a difference is lost or duplicated data, never reported as a result.
@@ -68,17 +68,6 @@ public struct VariantResult: Sendable {
         for r in reports { for (h, n) in r.tensorsPerHop where h < perHop.count { perHop[h] = max(perHop[h], n) } }
         tensorsPerHop = perHop
         waitSeconds = reports.map(\.waitSeconds)
-    }
-
-    /// The sum of `values`, or nil when it does not fit in an Int.
-    static func checkedSum(_ values: [Int]) -> Int? {
-        var total = 0
-        for v in values {
-            let (t, overflow) = total.addingReportingOverflow(v)
-            if overflow { return nil }
-            total = t
-        }
-        return total
     }
 
     public var forwardPayloadBytesPerStep: Int { measuredLinks.filter { $0.key.direction == .forward }.values.reduce(0, +) }
