@@ -90,8 +90,8 @@ public enum DepthAttentionTwoPhase {
             query.data.withUnsafeBufferPointer { w in
                 for r in 0..<n {
                     let row = pp.baseAddress! + r * d
-                    let ss = VectorKernels.dot(row, row, d), dot = VectorKernels.dot(w.baseAddress!, row, d)
-                    let z2 = dot / _sqrt(ss / Float(d) + RMSNorm.epsilon)  // w · RMSNorm(partial)
+                    let (dot, ss) = VectorKernels.treeDotAndSquares(w.baseAddress!, row, d)
+                    let z2 = DepthAttention.rstd(sumOfSquares: ss, d) * dot  // w · RMSNorm(partial), as one-pass
                     let m = Swift.max(stats.max[r], z2)
                     let e1 = _expShifted(stats.max[r] - m), e2 = _expShifted(z2 - m)
                     let inv = 1 / (e1 * stats.sum[r] + e2)
@@ -114,13 +114,13 @@ public enum DepthAttentionTwoPhase {
             for i in 0..<kCount { c[i * n + r] = stats.weights[i * n + r] * s }
             if partial != nil { c[kCount * n + r] = partialWeight(r) }
         }
-        var h = Tensor(zeros: [n, d])
-        h.data.withUnsafeMutableBufferPointer { hp in
+        var h = [Float](unsafeUninitializedCapacity: n * d) { _, count in count = n * d }
+        h.withUnsafeMutableBufferPointer { hp in
             c.withUnsafeBufferPointer { cp in
                 DepthAttention.mix(sources: partial.map { sources + [$0] } ?? sources, weights: cp,
-                                   into: hp.baseAddress!, rows: n, cols: d)
+                                   into: hp.baseAddress!, rows: n, cols: d, accumulate: false)
             }
         }
-        return h
+        return Tensor(shape: [n, d], data: h)
     }
 }
