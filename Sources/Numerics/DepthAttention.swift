@@ -81,7 +81,7 @@ public enum DepthAttention {
             for r in 0..<n {
                 var m = -Float.infinity
                 for i in 0..<kCount {
-                    let row = vs[i] + r * d, k = i * n + r
+                    let row = vs[i] + r &* d, k = i &* n &+ r
                     let s: Float, dot: Float
                     if kn[i] {
                         s = rs[k]; dot = VectorKernels.treeDot(w, row, d)
@@ -95,23 +95,24 @@ public enum DepthAttention {
                     m = max(m, zk)
                 }
                 var sum: Float = 0
-                for i in 0..<kCount { let e = _expShifted(zs[i * n + r] - m); al[i * n + r] = e; sum += e }
+                for i in 0..<kCount { let e = _expShifted(zs[i &* n &+ r] - m); al[i &* n &+ r] = e; sum += e }
                 let inv = 1 / sum
-                for i in 0..<kCount { al[i * n + r] *= inv }
+                for i in 0..<kCount { al[i &* n &+ r] *= inv }
                 // h[r] = Σ_i α_i v_i[r], sources in order, each tile starting from 0 (as `mixReference` into zeros)
-                let o = h + r * d
+                let o = h + r &* d
                 var j0 = 0
                 while j0 < tiled {
                     var acc = SIMD16<Float>(repeating: 0)
                     for i in 0..<kCount {
-                        acc = acc + al[i * n + r] * UnsafeRawPointer(vs[i] + r * d + j0).loadUnaligned(as: SIMD16<Float>.self)
+                        let x = UnsafeRawPointer(vs[i] + (r &* d &+ j0)).loadUnaligned(as: SIMD16<Float>.self)
+                        acc = acc + al[i &* n &+ r] * x
                     }
                     UnsafeMutableRawPointer(o + j0).storeBytes(of: acc, as: SIMD16<Float>.self)
                     j0 += 16
                 }
                 for j in tiled..<d {
                     var acc: Float = 0
-                    for i in 0..<kCount { acc += al[i * n + r] * vs[i][r * d + j] }
+                    for i in 0..<kCount { acc += al[i &* n &+ r] * vs[i][r &* d &+ j] }
                     o[j] = acc
                 }
             }
@@ -131,18 +132,19 @@ public enum DepthAttention {
             for r in 0..<n {
                 var j0 = 0
                 while j0 < tiled {
-                    let o = UnsafeMutableRawPointer(out + r * d + j0)
+                    let o = UnsafeMutableRawPointer(out + (r &* d &+ j0))
                     var acc = accumulate ? o.loadUnaligned(as: SIMD16<Float>.self) : SIMD16<Float>(repeating: 0)
                     for i in 0..<kCount {
-                        acc = acc + weights[i * n + r] * UnsafeRawPointer(vs[i] + r * d + j0).loadUnaligned(as: SIMD16<Float>.self)
+                        let x = UnsafeRawPointer(vs[i] + (r &* d &+ j0)).loadUnaligned(as: SIMD16<Float>.self)
+                        acc = acc + weights[i &* n &+ r] * x
                     }
                     o.storeBytes(of: acc, as: SIMD16<Float>.self)
                     j0 += 16
                 }
                 for j in tiled..<d {
-                    var acc: Float = accumulate ? out[r * d + j] : 0
-                    for i in 0..<kCount { acc += weights[i * n + r] * vs[i][r * d + j] }
-                    out[r * d + j] = acc
+                    var acc: Float = accumulate ? out[r &* d &+ j] : 0
+                    for i in 0..<kCount { acc += weights[i &* n &+ r] * vs[i][r &* d &+ j] }
+                    out[r &* d &+ j] = acc
                 }
             }
         }
@@ -165,9 +167,10 @@ public enum DepthAttention {
     /// with dz = α(dα − Σ_t α_t dα_t) and k̂ = rstd·v, d v += α·dh + rstd·dz·(w − k̂·z/d) and dw += dz·k̂.
     ///
     /// Two passes. The first goes token by token: the K dots dα_i = dh[r]·v_i[r] (rows in L1), the softmax backward
-    /// and the two key-path coefficients c = rstd·dz and ck = z/d·rstd. The second goes source by source in column
-    /// tiles of 8, with w and dw of the tile in registers while the tokens stream by (tiles of 16 would spill on
-    /// SSE2's 16 registers). `backwardReference` is the plain form it is tested against.
+    /// and the two key-path coefficients c = rstd·dz and ck = z/d·rstd. The second goes source by source and token by
+    /// token along the rows (contiguous, so the rows stream from L2 in order; w and dw, d floats each, stay in L1) in
+    /// tiles of 8 columns (16 would spill SSE2's 16 registers). `backwardReference` is the plain form it is tested
+    /// against.
     public static func backward(_ dh: Tensor, query: Tensor, sources: [Tensor], saved: Saved,
                                 dsources: inout [Tensor], dquery: inout Tensor) {
         let n = dh.rows, d = dh.cols, kCount = sources.count
@@ -179,35 +182,31 @@ public enum DepthAttention {
         dquery.data.withUnsafeMutableBufferPointer { dw in
         saved.alpha.withUnsafeBufferPointer { al in
         coef.withUnsafeBufferPointer { cf in
+            let wp = w.baseAddress!, dwp = dw.baseAddress!
             for i in 0..<kCount {
                 precondition(dsources[i].count == n * d, "DepthAttention: gradient buffer \(i) has the wrong size")
                 sources[i].data.withUnsafeBufferPointer { v in
                     dsources[i].data.withUnsafeMutableBufferPointer { dv in
-                        var j0 = 0
-                        while j0 < tiled {
-                            let wv = UnsafeRawPointer(w.baseAddress! + j0).loadUnaligned(as: SIMD8<Float>.self)
-                            var dwv = UnsafeRawPointer(dw.baseAddress! + j0).loadUnaligned(as: SIMD8<Float>.self)
-                            for r in 0..<n {
-                                let k = i * n + r
-                                let a = al[k], c = cf[2 * k], ck = cf[2 * k + 1], off = r * d + j0
-                                let gv = UnsafeRawPointer(g.baseAddress! + off).loadUnaligned(as: SIMD8<Float>.self)
-                                let x = UnsafeRawPointer(v.baseAddress! + off).loadUnaligned(as: SIMD8<Float>.self)
-                                let out = UnsafeMutableRawPointer(dv.baseAddress! + off)
-                                let o = out.loadUnaligned(as: SIMD8<Float>.self)
-                                out.storeBytes(of: o + (a * gv + c * (wv - ck * x)), as: SIMD8<Float>.self)
-                                dwv = dwv + c * x
-                            }
-                            UnsafeMutableRawPointer(dw.baseAddress! + j0).storeBytes(of: dwv, as: SIMD8<Float>.self)
-                            j0 += 8
-                        }
-                        guard tiled < d else { return }
                         for r in 0..<n {
-                            let k = i * n + r
-                            let a = al[k], c = cf[2 * k], ck = cf[2 * k + 1]
-                            let gr = g.baseAddress! + r * d, row = v.baseAddress! + r * d, out = dv.baseAddress! + r * d
-                            for j in tiled..<d {
-                                out[j] += a * gr[j] + c * (w[j] - ck * row[j])
-                                dw[j] += c * row[j]
+                            let k = i &* n &+ r, off = r &* d
+                            let a = al[k], c = cf[2 &* k], ck = cf[2 &* k &+ 1]
+                            let gr = g.baseAddress! + off, row = v.baseAddress! + off, out = dv.baseAddress! + off
+                            var j = 0
+                            while j < tiled {
+                                let gv = UnsafeRawPointer(gr + j).loadUnaligned(as: SIMD8<Float>.self)
+                                let x = UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<Float>.self)
+                                let wv = UnsafeRawPointer(wp + j).loadUnaligned(as: SIMD8<Float>.self)
+                                let o = UnsafeMutableRawPointer(out + j)
+                                o.storeBytes(of: o.loadUnaligned(as: SIMD8<Float>.self) + (a * gv + c * (wv - ck * x)),
+                                             as: SIMD8<Float>.self)
+                                let dwt = UnsafeMutableRawPointer(dwp + j)
+                                dwt.storeBytes(of: dwt.loadUnaligned(as: SIMD8<Float>.self) + c * x, as: SIMD8<Float>.self)
+                                j &+= 8
+                            }
+                            while j < d {
+                                out[j] += a * gr[j] + c * (wp[j] - ck * row[j])
+                                dwp[j] += c * row[j]
+                                j &+= 1
                             }
                         }
                     }
@@ -229,17 +228,17 @@ public enum DepthAttention {
         coef.withUnsafeMutableBufferPointer { cf in
         withBasePointers(sources) { vs in
             for r in 0..<n {
-                let gr = g.baseAddress! + r * d
+                let gr = g.baseAddress! + r &* d
                 var dot: Float = 0
                 for i in 0..<kCount {  // dα_i, kept in the c slot until the softmax backward needs it
-                    let da = VectorKernels.treeDot(gr, vs[i] + r * d, d)
-                    cf[2 * (i * n + r)] = da
-                    dot += al[i * n + r] * da
+                    let da = VectorKernels.treeDot(gr, vs[i] + r &* d, d)
+                    cf[2 &* (i &* n &+ r)] = da
+                    dot += al[i &* n &+ r] * da
                 }
                 for i in 0..<kCount {
-                    let k = i * n + r, s = rs[k]
-                    let dz = al[k] * (cf[2 * k] - dot)
-                    cf[2 * k] = s * dz; cf[2 * k + 1] = zs[k] * invD * s
+                    let k = i &* n &+ r, s = rs[k]
+                    let dz = al[k] * (cf[2 &* k] - dot)
+                    cf[2 &* k] = s * dz; cf[2 &* k &+ 1] = zs[k] * invD * s
                 }
             }
         }}}}}}

@@ -71,10 +71,8 @@ struct BenchModel: ParsableCommand {
         print("\n(a) train step (forward+backward+AdamW), ms    standard \(f(std))   full \(f(train["full"]!)) "
               + "(\(f(train["full"]! / std, 3))x)   block \(f(train["block"]!)) (\(f(train["block"]! / std, 3))x)   "
               + "[goal block ≤ \(f(trainGoal))x]")
-        for kind in ["full", "block"] {
-            print("      floor \(kind.padding(toLength: 5, withPad: " ", startingAt: 0)) "
-                  + floorCell(trainCost[kind]!, trainCost["standard"]!))
-        }
+        print("      floor (÷ standard, from the model):   "
+              + ["full", "block"].map { "\($0) \(floorCell(trainCost[$0]!, trainCost["standard"]!))" }.joined(separator: "   "))
         report["train_ms"] = train
         report["train_floor"] = trainCost.mapValues { ["flops": $0.flops, "bytes": $0.bytes] }
 

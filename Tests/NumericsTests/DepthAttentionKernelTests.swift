@@ -53,7 +53,7 @@ final class DepthAttentionKernelTests: XCTestCase {
             // the increments themselves (not only the sums with the start values) agree
             let incFast = (0..<shape.k).flatMap { i in (0..<fast[i].count).map { fast[i].data[$0] - start[i].data[$0] } }
             let incRef = (0..<shape.k).flatMap { i in (0..<ref[i].count).map { ref[i].data[$0] - start[i].data[$0] } }
-            XCTAssertLessThanOrEqual(relativeError(incFast, incRef), 1e-4, "dv increments, \(label)")
+            XCTAssertLessThanOrEqual(relativeError(incFast, incRef), Self.tolerance, "dv increments, \(label)")
         }
     }
 
