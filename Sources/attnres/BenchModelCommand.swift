@@ -27,6 +27,11 @@ struct BenchModel: ParsableCommand {
     @Option(name: .customLong("microbatch-size"), help: "Sequences per microbatch.") var microbatchSize: Int = 2
     @Option(help: "Timed repetitions per measurement.") var repetitions: Int = 30
     @Flag(name: .customLong("no-torch"), help: "Skip the PyTorch and JAX comparison.") var noTorch = false
+    @Option(name: .customLong("peer-steps"), help: "Timed train steps per peer run (inference: 5× as many).")
+    var peerSteps: Int = 10
+    @Flag(name: .customLong("peer-two-threads"),
+          help: "Also compare the train step on 2 threads (ours: 2 OpenBLAS threads, bitwise the same results).")
+    var peerTwoThreads = false
     @Flag(name: .customLong("no-kernels"), help: "Skip the per-kernel sgemm comparison.") var noKernels = false
     @Option(help: "Also write all results as JSON to this file.") var json: String?
     @Flag(name: .customLong("sgemm-child"), help: .hidden) var sgemmChild = false
@@ -131,12 +136,14 @@ struct BenchModel: ParsableCommand {
 
         // (d) PyTorch, against our step on one BLAS thread (the default) and on two (bitwise the same results)
         if !noTorch {
-            BLAS.setThreads(2)
-            let twoThreads = try ModelBenchmark.trainSteps(ResidualKind.allCases.map(config), repetitions: repetitions)
-            BLAS.setThreads(1)
             var ours2: [String: Double] = [:]
-            for (kind, ms) in zip(ResidualKind.allCases, twoThreads) { ours2[kind.rawValue] = ms }
-            report["train_ms_2_blas_threads"] = ours2
+            if peerTwoThreads {
+                BLAS.setThreads(2)
+                let twoThreads = try ModelBenchmark.trainSteps(ResidualKind.allCases.map(config), repetitions: repetitions)
+                BLAS.setThreads(1)
+                for (kind, ms) in zip(ResidualKind.allCases, twoThreads) { ours2[kind.rawValue] = ms }
+                report["train_ms_2_blas_threads"] = ours2
+            }
             report["peers"] = peerComparison(ours: train, ours2: ours2, oursInference: inf)
         }
         if let json {
@@ -212,15 +219,15 @@ struct BenchModel: ParsableCommand {
                                     "--heads", "\(heads)", "--seq", "\(seq)", "--vocab", "\(vocab)",
                                     "--blocks", "\(blocks)", "--microbatches", "\(microbatches)",
                                     "--microbatch-size", "\(microbatchSize)", "--residual", residual.rawValue,
-                                    "--steps", "\(repetitions)", "--threads", "\(threads)"])
+                                    "--steps", "\(peerSteps)", "--threads", "\(threads)"])
         guard status == 0, let line = out.split(separator: "\n").last,
               let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
         return obj
     }
 
     /// (d) The same model, batch and optimizer in PyTorch (eager, `scaled_dot_product_attention`) and JAX (jitted),
-    /// on the same number of threads as ours: train step at 1 and 2 threads, inference forward of one microbatch at
-    /// 1 thread (ours: two-phase for AttnRes). Ratios are ours ÷ theirs; the goal is ≤ 1.0×.
+    /// on the same number of threads as ours: train step at 1 thread (and 2 with `--peer-two-threads`), inference
+    /// forward of one microbatch at 1 thread (ours: two-phase for AttnRes). Ratios are ours ÷ theirs; goal ≤ 1.0×.
     func peerComparison(ours: [String: Double], ours2: [String: Double], oursInference: [String: Double]) -> [String: Any] {
         var peers: [(name: String, script: String)] = []
         if ensurePython(module: "torch", package: "torch"), FileManager.default.fileExists(atPath: script("torch_reference.py")) {
@@ -238,10 +245,10 @@ struct BenchModel: ParsableCommand {
         var rows: [(String, String)] = []  // (train line, inference line) per residual kind
         for kind in ResidualKind.allCases {
             let inferenceKey = kind == .standard ? "standard" : "\(kind.rawValue)-twoPhase"
-            var trainCells = ["ours 1t \(f(ours[kind.rawValue]!))"], trainCells2 = ["ours 2t \(f(ours2[kind.rawValue]!))"]
+            var trainCells = ["ours \(f(ours[kind.rawValue]!))"], trainCells2 = ["ours \(f(ours2[kind.rawValue] ?? 0))"]
             var inferenceCells = ["ours \(f(oursInference[inferenceKey]!))"]
             for peer in peers {
-                for threads in [1, 2] {
+                for threads in peerTwoThreads ? [1, 2] : [1] {
                     guard let obj = peerRun(peer.script, residual: kind, threads: threads),
                           let trainMs = (obj["ms_per_step"] ?? obj["train_ms"]) as? Double,
                           let inferenceMs = obj["inference_ms"] as? Double else {
@@ -261,13 +268,14 @@ struct BenchModel: ParsableCommand {
                 }
             }
             let name = kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)
-            rows.append(("      \(name) " + trainCells.joined(separator: "  ") + "   |   " + trainCells2.joined(separator: "  "),
+            rows.append(("      \(name) " + trainCells.joined(separator: "  ")
+                            + (peerTwoThreads ? "   |   " + trainCells2.joined(separator: "  ") : ""),
                          "      \(name) " + inferenceCells.joined(separator: "  ")))
         }
         let versions = peers.map { "\($0.name) \(result["\($0.name)-version"] ?? "?")" }.joined(separator: ", ")
         print("(d) vs \(versions) on CPU, same model and batch, same thread count (ours: OpenBLAS threads; torch: "
               + "set_num_threads; JAX: CPU affinity + XLA flags), ms, ours ÷ theirs [goal ≤ 1.0x]")
-        print("    train step (forward+backward+AdamW), 1 thread   |   2 threads")
+        print("    train step (forward+backward+AdamW), 1 thread" + (peerTwoThreads ? "   |   2 threads" : ""))
         for row in rows { print(row.0) }
         print("    inference forward of one microbatch, 1 thread (ours: two-phase for AttnRes)")
         for row in rows { print(row.1) }
