@@ -5,7 +5,8 @@
       worst per-parameter relative error ‖g_torch − g_ours‖∞ / ‖g_torch‖∞.
   python3 torch_reference.py bench --layers L --hidden D --heads H --seq S --vocab V --residual R --blocks N
                                    --microbatches M --microbatch-size B --steps K --threads T
-      median milliseconds of one optimizer step (m microbatches forward+backward, then AdamW), float32, CPU.
+      median milliseconds of one optimizer step (m microbatches forward+backward, then AdamW) and of one
+      inference forward of one microbatch (B sequences to the logits, no autograd), float32, CPU, T threads.
 
 Written from DESIGN §3; pip-installed torch is needed only here (benchmarks), never by `make test`.
 """
@@ -38,7 +39,7 @@ def depth_attention(w, sources):
     return (alpha.unsqueeze(-1) * V).sum(0)
 
 
-def loss_fn(P, tokens, targets, cfg):
+def logits_fn(P, tokens, cfg):
     L, T = cfg["layers"], tokens.shape[1]
     v0 = P["embed.weight"][tokens] + P["pos.weight"][:T]
     if cfg["residual"] == "standard":
@@ -59,7 +60,11 @@ def loss_fn(P, tokens, targets, cfg):
                 blocks.append(partial)
                 partial = None
         o = depth_attention(P[f"layers.{L + 1}.query"], blocks)
-    logits = rmsnorm(o, P["final_norm.gain"]) @ P["head.weight"]
+    return rmsnorm(o, P["final_norm.gain"]) @ P["head.weight"]
+
+
+def loss_fn(P, tokens, targets, cfg):
+    logits = logits_fn(P, tokens, cfg)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
@@ -114,7 +119,15 @@ def bench(a):
         opt.step()
         if step >= 3:
             times.append((time.perf_counter() - t0) * 1000)
-    print(json.dumps({"ms_per_step": statistics.median(times), "torch": torch.__version__, "threads": a.threads}))
+    inference = []
+    with torch.no_grad():
+        for i in range(5 * a.steps + 3):
+            t0 = time.perf_counter()
+            float(logits_fn(P, tokens[0], cfg)[0, 0, 0])
+            if i >= 3:
+                inference.append((time.perf_counter() - t0) * 1000)
+    print(json.dumps({"ms_per_step": statistics.median(times), "inference_ms": statistics.median(inference),
+                      "torch": torch.__version__, "threads": a.threads}))
 
 
 if __name__ == "__main__":

@@ -39,12 +39,12 @@ public struct Inference: Sendable {
             // are normalised once, when it completes, and appended (row-wise the same values `keys(blocks)` gives).
             // The key statistics (reciprocal RMS) of each completed block likewise serve every later one-pass layer and
             // the output attention.
-            var keys = Tensor(zeros: [0, c.hidden]), blockRstd: [[Float]?] = []
+            var keys: [Float] = [], blockRstd: [[Float]?] = []
+            if mode == .twoPhase { keys.reserveCapacity(c.effectiveBlocks * v0.count) }
             func completed(_ block: Tensor, last: Bool) {
                 if mode == .twoPhase && !last {
                     var rstd: [Float] = []
-                    let newKeys = DepthAttentionTwoPhase.keys([block], rstd: &rstd)
-                    keys = Tensor(shape: [keys.rows + block.rows, c.hidden], data: keys.data + newKeys.data)
+                    DepthAttentionTwoPhase.appendKeys(of: block, to: &keys, rstd: &rstd)
                     blockRstd.append(rstd)
                 } else {
                     blockRstd.append(DepthAttention.rstd(block))
@@ -65,7 +65,8 @@ public struct Inference: Sendable {
                         if partial == nil { partial = v } else { partial!.add(v) }
                     }
                 case .twoPhase:
-                    let stats = DepthAttentionTwoPhase.phase1(queries: queries, keys: keys, tokens: v0.rows)
+                    let stats = DepthAttentionTwoPhase.phase1(
+                        queries: queries, keys: Tensor(shape: [keys.count / c.hidden, c.hidden], data: keys), tokens: v0.rows)
                     for (i, l) in (first...last).enumerated() {
                         let h = partial.map {
                             DepthAttentionTwoPhase.merge(stats[i], sources: blocks, query: queries[i], partial: $0)

@@ -29,11 +29,16 @@ public enum DepthAttention {
         return out
     }
 
-    /// 1 / √(mean(row²) + eps), shared by `rstd` and `forward` so a cached value equals a recomputed one bit for bit.
+    /// 1 / √(mean(row²) + eps), shared by `rstd`, `forward` and the two-phase keys so a cached value equals a
+    /// recomputed one bit for bit.
     @inline(__always)
     static func rowRstd(_ row: UnsafePointer<Float>, _ d: Int) -> Float {
-        1 / _sqrt(VectorKernels.dot(row, row, d) / Float(d) + RMSNorm.epsilon)
+        rstd(sumOfSquares: VectorKernels.treeDot(row, row, d), d)
     }
+
+    /// 1 / √(ss/d + eps) from a row's sum of squares (`VectorKernels.treeDot(row, row, d)`).
+    @inline(__always)
+    static func rstd(sumOfSquares ss: Float, _ d: Int) -> Float { 1 / _sqrt(ss / Float(d) + RMSNorm.epsilon) }
 
     /// Forward. query [d], sources K × [n, d] (K ≥ 1) -> h [n, d].
     public static func forward(query: Tensor, sources: [Tensor]) -> (Tensor, Saved) {
@@ -42,90 +47,104 @@ public enum DepthAttention {
 
     /// Forward with the key statistics of some sources precomputed: `cached[i]` (when present and non-nil) must be
     /// `rstd(sources[i])`; the others are computed here. Same result as `forward(query:sources:)`, bit for bit.
+    ///
+    /// One fused pass per token: the K rows of token r (K·d floats, in L1) give their logits (one pass over each row
+    /// for w·v and, when not cached, Σv²), the softmax over depth, then the weighted sum in column tiles of 16 kept in
+    /// registers across the sources. Every source is read from memory once; the only buffers allocated are the
+    /// output and the `Saved` statistics. `forwardReference` is the plain form it is tested against.
     public static func forward(query: Tensor, sources: [Tensor], rstd cached: [[Float]?]) -> (Tensor, Saved) {
         precondition(!sources.isEmpty, "DepthAttention needs at least one source")
         let n = sources[0].rows, d = sources[0].cols, kCount = sources.count
         precondition(query.count == d && cached.count <= kCount)
-        var rstd = [Float](repeating: 0, count: kCount * n)
-        var z = [Float](repeating: 0, count: kCount * n)
-        var alpha = [Float](repeating: 0, count: kCount * n)
-        var h = Tensor(zeros: [n, d])
-        query.data.withUnsafeBufferPointer { w in
-            rstd.withUnsafeMutableBufferPointer { rs in
-            z.withUnsafeMutableBufferPointer { zs in
-            alpha.withUnsafeMutableBufferPointer { al in
-                for i in 0..<kCount {
-                    precondition(sources[i].rows == n && sources[i].cols == d, "DepthAttention: source shapes differ")
-                    sources[i].data.withUnsafeBufferPointer { v in
-                        if i < cached.count, let c = cached[i] {
-                            precondition(c.count == n, "DepthAttention: cached rstd has the wrong length")
-                            for r in 0..<n {
-                                let row = v.baseAddress! + r * d
-                                let s = c[r]
-                                rs[i * n + r] = s
-                                zs[i * n + r] = s * VectorKernels.dot(w.baseAddress!, row, d)
-                            }
-                        } else {
-                            for r in 0..<n {
-                                let row = v.baseAddress! + r * d
-                                let s = rowRstd(row, d)
-                                rs[i * n + r] = s
-                                zs[i * n + r] = s * VectorKernels.dot(w.baseAddress!, row, d)
-                            }
-                        }
-                    }
-                }
-                for r in 0..<n {
-                    var m = -Float.infinity
-                    for i in 0..<kCount { m = max(m, zs[i * n + r]) }
-                    var sum: Float = 0
-                    for i in 0..<kCount { let e = _expShifted(zs[i * n + r] - m); al[i * n + r] = e; sum += e }
-                    let inv = 1 / sum
-                    for i in 0..<kCount { al[i * n + r] *= inv }
-                }
-                h.data.withUnsafeMutableBufferPointer { hp in
-                    mix(sources: sources, weights: UnsafeBufferPointer(al), into: hp.baseAddress!, rows: n, cols: d)
-                }
-            }}}
+        for (i, src) in sources.enumerated() {
+            precondition(src.rows == n && src.cols == d, "DepthAttention: source shapes differ")
+            if i < cached.count, let c = cached[i] { precondition(c.count == n, "DepthAttention: cached rstd has the wrong length") }
         }
-        return (h, Saved(rstd: rstd, logits: z, alpha: alpha))
+        // Cached statistics are copied in first; `known[i]` says whether row statistics of source i are already there.
+        var rstd = [Float](repeating: 0, count: kCount * n)
+        var known = [Bool](repeating: false, count: kCount)
+        for i in 0..<min(cached.count, kCount) {
+            if let c = cached[i] { rstd.replaceSubrange((i * n)..<((i + 1) * n), with: c); known[i] = true }
+        }
+        var z = [Float](unsafeUninitializedCapacity: kCount * n) { _, count in count = kCount * n }
+        var alpha = [Float](unsafeUninitializedCapacity: kCount * n) { _, count in count = kCount * n }
+        var out = [Float](unsafeUninitializedCapacity: n * d) { _, count in count = n * d }
+        let tiled = d - d % 16
+        query.data.withUnsafeBufferPointer { wb in
+        rstd.withUnsafeMutableBufferPointer { rs in
+        z.withUnsafeMutableBufferPointer { zs in
+        alpha.withUnsafeMutableBufferPointer { al in
+        out.withUnsafeMutableBufferPointer { hb in
+        known.withUnsafeBufferPointer { kn in
+        withBasePointers(sources) { vs in
+            let w = wb.baseAddress!, h = hb.baseAddress!
+            for r in 0..<n {
+                var m = -Float.infinity
+                for i in 0..<kCount {
+                    let row = vs[i] + r &* d, k = i &* n &+ r
+                    let s: Float, dot: Float
+                    if kn[i] {
+                        s = rs[k]; dot = VectorKernels.treeDot(w, row, d)
+                    } else {
+                        let (wx, xx) = VectorKernels.treeDotAndSquares(w, row, d)
+                        s = Self.rstd(sumOfSquares: xx, d); dot = wx
+                        rs[k] = s
+                    }
+                    let zk = s * dot
+                    zs[k] = zk
+                    m = max(m, zk)
+                }
+                var sum: Float = 0
+                for i in 0..<kCount { let e = _expShifted(zs[i &* n &+ r] - m); al[i &* n &+ r] = e; sum += e }
+                let inv = 1 / sum
+                for i in 0..<kCount { al[i &* n &+ r] *= inv }
+                // h[r] = Σ_i α_i v_i[r], sources in order, each tile starting from 0 (as `mixReference` into zeros)
+                let o = h + r &* d
+                var j0 = 0
+                while j0 < tiled {
+                    var acc = SIMD16<Float>(repeating: 0)
+                    for i in 0..<kCount {
+                        let x = UnsafeRawPointer(vs[i] + (r &* d &+ j0)).loadUnaligned(as: SIMD16<Float>.self)
+                        acc = acc + al[i &* n &+ r] * x
+                    }
+                    UnsafeMutableRawPointer(o + j0).storeBytes(of: acc, as: SIMD16<Float>.self)
+                    j0 += 16
+                }
+                for j in tiled..<d {
+                    var acc: Float = 0
+                    for i in 0..<kCount { acc += al[i &* n &+ r] * vs[i][r &* d &+ j] }
+                    o[j] = acc
+                }
+            }
+        }}}}}}}
+        return (Tensor(shape: [n, d], data: out), Saved(rstd: rstd, logits: z, alpha: alpha))
     }
 
     /// out[r] += Σ_i weights[i·n + r] · v_i[r], sources in order. Token by token in column tiles of 16 whose partial
     /// sum stays in registers across the K sources, instead of loading and storing `out` once per source. Each element
     /// sees the same operations in the same order as the plain loop (`mixReference`), so the result is bitwise the same.
+    /// With `accumulate: false` the sums start from 0 instead of from `out`, which may then be uninitialised: bitwise
+    /// what accumulating into zeros gives, without writing the zeros first.
     static func mix(sources: [Tensor], weights: UnsafeBufferPointer<Float>, into out: UnsafeMutablePointer<Float>,
-                    rows n: Int, cols d: Int) {
+                    rows n: Int, cols d: Int, accumulate: Bool = true) {
         let kCount = sources.count, tiled = d - d % 16
         withBasePointers(sources) { vs in
             for r in 0..<n {
                 var j0 = 0
                 while j0 < tiled {
-                    let o = UnsafeMutableRawPointer(out + r * d + j0)
-                    var acc = o.loadUnaligned(as: SIMD16<Float>.self)
+                    let o = UnsafeMutableRawPointer(out + (r &* d &+ j0))
+                    var acc = accumulate ? o.loadUnaligned(as: SIMD16<Float>.self) : SIMD16<Float>(repeating: 0)
                     for i in 0..<kCount {
-                        acc = acc + weights[i * n + r] * UnsafeRawPointer(vs[i] + r * d + j0).loadUnaligned(as: SIMD16<Float>.self)
+                        let x = UnsafeRawPointer(vs[i] + (r &* d &+ j0)).loadUnaligned(as: SIMD16<Float>.self)
+                        acc = acc + weights[i &* n &+ r] * x
                     }
                     o.storeBytes(of: acc, as: SIMD16<Float>.self)
                     j0 += 16
                 }
-                for i in 0..<kCount where tiled < d {
-                    let a = weights[i * n + r], row = vs[i] + r * d, o = out + r * d
-                    for j in tiled..<d { o[j] += a * row[j] }
-                }
-            }
-        }
-    }
-
-    /// The plain form of `mix` (source by source, every column), the reference it must equal bit for bit.
-    static func mixReference(sources: [Tensor], weights: UnsafeBufferPointer<Float>,
-                             into out: UnsafeMutablePointer<Float>, rows n: Int, cols d: Int) {
-        for i in 0..<sources.count {
-            sources[i].data.withUnsafeBufferPointer { v in
-                for r in 0..<n {
-                    let a = weights[i * n + r]
-                    let o = out + r * d, row = v.baseAddress! + r * d
-                    for j in 0..<d { o[j] += a * row[j] }
+                for j in tiled..<d {
+                    var acc: Float = accumulate ? out[r &* d &+ j] : 0
+                    for i in 0..<kCount { acc += weights[i &* n &+ r] * vs[i][r &* d &+ j] }
+                    out[r &* d &+ j] = acc
                 }
             }
         }
@@ -146,55 +165,48 @@ public enum DepthAttention {
     /// Backward. dh [n, d] -> dsources K × [n, d] += …, dquery [d] += ….
     /// A source's gradient has two paths, as a value (α·dh) and as a key (through the softmax and RMSNorm):
     /// with dz = α(dα − Σ_t α_t dα_t) and k̂ = rstd·v, d v += α·dh + rstd·dz·(w − k̂·z/d) and dw += dz·k̂.
+    ///
+    /// Two passes. The first goes token by token: the K dots dα_i = dh[r]·v_i[r] (rows in L1), the softmax backward
+    /// and the two key-path coefficients c = rstd·dz and ck = z/d·rstd. The second goes source by source and token by
+    /// token along the rows (contiguous, so the rows stream from L2 in order; w and dw, d floats each, stay in L1) in
+    /// tiles of 8 columns (16 would spill SSE2's 16 registers). `backwardReference` is the plain form it is tested
+    /// against.
     public static func backward(_ dh: Tensor, query: Tensor, sources: [Tensor], saved: Saved,
                                 dsources: inout [Tensor], dquery: inout Tensor) {
         let n = dh.rows, d = dh.cols, kCount = sources.count
-        precondition(dsources.count == kCount)
-        let dz = logitGradients(dh, sources: sources, saved: saved)
-        let invD = 1 / Float(d)
-        // Per source and token the two coefficients of the key path: c = rstd·dz and ck = z/d·rstd (k̂ = rstd·v).
-        var coef = [Float](repeating: 0, count: 2 * kCount * n)
-        for k in 0..<(kCount * n) {
-            let s = saved.rstd[k]
-            coef[2 * k] = s * dz[k]; coef[2 * k + 1] = saved.logits[k] * invD * s
-        }
-        // Columns in tiles of 16: for one tile the query w and its gradient dw stay in registers while the tokens
-        // stream by, instead of being loaded (and dw stored) once per token. Every element sees the same operations
-        // in the same order as the plain loop (`backwardReference`), so the result is bitwise the same.
-        let tiled = d - d % 16
+        precondition(dsources.count == kCount && query.count == d)
+        let coef = keyPathCoefficients(dh, sources: sources, saved: saved)
+        let tiled = d - d % 8
         dh.data.withUnsafeBufferPointer { g in
         query.data.withUnsafeBufferPointer { w in
         dquery.data.withUnsafeMutableBufferPointer { dw in
         saved.alpha.withUnsafeBufferPointer { al in
         coef.withUnsafeBufferPointer { cf in
+            let wp = w.baseAddress!, dwp = dw.baseAddress!
             for i in 0..<kCount {
+                precondition(dsources[i].count == n * d, "DepthAttention: gradient buffer \(i) has the wrong size")
                 sources[i].data.withUnsafeBufferPointer { v in
                     dsources[i].data.withUnsafeMutableBufferPointer { dv in
-                        var j0 = 0
-                        while j0 < tiled {
-                            let wv = UnsafeRawPointer(w.baseAddress! + j0).loadUnaligned(as: SIMD16<Float>.self)
-                            var dwv = UnsafeRawPointer(dw.baseAddress! + j0).loadUnaligned(as: SIMD16<Float>.self)
-                            for r in 0..<n {
-                                let k = i * n + r
-                                let a = al[k], c = cf[2 * k], ck = cf[2 * k + 1], off = r * d + j0
-                                let gv = UnsafeRawPointer(g.baseAddress! + off).loadUnaligned(as: SIMD16<Float>.self)
-                                let x = UnsafeRawPointer(v.baseAddress! + off).loadUnaligned(as: SIMD16<Float>.self)
-                                let out = UnsafeMutableRawPointer(dv.baseAddress! + off)
-                                let o = out.loadUnaligned(as: SIMD16<Float>.self)
-                                out.storeBytes(of: o + (a * gv + c * (wv - ck * x)), as: SIMD16<Float>.self)
-                                dwv = dwv + c * x
-                            }
-                            UnsafeMutableRawPointer(dw.baseAddress! + j0).storeBytes(of: dwv, as: SIMD16<Float>.self)
-                            j0 += 16
-                        }
-                        guard tiled < d else { return }
                         for r in 0..<n {
-                            let k = i * n + r
-                            let a = al[k], c = cf[2 * k], ck = cf[2 * k + 1]
-                            let gr = g.baseAddress! + r * d, row = v.baseAddress! + r * d, out = dv.baseAddress! + r * d
-                            for j in tiled..<d {
-                                out[j] += a * gr[j] + c * (w[j] - ck * row[j])
-                                dw[j] += c * row[j]
+                            let k = i &* n &+ r, off = r &* d
+                            let a = al[k], c = cf[2 &* k], ck = cf[2 &* k &+ 1]
+                            let gr = g.baseAddress! + off, row = v.baseAddress! + off, out = dv.baseAddress! + off
+                            var j = 0
+                            while j < tiled {
+                                let gv = UnsafeRawPointer(gr + j).loadUnaligned(as: SIMD8<Float>.self)
+                                let x = UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<Float>.self)
+                                let wv = UnsafeRawPointer(wp + j).loadUnaligned(as: SIMD8<Float>.self)
+                                let o = UnsafeMutableRawPointer(out + j)
+                                o.storeBytes(of: o.loadUnaligned(as: SIMD8<Float>.self) + (a * gv + c * (wv - ck * x)),
+                                             as: SIMD8<Float>.self)
+                                let dwt = UnsafeMutableRawPointer(dwp + j)
+                                dwt.storeBytes(of: dwt.loadUnaligned(as: SIMD8<Float>.self) + c * x, as: SIMD8<Float>.self)
+                                j &+= 8
+                            }
+                            while j < d {
+                                out[j] += a * gr[j] + c * (wp[j] - ck * row[j])
+                                dwp[j] += c * row[j]
+                                j &+= 1
                             }
                         }
                     }
@@ -203,55 +215,33 @@ public enum DepthAttention {
         }}}}}
     }
 
-    /// First pass of `backward`: dz = α(dα − Σ_t α_t dα_t) with dα_i[r] = dh[r] · v_i[r], [K·n].
-    static func logitGradients(_ dh: Tensor, sources: [Tensor], saved: Saved) -> [Float] {
-        let n = dh.rows, d = dh.cols, kCount = sources.count
-        var dz = [Float](repeating: 0, count: kCount * n)
+    /// First pass of `backward`, token by token: dα_i = dh[r] · v_i[r], dz = α(dα − Σ_t α_t dα_t), and per source
+    /// and token the key-path coefficients c = rstd·dz and ck = z/d·rstd, interleaved [c, ck] in source-major order
+    /// [2·K·n].
+    static func keyPathCoefficients(_ dh: Tensor, sources: [Tensor], saved: Saved) -> [Float] {
+        let n = dh.rows, d = dh.cols, kCount = sources.count, invD = 1 / Float(d)
+        var coef = [Float](unsafeUninitializedCapacity: 2 * kCount * n) { _, count in count = 2 * kCount * n }
         dh.data.withUnsafeBufferPointer { g in
         saved.alpha.withUnsafeBufferPointer { al in
-        dz.withUnsafeMutableBufferPointer { dzs in
-            for i in 0..<kCount {  // dα_i[r] = dh[r] · v_i[r]
-                sources[i].data.withUnsafeBufferPointer { v in
-                    for r in 0..<n {
-                        let gr = g.baseAddress! + r * d, row = v.baseAddress! + r * d
-                        dzs[i * n + r] = VectorKernels.dot(gr, row, d)
-                    }
-                }
-            }
-            for r in 0..<n {  // softmax backward
+        saved.rstd.withUnsafeBufferPointer { rs in
+        saved.logits.withUnsafeBufferPointer { zs in
+        coef.withUnsafeMutableBufferPointer { cf in
+        withBasePointers(sources) { vs in
+            for r in 0..<n {
+                let gr = g.baseAddress! + r &* d
                 var dot: Float = 0
-                for i in 0..<kCount { dot += al[i * n + r] * dzs[i * n + r] }
-                for i in 0..<kCount { dzs[i * n + r] = al[i * n + r] * (dzs[i * n + r] - dot) }
-            }
-        }}}
-        return dz
-    }
-
-    /// `backward` in its plain form (token by token over every column in the second pass), kept as the reference
-    /// the tiled loop must equal bit for bit: dv_i[r] += α·dh[r] + c·(w − ck·v_i[r]) and dw += c·v_i[r].
-    static func backwardReference(_ dh: Tensor, query: Tensor, sources: [Tensor], saved: Saved,
-                                  dsources: inout [Tensor], dquery: inout Tensor) {
-        let n = dh.rows, d = dh.cols, kCount = sources.count, invD = 1 / Float(d)
-        let dz = logitGradients(dh, sources: sources, saved: saved)
-        dh.data.withUnsafeBufferPointer { g in
-        query.data.withUnsafeBufferPointer { w in
-        dquery.data.withUnsafeMutableBufferPointer { dw in
-            for i in 0..<kCount {
-                sources[i].data.withUnsafeBufferPointer { v in
-                    dsources[i].data.withUnsafeMutableBufferPointer { dv in
-                        for r in 0..<n {
-                            let k = i * n + r
-                            let a = saved.alpha[k], s = saved.rstd[k], dzk = dz[k], zk = saved.logits[k]
-                            let c = s * dzk, ck = zk * invD * s  // k̂ = s·v
-                            let gr = g.baseAddress! + r * d, row = v.baseAddress! + r * d, out = dv.baseAddress! + r * d
-                            for j in 0..<d {
-                                out[j] += a * gr[j] + c * (w[j] - ck * row[j])
-                                dw[j] += c * row[j]
-                            }
-                        }
-                    }
+                for i in 0..<kCount {  // dα_i, kept in the c slot until the softmax backward needs it
+                    let da = VectorKernels.treeDot(gr, vs[i] + r &* d, d)
+                    cf[2 &* (i &* n &+ r)] = da
+                    dot += al[i &* n &+ r] * da
+                }
+                for i in 0..<kCount {
+                    let k = i &* n &+ r, s = rs[k]
+                    let dz = al[k] * (cf[2 &* k] - dot)
+                    cf[2 &* k] = s * dz; cf[2 &* k &+ 1] = zs[k] * invD * s
                 }
             }
-        }}}
+        }}}}}}
+        return coef
     }
 }

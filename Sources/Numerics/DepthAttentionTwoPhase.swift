@@ -33,21 +33,28 @@ public enum DepthAttentionTwoPhase {
     /// `keys(sources)`, also appending each row's reciprocal RMS to `rstd` (source-major): exactly
     /// `DepthAttention.rstd` of each source, so the output attention can reuse it instead of recomputing it.
     public static func keys(_ sources: [Tensor], rstd: inout [Float]) -> Tensor {
-        let n = sources[0].rows, d = sources[0].cols
-        var stacked = Tensor(zeros: [sources.count * n, d])
-        stacked.data.withUnsafeMutableBufferPointer { out in
-            for (i, src) in sources.enumerated() {
-                src.data.withUnsafeBufferPointer { v in
-                    for r in 0..<n {
-                        let row = v.baseAddress! + r * d, o = out.baseAddress! + (i * n + r) * d
-                        let s = DepthAttention.rowRstd(row, d)
-                        rstd.append(s)
-                        for j in 0..<d { o[j] = row[j] * s }
-                    }
+        var stacked: [Float] = []
+        for src in sources { appendKeys(of: src, to: &stacked, rstd: &rstd) }
+        return Tensor(shape: [sources.count * sources[0].rows, sources[0].cols], data: stacked)
+    }
+
+    /// Appends the normalised keys of one completed block [n, d] to the stacked keys (row-major, d per row) and its
+    /// rows' reciprocal RMS to `rstd`. Inference grows the keys block by block in place this way (amortised O(n·d)
+    /// per block) instead of concatenating a new array of all K·n rows for every block.
+    public static func appendKeys(of block: Tensor, to stacked: inout [Float], rstd: inout [Float]) {
+        let n = block.rows, d = block.cols, start = stacked.count
+        stacked.append(contentsOf: repeatElement(0, count: n * d))
+        rstd.reserveCapacity(rstd.count + n)
+        block.data.withUnsafeBufferPointer { v in
+            stacked.withUnsafeMutableBufferPointer { out in
+                for r in 0..<n {
+                    let row = v.baseAddress! + r * d, o = out.baseAddress! + start + r * d
+                    let s = DepthAttention.rowRstd(row, d)
+                    rstd.append(s)
+                    for j in 0..<d { o[j] = row[j] * s }
                 }
             }
         }
-        return stacked
     }
 
     /// Phase 1. queries S × [d] over stacked keys [K·n, d] (from `keys`) -> S stats (logits [S, K·n] in one product).
@@ -90,8 +97,8 @@ public enum DepthAttentionTwoPhase {
             query.data.withUnsafeBufferPointer { w in
                 for r in 0..<n {
                     let row = pp.baseAddress! + r * d
-                    let ss = VectorKernels.dot(row, row, d), dot = VectorKernels.dot(w.baseAddress!, row, d)
-                    let z2 = dot / _sqrt(ss / Float(d) + RMSNorm.epsilon)  // w · RMSNorm(partial)
+                    let (dot, ss) = VectorKernels.treeDotAndSquares(w.baseAddress!, row, d)
+                    let z2 = DepthAttention.rstd(sumOfSquares: ss, d) * dot  // w · RMSNorm(partial), as one-pass
                     let m = Swift.max(stats.max[r], z2)
                     let e1 = _expShifted(stats.max[r] - m), e2 = _expShifted(z2 - m)
                     let inv = 1 / (e1 * stats.sum[r] + e2)
@@ -114,13 +121,13 @@ public enum DepthAttentionTwoPhase {
             for i in 0..<kCount { c[i * n + r] = stats.weights[i * n + r] * s }
             if partial != nil { c[kCount * n + r] = partialWeight(r) }
         }
-        var h = Tensor(zeros: [n, d])
-        h.data.withUnsafeMutableBufferPointer { hp in
+        var h = [Float](unsafeUninitializedCapacity: n * d) { _, count in count = n * d }
+        h.withUnsafeMutableBufferPointer { hp in
             c.withUnsafeBufferPointer { cp in
                 DepthAttention.mix(sources: partial.map { sources + [$0] } ?? sources, weights: cp,
-                                   into: hp.baseAddress!, rows: n, cols: d)
+                                   into: hp.baseAddress!, rows: n, cols: d, accumulate: false)
             }
         }
-        return h
+        return Tensor(shape: [n, d], data: h)
     }
 }

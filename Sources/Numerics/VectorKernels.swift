@@ -20,6 +20,50 @@ enum VectorKernels {
         return s
     }
 
+    /// The 16 lanes of `v` summed as a tree (8 + 8, 4 + 4, 2 + 2, 1 + 1): three vector adds and one scalar add, where
+    /// `SIMD16.sum()` is an ordered chain of 15 scalar adds. A fixed order too, so just as deterministic.
+    @inline(__always)
+    static func treeSum(_ v: SIMD16<Float>) -> Float {
+        let a = v.lowHalf + v.highHalf
+        let b = a.lowHalf + a.highHalf
+        let c = b.lowHalf + b.highHalf
+        return c[0] + c[1]
+    }
+
+    /// Σ a[j]·b[j] over n elements: 16 partial sums combined by `treeSum`, then the tail in order. The depth-attention
+    /// kernels use it for their logits and gradients (K dots of length d per token, where the reduction is a large
+    /// share of the work at small d).
+    @inline(__always)
+    static func treeDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = SIMD16<Float>(repeating: 0)
+        var j = 0
+        while j + 16 <= n {
+            acc += UnsafeRawPointer(a + j).loadUnaligned(as: SIMD16<Float>.self)
+                * UnsafeRawPointer(b + j).loadUnaligned(as: SIMD16<Float>.self)
+            j += 16
+        }
+        var s = treeSum(acc)
+        while j < n { s += a[j] * b[j]; j += 1 }
+        return s
+    }
+
+    /// (Σ w[j]·x[j], Σ x[j]²) in one pass over x; each sum is bitwise `treeDot(w, x, n)` and `treeDot(x, x, n)` (the
+    /// same lanes, tree and tail order), so a key statistic computed here equals one computed alone.
+    @inline(__always)
+    static func treeDotAndSquares(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) -> (Float, Float) {
+        var acc = SIMD16<Float>(repeating: 0), sq = SIMD16<Float>(repeating: 0)
+        var j = 0
+        while j + 16 <= n {
+            let xv = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
+            acc += UnsafeRawPointer(w + j).loadUnaligned(as: SIMD16<Float>.self) * xv
+            sq += xv * xv
+            j += 16
+        }
+        var s = treeSum(acc), q = treeSum(sq)
+        while j < n { s += w[j] * x[j]; q += x[j] * x[j]; j += 1 }
+        return (s, q)
+    }
+
     /// Σ a[j]·b[j]·c[j] over n elements.
     @inline(__always)
     static func dot3(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafePointer<Float>, _ n: Int) -> Float {
