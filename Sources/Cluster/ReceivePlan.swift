@@ -31,8 +31,9 @@ struct ReceivePlan: Equatable {
         var sources: [Slot: Int] = [:]
         for a in try t.makeSchedule().actions[rank] {
             switch a {
-            case .recvForward(let c, let m): sources[Slot(kind: .forward, hop: c - 1, microbatch: m)] = layout.rank(ofChunk: c - 1)
-            case .recvBackward(let c, let m): sources[Slot(kind: .backward, hop: c, microbatch: m)] = layout.rank(ofChunk: c + 1)
+            case .recvForward, .recvBackward:
+                let k = a.message!
+                sources[Slot(kind: k.direction == .forward ? .forward : .backward, hop: k.hop, microbatch: k.microbatch)] = k.source(layout)
             default: break
             }
         }

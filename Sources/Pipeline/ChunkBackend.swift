@@ -25,6 +25,19 @@ public struct HopKey: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(direction.rawValue) hop \(hop) microbatch \(microbatch)" }
 }
 
+extension Action {
+    /// The hop message a communication action sends or receives (nil for forward and backward).
+    public var message: HopKey? {
+        switch self {
+        case .recvForward(let c, let m): return HopKey(direction: .forward, hop: c - 1, microbatch: m)
+        case .sendForward(let c, let m): return HopKey(direction: .forward, hop: c, microbatch: m)
+        case .recvBackward(let c, let m): return HopKey(direction: .backward, hop: c, microbatch: m)
+        case .sendBackward(let c, let m): return HopKey(direction: .backward, hop: c - 1, microbatch: m)
+        case .forward, .backward: return nil
+        }
+    }
+}
+
 /// What runs a chunk: the real model (compute mode) or tensors of exactly the real shapes (shape mode). The
 /// executor hands it whole states (every block, partial or hidden state a chunk reads or writes), assembled from
 /// the wire and the rank's cross-stage cache; the backend never sees a socket or the cache.

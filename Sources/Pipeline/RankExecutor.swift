@@ -71,7 +71,7 @@ public struct RankExecutor<Backend: ChunkBackend> {
         guard next < actions.count else { return .stepDone }
         let a = actions[next]
         do {
-            if try !carryOut(a, &channel) { return .waiting(key(of: a)) }
+            if try !carryOut(a, &channel) { return .waiting(a.message!) }
             ledger.apply(a, plan: plan)
             for m in Set(ledger.entries.keys).union(cache.microbatches) {
                 let held = cache.heldBlocks(microbatch: m), expected = ledger.entries[m] ?? []
@@ -116,25 +116,15 @@ public struct RankExecutor<Backend: ChunkBackend> {
 
     private var layout: Layout { plan.layout }
 
-    /// The message a communication action sends or receives.
-    private func key(of a: Action) -> HopKey {
-        switch a {
-        case .recvForward(let c, let m): return HopKey(direction: .forward, hop: c - 1, microbatch: m)
-        case .sendForward(let c, let m), .forward(let c, let m): return HopKey(direction: .forward, hop: c, microbatch: m)
-        case .recvBackward(let c, let m), .backward(let c, let m): return HopKey(direction: .backward, hop: c, microbatch: m)
-        case .sendBackward(let c, let m): return HopKey(direction: .backward, hop: c - 1, microbatch: m)
-        }
-    }
-
     /// Returns false when a receive's message has not arrived (nothing changed).
     private mutating func carryOut<C: HopChannel>(_ a: Action, _ channel: inout C) throws -> Bool where C.Value == Value {
         switch a {
         case .recvForward, .recvBackward:
-            let k = key(of: a)
+            let k = a.message!
             guard let values = try channel.receive(k, roles: plan.tensors[k.hop]) else { return false }
             guard received.updateValue(values, forKey: k) == nil else { throw Violation(.messageOnce("\(k) received twice")) }
         case .sendForward, .sendBackward:
-            let k = key(of: a)
+            let k = a.message!
             guard let values = outbox.removeValue(forKey: k) else { throw Violation(.messageOnce("\(k) has nothing to send")) }
             try channel.send(k, roles: plan.tensors[k.hop], values: values)
         case .forward(let c, let m): try forward(chunk: c, microbatch: m)

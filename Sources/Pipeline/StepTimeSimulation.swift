@@ -193,15 +193,14 @@ public struct StepTimeSimulation: Sendable {
             replay: while pc[r] < actions.count {
                 let a = actions[pc[r]]
                 switch a {
-                case .recvForward(let c, let mb), .recvBackward(let c, let mb):
-                    let backward: Bool
-                    if case .recvForward = a { backward = false } else { backward = true }
-                    let i = backward ? index(true, c, mb) : index(false, c - 1, mb)
+                case .recvForward, .recvBackward:
+                    let k = a.message!, backward = k.direction == .backward
+                    let i = index(backward, k.hop, k.microbatch)
                     guard !arrival[i].isNaN else { waiter[i] = r; break replay }
                     events += 1
                     if arrival[i] > t {
                         waited[r] += arrival[i] - t
-                        let src = HopKey(direction: backward ? .backward : .forward, hop: backward ? c : c - 1, microbatch: mb).source(layout)
+                        let src = k.source(layout)
                         exposed[linkIndex(src, r) * 2 + (backward ? 1 : 0)] += arrival[i] - max(t, sentAt[i])
                         if keepSpans {
                             pendingCause[r] = messageSlot[i]
@@ -225,17 +224,14 @@ public struct StepTimeSimulation: Sendable {
                     t += d
                     busy[r] += d
                     events += 1
-                case .sendForward(let c, let mb), .sendBackward(let c, let mb):
-                    let backward: Bool
-                    if case .sendForward = a { backward = false } else { backward = true }
-                    let hop = backward ? c - 1 : c
-                    let i = index(backward, hop, mb)
+                case .sendForward, .sendBackward:
+                    let key = a.message!, backward = key.direction == .backward
+                    let i = index(backward, key.hop, key.microbatch)
                     guard arrival[i].isNaN else { throw Failure.mismatch("\(a) on rank \(r): message sent twice") }
-                    let key = HopKey(direction: backward ? .backward : .forward, hop: hop, microbatch: mb)
                     let dst = key.destination(layout)
                     let l = linkIndex(r, dst)
                     let start = max(t, linkFree[l])
-                    let occupied = links[l].occupancy(bytes: costs.hopBytes[hop])
+                    let occupied = links[l].occupancy(bytes: costs.hopBytes[key.hop])
                     linkFree[l] = start + occupied
                     arrival[i] = start + occupied + links[l].latency
                     sentAt[i] = t
@@ -244,7 +240,7 @@ public struct StepTimeSimulation: Sendable {
                         messageProducer.append(lastSpan[r])
                         messageQueuedBehind.append(start > t ? linkLast[l] : -1)
                         linkLast[l] = messages.count
-                        messages.append(Message(key: key, src: r, dst: dst, bytes: costs.hopBytes[hop], sent: t, onLink: start, arrived: arrival[i]))
+                        messages.append(Message(key: key, src: r, dst: dst, bytes: costs.hopBytes[key.hop], sent: t, onLink: start, arrived: arrival[i]))
                     }
                     t += costs.sendOverheadByRank.isEmpty ? costs.sendOverhead : costs.sendOverheadByRank[r]
                     events += 1
