@@ -86,10 +86,12 @@ public final class Worker {
     public func run() -> Int32 {
         if faults.contains(.neverJoin(rank: rank)) { return idleUntilOrphaned() }
         heartbeat = HeartbeatSender(context: context, endpoint: joinEndpoint, rank: rank, parent: watchedParent)
+        // The last control message (a failure report, say) must reach the coordinator before the socket goes;
+        // with the coordinator lost nothing can, and waiting would only delay the exit.
+        var lingerMs: Int32 = 1000
         defer {
             heartbeat?.stop()
-            // The last control message (a failure report, say) must reach the coordinator before the socket goes.
-            control.close(lingerMs: 1000)
+            control.close(lingerMs: lingerMs)
         }
         do {
             try send(.hello(rank: rank, pid: getpid(), host: ProcessInfo.processInfo.hostName, versions: ControlProtocol.versions))
@@ -135,6 +137,7 @@ public final class Worker {
             printError("[rank \(rank)] \(error)")
             // A refused worker never joined: the coordinator knows why already.
             if case WorkerError.refused = error { return 1 }
+            if case WorkerError.coordinatorLost = error { lingerMs = 0; return 1 }
             try? send(.failed(rank: rank, message: "\(error)"))
             return 1
         }
@@ -186,7 +189,7 @@ public final class Worker {
         if monotonicSeconds() - lastHeard > limit {
             try drainControl()
             if monotonicSeconds() - lastHeard > limit {
-                throw WorkerError.coordinatorLost(rank: rank, why: heardFromCoordinator ? "no message for \(Int(limit)) s"
+                throw WorkerError.coordinatorLost(rank: rank, why: heardFromCoordinator ? "no message from \(joinEndpoint) for \(Int(limit)) s"
                                                   : "no coordinator answered at \(joinEndpoint) within \(Int(limit)) s")
             }
         }

@@ -245,7 +245,8 @@ struct CoordinatorCommand: ParsableCommand {
         defer { coordinator.shutdown() }
         print("waiting for \(t.ranks) workers: attnres worker --join \(coordinator.endpoint) --rank R")
         try coordinator.start()
-        let results = try (compare ? comparisonVariants(of: t) : [t]).map { try coordinator.run($0) }
+        var steps = StepLog()
+        let results = try (compare ? comparisonVariants(of: t) : [t]).map { v in try coordinator.run(v) { s, _ in steps.log(step: s, of: v) } }
         try reportComparison(t, coordinator: coordinator, results: results, json: cluster.json)
     }
 }
