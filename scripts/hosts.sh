@@ -33,18 +33,25 @@ pids_in() { ip netns pids "$1" 2>/dev/null || true; }
 
 case "$cmd" in
 down)
-  for ns in $(namespaces); do
-    # Processes first: a namespace with a live process keeps its interfaces (and the test's sockets) alive.
-    for pass in 1 2 3 4 5 6 7 8 9 10; do
-      pids=$(pids_in "$ns")
-      [ -n "$pids" ] || break
+  # Processes first: a namespace with a live process keeps its interfaces (and the test's sockets) alive.
+  # SIGTERM, up to 2 s to exit (attnres removes its run directory then), SIGKILL, up to 2 s more.
+  all=$(for ns in $(namespaces); do pids_in "$ns"; done)
+  if [ -n "$all" ]; then
+    # shellcheck disable=SC2086
+    kill -TERM $all 2>/dev/null || true
+    for signal in KILL done; do
+      for _ in $(seq 20); do
+        left=$(for ns in $(namespaces); do pids_in "$ns"; done)
+        [ -n "$left" ] || break
+        sleep 0.1
+      done
+      [ -n "$left" ] || break
       # shellcheck disable=SC2086
-      kill -9 $pids 2>/dev/null || true
-      sleep 0.1
+      [ "$signal" = done ] || kill -KILL $left 2>/dev/null || true
     done
-    [ -z "$(pids_in "$ns")" ] || echo "$0: processes still in $ns after SIGKILL: $(pids_in "$ns" | tr '\n' ' ')" >&2
-    ip netns del "$ns" 2>/dev/null || true
-  done
+    [ -z "$left" ] || echo "$0: processes still in the hosts after SIGKILL: $left" >&2
+  fi
+  for ns in $(namespaces); do ip netns del "$ns" 2>/dev/null || true; done
   # Root-side veth ends of hosts whose namespace was already gone (a half-finished `up`).
   for v in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^${prefix}v[0-9]+$" || true); do
     ip link del "$v" 2>/dev/null || true

@@ -28,6 +28,9 @@ final class TestHosts {
     /// The ID that keeps these hosts apart from concurrent users (scripts/hosts.sh's ATTNRES_HOSTS_ID).
     let id: Int
     let hosts: [Host]
+    /// A directory for the test's files, and every started process's TMPDIR (so the run directories even a
+    /// SIGKILLed coordinator leaves behind go with it); removed by `down()`.
+    let directory: String
     private var isDown = false
     private var started: [HostProcess] = []
 
@@ -43,7 +46,13 @@ final class TestHosts {
             print("TestHosts: skipped: \(reason)")
             throw XCTSkip(reason)
         }
-        (id, hosts) = try TestHosts.claim(count, mbit: mbit)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("attnres-hosts-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        directory = dir
+        do { (id, hosts) = try TestHosts.claim(count, mbit: mbit) } catch {
+            try? FileManager.default.removeItem(atPath: dir)
+            throw error
+        }
         test.addTeardownBlock { [self] in down() }
         guard hosts.count == count else { throw TestHostsError.scriptFailed(command: "up \(count)", status: 0, stderr: "listed \(hosts.count) hosts") }
     }
@@ -90,16 +99,20 @@ final class TestHosts {
     }
 
     /// Starts `attnres args` (or `executable args`) inside host `index` and returns at once; its standard error
-    /// is tapped (`log`) and its standard output kept. Teardown kills it if it is still running.
-    func start(_ index: Int, _ args: [String], executable: String = CLIProcess.binary) throws -> HostProcess {
-        let p = try HostProcess(arguments: netnsExec(index, executable, args), label: "host \(index): \(args.joined(separator: " "))")
+    /// is tapped (`log`) and its standard output kept. `environment` is added to this process's own (TMPDIR is
+    /// `directory`). Teardown stops it if it is still running.
+    func start(_ index: Int, _ args: [String], executable: String = CLIProcess.binary, environment: [String: String] = [:]) throws -> HostProcess {
+        let p = try HostProcess(arguments: netnsExec(index, executable, args), label: "host \(index): \(args.joined(separator: " "))",
+                                environment: ["TMPDIR": directory].merging(environment) { $1 })
         started.append(p)
         return p
     }
 
     /// Runs `attnres args` inside host `index` to completion, through `CLIProcess.run` (deadline, cleanup).
-    func run(_ index: Int, _ args: [String], timeout: Double = 300, file: StaticString = #filePath, line: UInt = #line) throws -> CLIProcess.Result {
-        try CLIProcess.run(netnsExec(index, CLIProcess.binary, args), executable: TestHosts.ipTool, timeout: timeout, file: file, line: line)
+    func run(_ index: Int, _ args: [String], executable: String = CLIProcess.binary, environment: [String: String] = [:], timeout: Double = 300,
+             file: StaticString = #filePath, line: UInt = #line) throws -> CLIProcess.Result {
+        try CLIProcess.run(netnsExec(index, executable, args), executable: TestHosts.ipTool, timeout: timeout,
+                           environment: ["TMPDIR": directory].merging(environment) { $1 }, file: file, line: line)
     }
 
     /// Cuts host `index` off the bridge: its interface goes down inside its namespace, its processes live on
@@ -132,6 +145,7 @@ final class TestHosts {
         isDown = true
         _ = try? TestHosts.script(["down"], id: id)
         for p in started { p.reap() }
+        try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// ip(8), wherever the distribution put it.
@@ -164,11 +178,12 @@ final class HostProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var exitTime: Double?
 
-    init(arguments: [String], label: String) throws {
+    init(arguments: [String], label: String, environment: [String: String]) throws {
         _ = CLIProcess.becomeSubreaper
         self.label = label
         process.executableURL = URL(fileURLWithPath: TestHosts.ipTool)
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardError = log.pipe
         process.standardOutput = out.pipe
         process.terminationHandler = { [weak self] _ in

@@ -1,0 +1,193 @@
+@testable import Cluster
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A cluster spread over test hosts (network namespaces, `TestHosts`): `attnres coordinator` on host 0 and one
+/// `attnres worker --join tcp://… --rank R` on each of hosts 1…4, over tcp between their addresses, as a user
+/// starts them by hand on real machines. Then liveness across hosts: a link cut (no FIN, no RST: silence) and a
+/// coordinator host that disappears. Detection times are printed for the CI log.
+final class MultiHostTests: XCTestCase {
+    static let ranks = 4
+    static let controlPort = 5555
+    static let dataPort = 6000
+    /// The coordinator's `--silence-timeout` in the liveness tests (its default).
+    static let silence = 3.0
+
+    /// Hosts 0 (coordinator) … 4 (rank 3), a topology placing each rank on its own host, and a directory for it.
+    struct Cluster {
+        let hosts: TestHosts
+        let yaml: String
+        let json: String
+        var endpoint: String { "tcp://\(hosts.hosts[0].address):\(MultiHostTests.controlPort)" }
+    }
+
+    func makeCluster(steps: Int, mbit: Int? = nil) throws -> Cluster {
+        let hosts = try TestHosts(1 + MultiHostTests.ranks, mbit: mbit, for: self)
+        let dir = URL(fileURLWithPath: hosts.directory)
+        let ranks = (1...MultiHostTests.ranks).map { "{host: \(hosts.hosts[$0].address), port: \(MultiHostTests.dataPort)}" }
+        let yaml = dir.appendingPathComponent("hosts.yaml").path
+        try """
+        name: hosts-4
+        mode: shape
+        steps: \(steps)
+        model: {layers: 16, hidden: 64, heads: 4, seq: 32, vocab: 256}
+        residual: {kind: block, blocks: 4}
+        cache: cross-stage
+        pipeline: {ranks: 4, virtual: 2, schedule: interleaved-1f1b, microbatches: 8, microbatch_size: 2}
+        transport: {kind: tcp, ranks: [\(ranks.joined(separator: ", "))]}
+        coordinator: tcp://\(hosts.hosts[0].address):\(MultiHostTests.controlPort)
+
+        """.write(toFile: yaml, atomically: true, encoding: .utf8)
+        return Cluster(hosts: hosts, yaml: yaml, json: dir.appendingPathComponent("report.json").path)
+    }
+
+    /// Starts the coordinator on host 0 and rank R's worker on host R+1.
+    func start(_ c: Cluster, coordinatorArgs: [String] = []) throws -> (HostProcess, [HostProcess]) {
+        let coordinator = try c.hosts.start(0, ["coordinator", c.yaml, "--json", c.json, "--join-timeout", "120"] + coordinatorArgs)
+        let workers = try (0..<MultiHostTests.ranks).map { r in
+            try c.hosts.start(r + 1, ["worker", "--join", c.endpoint, "--rank", "\(r)"])
+        }
+        return (coordinator, workers)
+    }
+
+    /// Waits until the coordinator has logged the first step done by every rank: the run is under way.
+    func waitUntilRunning(_ coordinator: HostProcess) throws {
+        try coordinator.waitForLog("step 1/", seconds: 180)
+    }
+
+    /// Runs the cluster to completion and returns its report, checked: every process exits 0, measured ==
+    /// predicted on every link, the workers are the processes started on the hosts, and nothing is left.
+    @discardableResult
+    func runToCompletion(_ c: Cluster, file: StaticString = #filePath, line: UInt = #line) throws -> ReportJSON {
+        let (coordinator, workers) = try start(c)
+        XCTAssertEqual(coordinator.wait(seconds: 300), 0, coordinator.stderr, file: file, line: line)
+        for (r, w) in workers.enumerated() { XCTAssertEqual(w.wait(seconds: 60), 0, "rank \(r): \(w.stderr)", file: file, line: line) }
+        XCTAssertTrue(coordinator.stdout.contains("measured == predicted on every link"), coordinator.stdout, file: file, line: line)
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        let report = try d.decode(ReportJSON.self, from: Data(contentsOf: URL(fileURLWithPath: c.json)))
+        XCTAssertEqual(report.runs.count, 1)
+        for run in report.runs {
+            guard let m = run.measured else { XCTFail("no measurement"); continue }
+            XCTAssertTrue(m.matchesPredicted, "\(m.mismatches)")
+            XCTAssertGreaterThan(m.links.count, 0)
+            XCTAssertEqual(m.links.map(\.payloadBytes), run.predicted.links.map(\.payloadBytes))
+            XCTAssertEqual(m.links.map { "\($0.src)→\($0.dst)" }, run.predicted.links.map { "\($0.src)→\($0.dst)" })
+            XCTAssertEqual(m.tensorsPerHop, run.predicted.tensorsPerHop)
+            XCTAssertEqual(m.peakCachedBytesPerRank, run.predicted.peakCachedBytesPerRank)
+        }
+        // The workers that ran are the processes started in the namespaces, and each bound its host's address.
+        XCTAssertEqual(Set(report.workers?.map(\.pid) ?? []), Set(workers.map(\.pid)))
+        for r in 0..<MultiHostTests.ranks {
+            XCTAssertTrue(coordinator.stderr.contains("tcp://\(c.hosts.hosts[r + 1].address):\(MultiHostTests.dataPort)"), coordinator.stderr,
+                          file: file, line: line)
+        }
+        c.hosts.assertNoProcessesLeft(file: file, line: line)
+        return report
+    }
+
+    func testFourHostClusterOverTCPStartedByHandMatchesPrediction() throws {
+        try runToCompletion(try makeCluster(steps: 2))
+    }
+
+    /// The same cluster with every host link limited to 50 Mbit/s by tbf: the data went through each worker host's
+    /// qdisc, and the run took at least as long as its busiest host needs to send its bytes at that rate.
+    func testShapedHostLinksCarryTheRunAtTheirRate() throws {
+        let mbit = 50, steps = 2
+        let c = try makeCluster(steps: steps, mbit: mbit)
+        let report = try runToCompletion(c)
+        guard let m = report.runs.first?.measured else { return XCTFail("no measurement") }
+        var sentByRank = [Int](repeating: 0, count: MultiHostTests.ranks)
+        for l in m.links { sentByRank[l.src] += l.payloadBytes * steps }
+        for r in 0..<MultiHostTests.ranks {
+            let q = try c.hosts.run(r + 1, ["-s", "qdisc", "show", "dev", "eth0"], executable: "tc", timeout: 30)
+            XCTAssertTrue(q.stdout.contains("tbf") && q.stdout.contains("rate \(mbit)Mbit"), q.stdout)
+            // " Sent 2183904 bytes 1534 pkt (dropped 0, overlimits 390 requeues 0)"
+            let words = q.stdout.split(whereSeparator: \.isWhitespace)
+            let sent = words.firstIndex(of: "Sent").flatMap { words.index(after: $0) < words.endIndex ? Int(words[words.index(after: $0)]) : nil }
+            XCTAssertGreaterThanOrEqual(sent ?? 0, sentByRank[r], "rank \(r)'s host: its qdisc passed fewer bytes than the rank sent:\n\(q.stdout)")
+        }
+        // tbf lets one burst (at least 64 KiB) through at once; the rest leaves at the rate at most.
+        let floor = Double(sentByRank.max()! - 65_536) * 8 / (Double(mbit) * 1e6)
+        print("MultiHostTests: \(mbit) Mbit/s host links: run \(String(format: "%.2f", m.seconds)) s, busiest host's bytes at that rate \(String(format: "%.2f", floor)) s")
+        XCTAssertGreaterThanOrEqual(m.seconds, floor, "the run was faster than its host links allow: the rate limit is not in effect")
+    }
+
+    /// Rank 2's host loses its link mid-run: the coordinator names rank 2 within 2 × the silence timeout and stops
+    /// the others; rank 2, cut off, exits by itself (its coordinator is silent); nothing is left on any host.
+    func testCutLinkIsNamedByRankAndEveryProcessExits() throws {
+        let c = try makeCluster(steps: 100_000)
+        let (coordinator, workers) = try start(c, coordinatorArgs: ["--silence-timeout", "\(MultiHostTests.silence)"])
+        try waitUntilRunning(coordinator)
+        try c.hosts.cutLink(3)
+        let cut = HostProcess.now()
+        let status = coordinator.wait(seconds: 120)
+        XCTAssertNotNil(status)
+        XCTAssertNotEqual(status, 0)
+        let named = coordinator.log.time(of: "worker rank 2 silent")
+        XCTAssertNotNil(named, "the coordinator did not name rank 2:\n\(coordinator.stderr)")
+        if let named {
+            let seconds = named - cut
+            print("MultiHostTests: link of rank 2's host cut → coordinator names rank 2: \(String(format: "%.2f", seconds)) s (silence timeout \(MultiHostTests.silence) s)")
+            XCTAssertLessThanOrEqual(seconds, 2 * MultiHostTests.silence, "detection took longer than 2 × the silence timeout")
+        }
+        for (r, w) in workers.enumerated() {
+            let s = w.wait(seconds: 60)
+            XCTAssertNotNil(s, "rank \(r) did not exit")
+            if r == 2 { XCTAssertTrue(w.stderr.contains("coordinator lost (no message from \(c.endpoint)"), "rank 2: \(w.stderr)") }
+        }
+        if let last = workers.compactMap(\.exitedAt).max() {
+            print("MultiHostTests: link cut → last worker exit: \(String(format: "%.2f", last - cut)) s")
+        }
+        c.hosts.assertNoProcessesLeft()
+    }
+
+    /// The negative case of the test above: with the silence watch out of reach (a timeout of an hour) the same
+    /// cut goes unnoticed for 2 × 3 s, so the detection above is the silence watch's, not a side effect.
+    func testWithoutTheSilenceWatchACutLinkGoesUnnoticed() throws {
+        let c = try makeCluster(steps: 100_000)
+        let (coordinator, _) = try start(c, coordinatorArgs: ["--silence-timeout", "3600"])
+        try waitUntilRunning(coordinator)
+        try c.hosts.cutLink(3)
+        XCTAssertThrowsError(try coordinator.waitForLog("silent", seconds: 2 * MultiHostTests.silence))
+        XCTAssertNil(coordinator.exitedAt, "the coordinator stopped: \(coordinator.stderr)")
+        // Teardown (TestHosts.down) stops the run.
+    }
+
+    func testCoordinatorHostCutOffMakesEveryWorkerExit() throws {
+        try assertWorkersExitWhenCoordinatorGoes("coordinator's host cut off") { c, _ in try c.hosts.cutLink(0) }
+    }
+
+    func testCoordinatorKilledMakesEveryWorkerExit() throws {
+        try assertWorkersExitWhenCoordinatorGoes("coordinator SIGKILLed") { _, coordinator in
+            XCTAssertEqual(kill(coordinator.pid, SIGKILL), 0)
+        }
+    }
+
+    /// Runs the cluster, makes the coordinator go (`how`) once a step is done, and checks that every worker exits
+    /// by itself, non-zero, naming the coordinator's endpoint; prints the time to the last exit.
+    func assertWorkersExitWhenCoordinatorGoes(_ what: String, file: StaticString = #filePath, line: UInt = #line,
+                                              _ how: (Cluster, HostProcess) throws -> Void) throws {
+        let c = try makeCluster(steps: 100_000)
+        let (coordinator, workers) = try start(c)
+        try waitUntilRunning(coordinator)
+        try how(c, coordinator)
+        let gone = HostProcess.now()
+        for (r, w) in workers.enumerated() {
+            let status = w.wait(seconds: 60, file: file, line: line)
+            XCTAssertNotNil(status, "rank \(r) did not exit by itself", file: file, line: line)
+            XCTAssertNotEqual(status, 0, "rank \(r)", file: file, line: line)
+            XCTAssertTrue(w.stderr.contains("worker rank \(r): coordinator lost (no message from \(c.endpoint) for"),
+                          "rank \(r): \(w.stderr)", file: file, line: line)
+        }
+        if let last = workers.compactMap(\.exitedAt).max() {
+            print("MultiHostTests: \(what) → last worker exit: \(String(format: "%.2f", last - gone)) s")
+            XCTAssertLessThan(last - gone, 30, "workers took too long to notice", file: file, line: line)
+        }
+        XCTAssertNotNil(coordinator.wait(seconds: 60, file: file, line: line), "the coordinator did not exit", file: file, line: line)
+        c.hosts.assertNoProcessesLeft(file: file, line: line)
+    }
+}
