@@ -7,6 +7,7 @@
 #                                                      #   NAMESPACE ADDRESS INTERFACE   (e.g. ah7h0 10.232.7.1 eth0)
 #   ATTNRES_HOSTS_ID=ID scripts/hosts.sh down [N]      # kills what runs inside, removes namespaces, veths, bridge
 #   ATTNRES_HOSTS_ID=ID scripts/hosts.sh pids          # NAMESPACE PID COMMAND of every process still inside
+#   scripts/hosts.sh sweep                             # downs every ID whose recorded owner process is gone
 #   ip netns exec ah<ID>h<H> COMMAND                   # runs COMMAND on host H (address 10.232.<ID>.<H+1>)
 #   ip netns exec ah<ID>h<H> ip link set eth0 down      # cuts host H off the bridge (its link, not its process)
 #
@@ -16,6 +17,10 @@
 # MBIT limits each host's link in both directions (tbf on the host's eth0 and on its bridge port), like a
 # full-duplex NIC. Interface names stay within 15 characters (ah<ID>br, ah<ID>v<H>; eth0 inside each host).
 # `down` is idempotent, removes every ah<ID>h* namespace whatever N was, and is what callers run from a trap.
+# A caller that cannot run a trap on every exit (a test process can be SIGKILLed) sets ATTNRES_HOSTS_OWNER=PID on
+# `up`: the bridge's alias records that process ("attnres-hosts owner PID STARTTIME", the start time so a recycled
+# pid is not mistaken for it), and `sweep` downs the hosts of owners that are gone. `up`'s claim and `sweep`'s
+# check-then-down hold one lock (/run/lock/attnres-hosts.lock), so a sweep never downs hosts claimed meanwhile.
 set -euo pipefail
 usage() { echo "usage: ATTNRES_HOSTS_ID=ID $0 up N [MBIT] | down [N] | pids" >&2; exit 2; }
 [ $# -ge 1 ] || usage
@@ -24,6 +29,19 @@ id=${ATTNRES_HOSTS_ID:-1}
 [[ "$id" =~ ^[0-9]+$ ]] && [ "$id" -ge 1 ] && [ "$id" -le 250 ] || { echo "$0: ATTNRES_HOSTS_ID '$id' is not an integer in 1…250" >&2; exit 2; }
 prefix="ah${id}"
 br="${prefix}br"
+
+lockfile=/run/lock/attnres-hosts.lock
+[ -d /run/lock ] || lockfile=/tmp/attnres-hosts.lock
+
+# "PID STARTTIME" of live process $1 (start time in clock ticks since boot, /proc/PID/stat field 22), or nothing.
+identity() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  # shellcheck disable=SC2086
+  set -- "$1" $stat
+  [ "$2" != Z ] && echo "$1 ${21}"
+}
 
 # The namespaces of this ID that exist now (whatever N created them).
 namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${prefix}h[0-9]+$" || true; }
@@ -59,6 +77,21 @@ down)
   ip link del "$br" 2>/dev/null || true
   exit 0
   ;;
+sweep)
+  exec 9>>"$lockfile"
+  flock 9
+  for b in $(ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^ah[0-9]+br$' || true); do
+    alias=$(cat "/sys/class/net/$b/ifalias" 2>/dev/null || true)
+    # shellcheck disable=SC2086
+    set -- $alias
+    [ "${1:-}" = attnres-hosts ] && [ "${2:-}" = owner ] && [ $# = 4 ] || continue
+    [ "$(identity "$3")" = "$3 $4" ] && continue
+    sweep_id=${b#ah}; sweep_id=${sweep_id%br}
+    echo "$0: hosts ID $sweep_id: owner $3 is gone; removing its hosts" >&2
+    ATTNRES_HOSTS_ID=$sweep_id "$(realpath "${BASH_SOURCE[0]}")" down
+  done
+  exit 0
+  ;;
 pids)
   for ns in $(namespaces); do
     for p in $(pids_in "$ns"); do echo "$ns $p $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null || echo '?')"; done
@@ -77,11 +110,22 @@ n=$2 mbit=${3:-}
 command -v ip >/dev/null || { echo "$0: ip (iproute2) is not installed" >&2; exit 2; }
 [ -z "$mbit" ] || command -v tc >/dev/null || { echo "$0: tc (iproute2) is not installed; needed for MBIT" >&2; exit 2; }
 
-# The claim: creating the bridge fails if another user holds this ID.
+owner=
+if [ -n "${ATTNRES_HOSTS_OWNER:-}" ]; then
+  owner=$(identity "$ATTNRES_HOSTS_OWNER")
+  [ -n "$owner" ] || { echo "$0: ATTNRES_HOSTS_OWNER '$ATTNRES_HOSTS_OWNER' is not a live process" >&2; exit 2; }
+fi
+# The claim: creating the bridge fails if another user holds this ID. Under the sweep's lock, with the owner
+# recorded before it is released.
+exec 9>>"$lockfile"
+flock 9
 if ! ip link add "$br" type bridge 2>/dev/null; then
   if ip link show "$br" >/dev/null 2>&1; then echo "$0: hosts ID $id in use (bridge $br exists): pick another ATTNRES_HOSTS_ID, or run down" >&2; exit 3; fi
   echo "$0: cannot create bridge $br: $(ip link add "$br" type bridge 2>&1)" >&2; exit 2
 fi
+[ -z "$owner" ] || ip link set "$br" alias "attnres-hosts owner $owner"
+flock -u 9
+exec 9>&-
 # From here on a failure leaves nothing behind.
 self=$(realpath "${BASH_SOURCE[0]}")
 trap 'status=$?; [ $status = 0 ] || "$self" down >/dev/null 2>&1; exit $status' EXIT

@@ -62,8 +62,10 @@ final class TestHosts {
     /// Runs `hosts.sh up` under random IDs in 100–250 until one is free (the lower ones are left to people running
     /// the script by hand, default 1); returns the ID and the hosts it listed.
     private static func claim(_ count: Int, mbit: Int?) throws -> (Int, [Host]) {
+        _ = sweptOnce
         for candidate in Array(100...250).shuffled() {
-            let r = try TestHosts.script(["up", "\(count)"] + (mbit.map { ["\($0)"] } ?? []), id: candidate)
+            let r = try TestHosts.script(["up", "\(count)"] + (mbit.map { ["\($0)"] } ?? []), id: candidate,
+                                         environment: ["ATTNRES_HOSTS_OWNER": "\(getpid())"])
             if r.status == 3 { continue }  // the ID is held by another user
             guard r.status == 0 else { throw TestHostsError.scriptFailed(command: "up \(count)", status: r.status, stderr: r.stderr) }
             let hosts = r.stdout.split(separator: "\n").map { line in
@@ -89,9 +91,13 @@ final class TestHosts {
     }
 
     /// Runs `scripts/hosts.sh args` with ATTNRES_HOSTS_ID set.
-    private static func script(_ args: [String], id: Int) throws -> CLIProcess.Result {
-        try CLIProcess.run(args, executable: script, timeout: 120, environment: ["ATTNRES_HOSTS_ID": "\(id)"])
+    private static func script(_ args: [String], id: Int, environment: [String: String] = [:]) throws -> CLIProcess.Result {
+        try CLIProcess.run(args, executable: script, timeout: 120, environment: ["ATTNRES_HOSTS_ID": "\(id)"].merging(environment) { $1 })
     }
+
+    /// Hosts are recorded with this test process as their owner; a test process that was killed (a CI time-out)
+    /// could not tear its hosts down, so the first TestHosts of the next one removes them (`hosts.sh sweep`).
+    private static let sweptOnce: Void = { _ = try? script(["sweep"], id: 1) }()
 
     /// The ip(8) command line that runs `executable args` inside host `index`.
     private func netnsExec(_ index: Int, _ executable: String, _ args: [String]) -> [String] {

@@ -51,6 +51,32 @@ final class TestHostsTests: XCTestCase {
         XCTAssertTrue(inside.contains("10.232.\(a.id).1/24"), inside)
     }
 
+    /// Hosts whose owner died (a SIGKILLed test process) are removed by the next sweep; a live owner's are kept.
+    func testSweepRemovesTheHostsOfADeadOwnerOnly() throws {
+        let mine = try TestHosts(1, for: self)
+        let owner = Process()
+        owner.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        owner.arguments = ["600"]
+        try owner.run()
+        defer { if owner.isRunning { kill(owner.processIdentifier, SIGKILL) } }
+        // An ID next to none of TestHosts' (100…250), with its owner recorded, brought up by hand.
+        let id = "\(2 + Int(getpid()) % 90)"
+        let env = ["ATTNRES_HOSTS_ID": id, "ATTNRES_HOSTS_OWNER": "\(owner.processIdentifier)"]
+        addTeardownBlock { _ = try? CLIProcess.run(["down"], executable: TestHosts.script, timeout: 60, environment: ["ATTNRES_HOSTS_ID": id]) }
+        let up = try CLIProcess.run(["up", "1"], executable: TestHosts.script, timeout: 60, environment: env)
+        guard up.status == 0 else { return XCTFail("hosts.sh up 1 with ID \(id): \(up.stderr)") }
+        let sweep = { try CLIProcess.run(["sweep"], executable: TestHosts.script, timeout: 60) }
+        XCTAssertEqual(try sweep().status, 0)
+        XCTAssertTrue(try namespaces().isSuperset(of: ["ah\(id)h0", mine.hosts[0].namespace]), "a sweep removed hosts whose owner lives")
+        kill(owner.processIdentifier, SIGKILL)
+        Watchdog.waitForExit(owner, "sleep 600 after SIGKILL", seconds: 30)
+        let swept = try sweep()
+        XCTAssertTrue(swept.stderr.contains("hosts ID \(id): owner \(owner.processIdentifier) is gone"), swept.stderr)
+        let left = try namespaces()
+        XCTAssertFalse(left.contains("ah\(id)h0"), "the dead owner's hosts are still there")
+        XCTAssertTrue(left.contains(mine.hosts[0].namespace), "the live owner's hosts were swept")
+    }
+
     func testBadArgumentsAreClearErrors() throws {
         for (args, id, message) in [(["up", "0"], "7", "N '0' is not a host count in 1…250"),
                                     (["up", "x"], "7", "N 'x' is not a host count"),
