@@ -47,8 +47,8 @@ deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-conver
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_TOOLS); \
 	fi
 	@if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then \
-	  echo "installing iproute2 (ip netns, tc: the shaped-link validation)"; \
-	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq iproute2; } || echo "iproute2 not installed: the shaped-link test will be skipped"; \
+	  echo "installing iproute2 (ip netns, tc: test hosts, scripts/hosts.sh, and the shaped-link validation)"; \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq iproute2; } || echo "iproute2 not installed: the test-host and shaped-link tests will be skipped"; \
 	fi
 	@if ! python3 -c 'import jsonschema, zmq' 2>/dev/null; then \
 	  echo "installing python3 jsonschema pyzmq"; \

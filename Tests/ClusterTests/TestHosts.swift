@@ -42,7 +42,7 @@ final class TestHosts {
     /// directions) and registers their teardown with `test`. Throws XCTSkip, after printing the reason, where
     /// network namespaces cannot be made (not root, no iproute2, a container without CAP_NET_ADMIN).
     init(_ count: Int, mbit: Int? = nil, for test: XCTestCase) throws {
-        if let reason = TestHosts.unavailable() {
+        if let reason = TestHosts.unavailableReason {
             print("TestHosts: skipped: \(reason)")
             throw XCTSkip(reason)
         }
@@ -77,18 +77,18 @@ final class TestHosts {
         throw TestHostsError.noFreeID
     }
 
-    /// Why namespaces cannot be used here, or nil when they can (checked by making and removing one).
-    static func unavailable() -> String? {
+    /// Why namespaces cannot be used here, or nil when they can (checked once per test process, by making and
+    /// removing one).
+    static let unavailableReason: String? = {
         guard getuid() == 0 else { return "needs root (network namespaces, veth pairs, a bridge)" }
-        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip")
-                || FileManager.default.isExecutableFile(atPath: "/usr/bin/ip") else { return "ip (iproute2) is not installed" }
+        guard FileManager.default.isExecutableFile(atPath: ipTool) else { return "ip (iproute2) is not installed" }
         let probe = "ahprobe\(getpid())"
-        guard let r = try? CLIProcess.runTool("ip", ["netns", "add", probe], timeout: 30), r.status == 0 else {
+        guard let r = try? CLIProcess.run(["netns", "add", probe], executable: ipTool, timeout: 30), r.status == 0 else {
             return "cannot create a network namespace here (ip netns add failed)"
         }
-        _ = try? CLIProcess.runTool("ip", ["netns", "del", probe], timeout: 30)
+        _ = try? CLIProcess.run(["netns", "del", probe], executable: ipTool, timeout: 30)
         return nil
-    }
+    }()
 
     /// Runs `scripts/hosts.sh args` with ATTNRES_HOSTS_ID set.
     private static func script(_ args: [String], id: Int, environment: [String: String] = [:]) throws -> CLIProcess.Result {
