@@ -112,12 +112,7 @@ struct Run: ParsableCommand {
 
     @OptionGroup var topology: TopologyOptions
     @OptionGroup var cluster: ClusterOptions
-    @Option(help: "Compute mode: write one checkpoint file per rank and a manifest into this directory after the last step.")
-    var save: String?
-    @Option(help: "Compute mode, with --save: also checkpoint after every K-th step (1 ≤ K ≤ steps), each into DIR/step-N, DIR/latest naming the newest complete one.")
-    var checkpointEvery: Int?
-    @Option(help: "Compute mode: continue from the checkpoint in this directory (its steps count towards the batches); for a directory of periodic checkpoints, the one DIR/latest names.")
-    var resume: String?
+    @OptionGroup var checkpoints: CheckpointOptions
     @Option(help: "Write a Chrome trace-event timeline (open it in Perfetto or chrome://tracing).")
     var trace: String?
     @Option(help: "Write an SVG timeline of the last step's compute tracks (bubbles are the gaps).")
@@ -126,15 +121,12 @@ struct Run: ParsableCommand {
     func run() throws {
         let progress = Progress()
         progress.update("starting the workers")
-        let outputs = [OutputPath("--save", save, .directory), OutputPath("--trace", trace, .file), OutputPath("--trace-svg", traceSvg, .file)]
-        let (t, coordinator) = try cluster.startCluster(topology, outputs: outputs, resume: resume) { t in
-            try CheckpointPlan.check(every: checkpointEvery, save: save, topology: t)
-        }
+        let outputs = checkpoints.outputs + [OutputPath("--trace", trace, .file), OutputPath("--trace-svg", traceSvg, .file)]
+        let (t, coordinator) = try cluster.startCluster(topology, outputs: outputs, resume: checkpoints.resume, before: checkpoints.check)
         defer { coordinator.shutdown() }
         var moved = 0
         let perStep = try TrafficPrediction(t.trafficConfig).payloadBytesPerStep
-        let result = try coordinator.run(t, resume: resume, save: save, checkpointEvery: checkpointEvery,
-                                         trace: trace != nil || traceSvg != nil) { step, loss in
+        let result = try checkpoints.run(coordinator, t, trace: trace != nil || traceSvg != nil) { step, loss in
             moved += perStep
             progress.update("step \(step)/\(t.steps)" + (loss.map { String(format: ", loss %.4f", $0) } ?? ""),
                             fraction: Double(step) / Double(t.steps), bytes: moved)
@@ -251,13 +243,21 @@ struct CoordinatorCommand: ParsableCommand {
     @OptionGroup var topology: TopologyOptions
     @OptionGroup var cluster: ClusterOptions
     @Flag(help: "Run every residual variant (as `compare`) instead of the topology's own.") var compare = false
+    @OptionGroup var checkpoints: CheckpointOptions
 
     func run() throws {
-        let (t, coordinator) = try cluster.makeCoordinator(topology, spawnLocal: false, logLevel: .info)
+        if compare && checkpoints.given {
+            throw UsageError(description: "--save, --checkpoint-every and --resume are for one compute run, not --compare")
+        }
+        BLASKernel.reexecWithPreferredKernelIfNeeded()
+        let resolved = try topology.resolve()
+        try checkpoints.check(resolved)
+        let (t, coordinator) = try cluster.makeCoordinator(resolved: resolved, spawnLocal: false, logLevel: .info,
+                                                           outputs: checkpoints.outputs, resume: checkpoints.resume)
         defer { coordinator.shutdown() }
         print("waiting for \(t.ranks) workers: attnres worker --join \(coordinator.endpoint) --rank R")
         try coordinator.start()
-        let results = try (compare ? comparisonVariants(of: t) : [t]).map { try coordinator.run($0) }
+        let results = try compare ? comparisonVariants(of: t).map { try coordinator.run($0) } : [try checkpoints.run(coordinator, t)]
         try reportComparison(t, coordinator: coordinator, results: results, json: cluster.json)
     }
 }

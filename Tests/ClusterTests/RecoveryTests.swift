@@ -13,6 +13,12 @@ struct RecoveryLaunch {
     var name: String
     /// Extra arguments of every run (the transport, say).
     var runArguments: [String]
+    /// Extra arguments of a run a worker dies in: how long the coordinator waits on a silent worker (a frozen
+    /// worker must stay frozen until the test kills it; a worker that is not the coordinator's child is only
+    /// noticed dead by its silence).
+    var failureArguments: [String]
+    /// Whether the coordinator sees the worker's exit status (it is its child), so its error names the signal.
+    var namesSignal: Bool
     /// Starts `attnres ARGS` without waiting for it.
     var start: ([String]) throws -> LaunchedCLI
     /// The pid of the worker process of `rank` of a started run, nil while it has none.
@@ -21,6 +27,7 @@ struct RecoveryLaunch {
     /// Every process on this host: `attnres run` spawns its workers as its own children.
     static func local(transport: String) -> RecoveryLaunch {
         RecoveryLaunch(name: "local \(transport)", runArguments: ["--transport", transport],
+                       failureArguments: ["--silence-timeout", "600"], namesSignal: true,
                        start: { try LaunchedCLI(args: $0) },
                        workerPid: { run, rank in LaunchedCLI.children(of: run.process.processIdentifier).first { pid in
                            let args = LaunchedCLI.commandLine(pid)
@@ -29,11 +36,47 @@ struct RecoveryLaunch {
     }
 }
 
+extension RecoveryLaunch {
+    /// `attnres coordinator` and one `attnres worker` per rank started by the test, as a user starts them on
+    /// other hosts (over tcp on loopback here). A `run ARGS` becomes `coordinator ARGS`; its `--fault`s go to
+    /// the workers as well (each acts on its own rank's).
+    static func handStarted() -> RecoveryLaunch {
+        RecoveryLaunch(name: "coordinator + hand-started workers, tcp", runArguments: ["--transport", "tcp"],
+                       failureArguments: ["--silence-timeout", "10"], namesSignal: false,
+                       start: startByHand, workerPid: { run, rank in run.workers[rank]?.process.processIdentifier })
+    }
+
+    private static func startByHand(_ args: [String]) throws -> LaunchedCLI {
+        guard args.first == "run" else { return try LaunchedCLI(args: args) }
+        let coordinator = try LaunchedCLI(args: ["coordinator"] + args.dropFirst())
+        let pairs = Array(zip(args, args.dropFirst()))
+        let faults: [String] = pairs.filter { $0.0 == "--fault" }.flatMap { ["--fault", $0.1] }
+        let ranks: Int = pairs.last { $0.0 == "--ranks" }.flatMap { Int($0.1) } ?? 4
+        // The coordinator logs its endpoint to standard error (unbuffered) once it is bound.
+        var endpoint: String?
+        let deadline = Date().addingTimeInterval(120)
+        while endpoint == nil, Date() < deadline, coordinator.process.isRunning {
+            let after = coordinator.stderrSoFar.components(separatedBy: "coordinator listening on ").dropFirst().first
+            endpoint = after?.split(whereSeparator: { $0.isWhitespace }).first.map(String.init)
+            if endpoint == nil { usleep(20_000) }
+        }
+        guard let endpoint else { return coordinator }  // exited or silent: finish() reports it
+        for r in 0..<ranks {
+            coordinator.workers[r] = try LaunchedCLI(args: ["worker", "--join", endpoint, "--rank", String(r)] + faults)
+        }
+        return coordinator
+    }
+}
+
 /// An `attnres` child process started in the background, its output in files until it is waited for.
 final class LaunchedCLI {
     let process = Process()
     let directory: URL
     let args: [String]
+    /// Worker processes started beside it (hand-started workers of a coordinator), by rank.
+    var workers: [Int: LaunchedCLI] = [:]
+
+    var stderrSoFar: String { (try? String(contentsOf: directory.appendingPathComponent("err"), encoding: .utf8)) ?? "" }
 
     init(args: [String]) throws {
         _ = CLIProcess.becomeSubreaper
@@ -60,9 +103,15 @@ final class LaunchedCLI {
         guard Watchdog.waitForExit(process, "attnres \(args.joined(separator: " "))", seconds: timeout, file: file, line: line) else {
             throw CocoaError(.executableLoad)
         }
+        // Workers exit by themselves once their coordinator is gone (or told them to).
+        var workerErrors = ""
+        for (r, w) in workers.sorted(by: { $0.key < $1.key }) {
+            _ = try w.finish(timeout: 120, file: file, line: line)
+            workerErrors += w.stderrSoFar.isEmpty ? "" : "\n[worker \(r)] " + w.stderrSoFar
+        }
         return CLIProcess.Result(status: process.terminationStatus,
                                  stdout: try String(contentsOf: directory.appendingPathComponent("out"), encoding: .utf8),
-                                 stderr: try String(contentsOf: directory.appendingPathComponent("err"), encoding: .utf8), seconds: 0)
+                                 stderr: stderrSoFar + workerErrors, seconds: 0)
     }
 
     /// (state, ppid) of `pid` from /proc, nil when it is gone.
@@ -167,7 +216,7 @@ final class RecoveryTests: XCTestCase {
         let reference = try reference(launch)
         let ck = scratch.appendingPathComponent("crashed-\(UUID().uuidString)").path
         let run = try launch.start(["run", "--steps", String(steps), "--save", ck, "--checkpoint-every", String(every),
-                                    "--fault", "freeze:1@5", "--silence-timeout", "600"] + model + launch.runArguments)
+                                    "--fault", "freeze:1@5"] + launch.failureArguments + model + launch.runArguments)
         let committed = CheckpointPlan.name(stepsCompleted: 4)
         var victim: pid_t?
         let ready = waitUntil("\(launch.name): checkpoint \(committed) committed and rank 1 frozen") {
@@ -177,7 +226,7 @@ final class RecoveryTests: XCTestCase {
         if ready, let victim { kill(victim, SIGKILL) }
         let failed = try run.finish()
         XCTAssertNotEqual(failed.status, 0, failed.stderr)
-        XCTAssertTrue(failed.stderr.contains("worker rank 1") && failed.stderr.contains("SIGKILL"), failed.stderr)
+        XCTAssertTrue(failed.stderr.contains("worker rank 1") && (failed.stderr.contains("SIGKILL") || !launch.namesSignal), failed.stderr)
         XCTAssertEqual(latest(ck), committed, "nothing after the kill moved latest")
         try assertResumeMatches(launch, ck, from: 4, reference: reference)
     }
@@ -190,9 +239,9 @@ final class RecoveryTests: XCTestCase {
         let reference = try reference(launch)
         let ck = scratch.appendingPathComponent("torn-\(UUID().uuidString)").path
         let r = try launch.start(["run", "--steps", String(steps), "--save", ck, "--checkpoint-every", String(every),
-                                  "--fault", "kill-after-save:1@5"] + model + launch.runArguments).finish()
+                                  "--fault", "kill-after-save:1@5"] + launch.failureArguments + model + launch.runArguments).finish()
         XCTAssertNotEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stderr.contains("worker rank 1") && r.stderr.contains("SIGKILL"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("worker rank 1") && (r.stderr.contains("SIGKILL") || !launch.namesSignal), r.stderr)
         let torn = "\(ck)/\(CheckpointPlan.name(stepsCompleted: 6))"
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(torn)/rank-1.safetensors"), "rank 1 wrote its file before dying")
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(torn)/manifest.json"), "no manifest for a checkpoint a rank never reported")
@@ -210,6 +259,9 @@ final class RecoveryTests: XCTestCase {
     func testResumeAfterSIGKILLIsBitEqualOverIPC() throws { try resumeAfterSIGKILL(.local(transport: "ipc")) }
 
     func testResumeAfterSIGKILLIsBitEqualOverTCP() throws { try resumeAfterSIGKILL(.local(transport: "tcp")) }
+
+    /// The same with workers the coordinator did not start (`attnres coordinator --save …`), as on other hosts.
+    func testResumeAfterSIGKILLIsBitEqualWithHandStartedWorkers() throws { try resumeAfterSIGKILL(.handStarted()) }
 
     func testKillDuringACheckpointWriteResumesFromThePreviousOne() throws {
         try resumeAfterKillDuringCheckpointWrite(.local(transport: "ipc"))
@@ -245,6 +297,12 @@ final class RecoveryTests: XCTestCase {
             XCTAssertNotEqual(r.status, 0, "\(args)")
             XCTAssertTrue(r.stderr.contains(words), "\(args): \(r.stderr)")
         }
+        let compare = try launch.start(["coordinator", "--compare", "--save", ck, "--steps", "4"] + model).finish()
+        XCTAssertNotEqual(compare.status, 0)
+        XCTAssertTrue(compare.stderr.contains("are for one compute run, not --compare"), compare.stderr)
+        let coordinator = try launch.start(["coordinator", "--checkpoint-every", "9", "--save", ck, "--steps", "4"] + model).finish()
+        XCTAssertNotEqual(coordinator.status, 0)
+        XCTAssertTrue(coordinator.stderr.contains("--checkpoint-every 9: must be in 1…4"), coordinator.stderr)
         _ = try completed(launch, ["run", "--steps", "2", "--save", ck, "--checkpoint-every", "2"] + model)
         let flat = try launch.start(["run", "--steps", "2", "--save", ck] + model).finish()
         XCTAssertNotEqual(flat.status, 0)
