@@ -280,7 +280,10 @@ public final class Coordinator {
                onTimeout: (() -> ClusterError)? = nil) throws {
         while try !done() {
             if coordinatorInterrupt != 0 { throw ClusterError.interrupted(coordinatorInterrupt) }
-            for dead in processes.reapExited() {
+            if let dead = processes.reapExited().first {
+                // What the ranks said before the death still counts: a checkpoint every rank reported is committed.
+                try? receivePending()
+                _ = try? done()
                 throw ClusterError.workerDied(rank: dead.rank, pid: dead.pid, status: dead.status, phase: phase)
             }
             let now = monotonicSeconds()

@@ -245,8 +245,8 @@ final class RecoveryTests: XCTestCase {
         let torn = "\(ck)/\(CheckpointPlan.name(stepsCompleted: 6))"
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(torn)/rank-1.safetensors"), "rank 1 wrote its file before dying")
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(torn)/manifest.json"), "no manifest for a checkpoint a rank never reported")
-        // The coordinator may notice the death before it reads step 4's reports, so latest is step 2 or step 4:
-        // either is complete; never the torn one.
+        // The coordinator reads what arrived before it reports the death, so latest is step 4 unless step 4's
+        // reports were still in flight then (step 2): either is complete; never the torn one.
         let pointer = try XCTUnwrap(latest(ck))
         let done = try XCTUnwrap([2, 4].first { CheckpointPlan.name(stepsCompleted: $0) == pointer }, "latest names \(pointer)")
         // Without the pointer, the torn directory itself is refused, naming its missing manifest.
