@@ -42,7 +42,7 @@ extension RecoveryLaunch {
     /// the workers as well (each acts on its own rank's).
     static func handStarted() -> RecoveryLaunch {
         RecoveryLaunch(name: "coordinator + hand-started workers, tcp", runArguments: ["--transport", "tcp"],
-                       failureArguments: ["--silence-timeout", "10"], namesSignal: false,
+                       failureArguments: ["--silence-timeout", "5"], namesSignal: false,
                        start: startByHand, workerPid: { run, rank in run.workers[rank]?.process.processIdentifier })
     }
 
