@@ -220,7 +220,7 @@ public enum Checkpoint {
     /// manifest's model and pipeline are the run's. For a command line, before it starts any process.
     public static func checkResumable(directory: String, topology: Topology) throws {
         guard topology.mode == .compute else { throw Failure.incompatible("checkpoints hold model parameters: use mode compute") }
-        try checkCompatible(try readManifest(directory).topology, topology)
+        try checkCompatible(try readManifest(try resolve(directory)).topology, topology)
     }
 
     /// A resumed run must train the same model on the same pipeline.
@@ -236,6 +236,7 @@ public enum Checkpoint {
 
     /// `attnres merge`: the whole model in one safetensors file, canonical names and order.
     public static func merge(directory: String, output: String) throws -> Int {
+        let directory = try resolve(directory)
         let manifest = try decodeManifest(directory)
         var merged = SafeTensors()
         var all: [String: Tensor] = [:]

@@ -12,17 +12,32 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
     /// The worker's main thread is busy for 4 s when step `step` starts (a long computation that reads no
     /// socket): the run must go on, since the heartbeat thread keeps reporting.
     case stall(rank: Int, step: Int)
+    /// The worker SIGKILLs itself right after writing its checkpoint file of step `step`, before reporting the
+    /// step: a crash in the middle of a checkpoint (some rank files written, no manifest).
+    case killAfterSave(rank: Int, step: Int)
+    /// Every compute action of the rank (forward, backward, optimizer) takes `factor` times as long for the whole
+    /// run: after each, the worker busy-waits (factor − 1) × the action's measured duration. A straggler.
+    case slow(rank: Int, factor: Double)
 
     public var rank: Int {
-        switch self { case .kill(let r, _), .neverJoin(let r), .freeze(let r, _), .stall(let r, _): return r }
+        switch self {
+        case .kill(let r, _), .neverJoin(let r), .freeze(let r, _), .stall(let r, _), .killAfterSave(let r, _), .slow(let r, _): return r
+        }
     }
 
-    /// Parses `kill:R@S`, `never-join:R`, `freeze:R@S`, `stall:R@S`.
+    /// Parses `kill:R@S`, `never-join:R`, `freeze:R@S`, `stall:R@S`, `kill-after-save:R@S`, `slow:R×F` (or `slow:RxF`).
     public init?(argument: String) {
         let parts = argument.split(separator: ":")
         guard parts.count == 2 else { return nil }
+        if parts[0] == "slow" {
+            let rf = parts[1].replacingOccurrences(of: "×", with: "x").split(separator: "x", omittingEmptySubsequences: false)
+            guard rf.count == 2, let r = Int(rf[0]), let f = Double(rf[1]) else { return nil }
+            self = .slow(rank: r, factor: f)
+            return
+        }
         let rest = parts[1].split(separator: "@")
         switch (parts[0], rest.count) {
+        case ("kill-after-save", 2): guard let r = Int(rest[0]), let s = Int(rest[1]) else { return nil }; self = .killAfterSave(rank: r, step: s)
         case ("never-join", 1): guard let r = Int(rest[0]) else { return nil }; self = .neverJoin(rank: r)
         case ("kill", 2): guard let r = Int(rest[0]), let s = Int(rest[1]) else { return nil }; self = .kill(rank: r, step: s)
         case ("freeze", 2): guard let r = Int(rest[0]), let s = Int(rest[1]) else { return nil }; self = .freeze(rank: r, step: s)
@@ -37,6 +52,9 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
         case .neverJoin(let r): return "never-join:\(r)"
         case .freeze(let r, let s): return "freeze:\(r)@\(s)"
         case .stall(let r, let s): return "stall:\(r)@\(s)"
+        case .killAfterSave(let r, let s): return "kill-after-save:\(r)@\(s)"
+        // ASCII, so the worker's command line carries it unchanged; the shortest text that reads back as `f`.
+        case .slow(let r, let f): return "slow:\(r)x\(f == f.rounded() && abs(f) < 1e15 ? String(Int(f)) : String(f))"
         }
     }
 }
@@ -70,14 +88,18 @@ public struct RunSpec: Codable, Sendable, Equatable {
     public var firstStep: Int = 0
     /// Compute mode: load parameters and optimizer state from this checkpoint directory first.
     public var resumeDirectory: String?
-    /// Compute mode: write this rank's checkpoint here after the last step.
+    /// Compute mode: write this rank's checkpoint here after the last step (and every `checkpointEvery` steps).
     public var saveDirectory: String?
+    /// Compute mode, with `saveDirectory`: also checkpoint after every K-th optimizer step, into
+    /// `saveDirectory/step-N` (`CheckpointPlan`); nil = only after the last step, directly in `saveDirectory`.
+    public var checkpointEvery: Int?
     /// Record timed spans for `--trace`.
     public var trace: Bool = false
 
     enum CodingKeys: String, CodingKey {
         case topology, variant, trace
         case firstStep = "first_step", resumeDirectory = "resume_directory", saveDirectory = "save_directory"
+        case checkpointEvery = "checkpoint_every"
     }
 }
 
@@ -158,6 +180,8 @@ public struct WorkerReport: Codable, Sendable {
     public var tensorsPerHop: [Int: Int]
     public var computeSeconds: Double
     public var waitSeconds: Double
+    /// `waitSeconds` per step of the variant (index = step); empty from a worker that does not report it.
+    public var waitSecondsPerStep: [Double] = []
     /// Timed spans, when the run asked for a trace.
     public var trace: [TraceRecord]?
     /// The variant this report is about (the worker stamps the one it ran).
@@ -167,6 +191,7 @@ public struct WorkerReport: Codable, Sendable {
         case rank, variant, received, sent, trace
         case headerBytesSent = "header_bytes_sent", messagesSent = "messages_sent", peakCachedBytes = "peak_cached_bytes"
         case tensorsPerHop = "tensors_per_hop", computeSeconds = "compute_seconds", waitSeconds = "wait_seconds"
+        case waitSecondsPerStep = "wait_seconds_per_step"
     }
 
     /// One entry of `tensors_per_hop`: a JSON object, since JSON has no integer keys.
@@ -174,7 +199,8 @@ public struct WorkerReport: Codable, Sendable {
 
     public init(rank: Int, received: [LinkCount], sent: [LinkCount], headerBytesSent: Int, messagesSent: Int, peakCachedBytes: Int,
                 tensorsPerHop: [Int: Int], computeSeconds: Double, waitSeconds: Double,
-                trace: [TraceRecord]? = nil, variant: Int = 0) {
+                trace: [TraceRecord]? = nil, variant: Int = 0, waitSecondsPerStep: [Double] = []) {
+        self.waitSecondsPerStep = waitSecondsPerStep
         self.rank = rank; self.received = received; self.sent = sent; self.headerBytesSent = headerBytesSent
         self.messagesSent = messagesSent; self.peakCachedBytes = peakCachedBytes; self.tensorsPerHop = tensorsPerHop
         self.computeSeconds = computeSeconds; self.waitSeconds = waitSeconds
@@ -199,6 +225,7 @@ public struct WorkerReport: Codable, Sendable {
         tensorsPerHop = perHop
         computeSeconds = try c.decode(Double.self, forKey: .computeSeconds)
         waitSeconds = try c.decode(Double.self, forKey: .waitSeconds)
+        waitSecondsPerStep = try c.decodeIfPresent([Double].self, forKey: .waitSecondsPerStep) ?? []
         trace = try c.decodeIfPresent([TraceRecord].self, forKey: .trace)
     }
 
@@ -210,6 +237,7 @@ public struct WorkerReport: Codable, Sendable {
         try c.encode(peakCachedBytes, forKey: .peakCachedBytes)
         try c.encode(tensorsPerHop.keys.sorted().map { HopTensors(hop: $0, tensors: tensorsPerHop[$0]!) }, forKey: .tensorsPerHop)
         try c.encode(computeSeconds, forKey: .computeSeconds); try c.encode(waitSeconds, forKey: .waitSeconds)
+        if !waitSecondsPerStep.isEmpty { try c.encode(waitSecondsPerStep, forKey: .waitSecondsPerStep) }
         try c.encodeIfPresent(trace, forKey: .trace)
     }
 
@@ -223,6 +251,9 @@ public struct WorkerReport: Codable, Sendable {
         }
         for (name, v) in [("compute_seconds", computeSeconds), ("wait_seconds", waitSeconds)] where !(v.isFinite && v >= 0) {
             return (name, "\(v) is not a finite number ≥ 0")
+        }
+        if let (i, v) = waitSecondsPerStep.enumerated().first(where: { !($0.element.isFinite && $0.element >= 0) }) {
+            return ("wait_seconds_per_step[\(i)]", "\(v) is not a finite number ≥ 0")
         }
         for (name, links, own) in [("received", received, \LinkCount.dst), ("sent", sent, \LinkCount.src)] {
             for (i, l) in links.enumerated() {

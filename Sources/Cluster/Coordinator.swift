@@ -158,18 +158,24 @@ public final class Coordinator {
 
     /// Runs one variant for its steps on the connected workers and returns what they measured.
     /// `onStep(step, loss)` is called as every rank finishes a step (loss: compute mode).
-    /// `resume` / `save`: checkpoint directories (compute mode).
-    public func run(_ topology: Topology, resume: String? = nil, save: String? = nil, trace: Bool = false,
+    /// `resume` / `save`: checkpoint directories (compute mode); `checkpointEvery`: also checkpoint every K steps
+    /// into `save` (`CheckpointPlan`). `resume` may hold periodic checkpoints: the one its `latest` names is read.
+    public func run(_ topology: Topology, resume: String? = nil, save: String? = nil, checkpointEvery: Int? = nil, trace: Bool = false,
                     onStep: ((Int, Float?) -> Void)? = nil) throws -> VariantResult {
         var firstStep = 0
         if resume != nil || save != nil {
             guard topology.mode == .compute else { throw Checkpoint.Failure.incompatible("checkpoints hold model parameters: use mode compute") }
         }
+        try CheckpointPlan.check(every: checkpointEvery, save: save, topology: topology)
+        let checkpoints = save.map { CheckpointPlan(directory: $0, every: checkpointEvery) }
+        // Resolved once, here, so every rank loads the same checkpoint even if `latest` moves meanwhile.
+        let resume = try resume.map(Checkpoint.resolve)
         if let resume {
             let manifest = try Checkpoint.readManifest(resume)
             try Checkpoint.checkCompatible(manifest.topology, topology)
             firstStep = manifest.stepsCompleted
         }
+        for f in faults { try f.validate(checkpoints: checkpoints, firstStep: firstStep, steps: topology.steps) }
         precondition(topology.ranks == base.ranks, "variants share the cluster's ranks")
         let variant = variantCounter
         variantCounter += 1
@@ -182,6 +188,7 @@ public final class Coordinator {
             admission.begin(.init(variant: variant, steps: topology.steps, hops: topology.layout.hops))
             for r in 0..<base.ranks {
                 try send(r, .run(RunSpec(topology: topology, variant: variant, firstStep: firstStep, resumeDirectory: resume, saveDirectory: save,
+                                         checkpointEvery: checkpointEvery,
                                          trace: trace)))
             }
             var done = [Int](repeating: 0, count: base.ranks)
@@ -209,13 +216,19 @@ public final class Coordinator {
                     }
                 }
                 let all = done.min() ?? 0
-                while reportedStep < all { reportedStep += 1; onStep?(reportedStep, losses[reportedStep - 1]) }
+                while reportedStep < all {
+                    reportedStep += 1
+                    // Every rank wrote its file of this step's checkpoint before reporting the step.
+                    if let checkpoints, checkpoints.writes(afterStep: reportedStep - 1, firstStep: firstStep, steps: topology.steps) {
+                        try checkpoints.commit(topology: topology, stepsCompleted: firstStep + reportedStep)
+                    }
+                    onStep?(reportedStep, losses[reportedStep - 1])
+                }
                 return reports.count == self.base.ranks
             } onTimeout: { [unowned self] in
                 self.phaseTimedOut(phase) { reports[$0] == nil }
             }
             admission.running = nil
-            if let save { try Checkpoint.writeManifest(directory: save, topology: topology, stepsCompleted: firstStep + topology.steps) }
             let lossPerStep = topology.mode == .compute ? (0..<topology.steps).compactMap { losses[$0] } : []
             guard lossPerStep.count == (topology.mode == .compute ? topology.steps : 0) else {
                 throw ClusterError.measuredDiffers("compute mode: no rank reported a loss for step \((0..<topology.steps).first { losses[$0] == nil } ?? 0)")
@@ -267,7 +280,10 @@ public final class Coordinator {
                onTimeout: (() -> ClusterError)? = nil) throws {
         while try !done() {
             if coordinatorInterrupt != 0 { throw ClusterError.interrupted(coordinatorInterrupt) }
-            for dead in processes.reapExited() {
+            if let dead = processes.reapExited().first {
+                // What the ranks said before the death still counts: a checkpoint every rank reported is committed.
+                try? receivePending()
+                _ = try? done()
                 throw ClusterError.workerDied(rank: dead.rank, pid: dead.pid, status: dead.status, phase: phase)
             }
             let now = monotonicSeconds()

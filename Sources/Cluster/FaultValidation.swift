@@ -11,8 +11,8 @@ extension Fault {
     /// The step the fault fires at, nil for faults that fire before the first step.
     public var step: Int? {
         switch self {
-        case .kill(_, let s), .freeze(_, let s), .stall(_, let s): return s
-        case .neverJoin: return nil
+        case .kill(_, let s), .freeze(_, let s), .stall(_, let s), .killAfterSave(_, let s): return s
+        case .neverJoin, .slow: return nil
         }
     }
 
@@ -24,6 +24,26 @@ extension Fault {
         }
         if let step, !(0..<t.steps).contains(step) {
             throw FaultError(fault: self, problem: "step \(step) does not exist; this run has steps 0…\(t.steps - 1)")
+        }
+        if case .slow(_, let f) = self, !(f.isFinite && f > 1 && f <= Fault.slowest) {
+            throw FaultError(fault: self, problem: "the slowdown factor must be a finite number > 1 and ≤ \(Int(Fault.slowest)), got \(f)")
+        }
+        if case .killAfterSave = self, t.mode != .compute {
+            throw FaultError(fault: self, problem: "fires after a checkpoint is written: use mode compute with --save")
+        }
+    }
+
+    /// Largest `slow:R×F` factor: beyond it a drill runs for hours and proves nothing more.
+    public static let slowest = 100.0
+
+    /// A `kill-after-save` fault must name a step after which the run writes a checkpoint (`checkpoints`: the
+    /// run's `--save`, nil when it saves nothing), or it would inject nothing.
+    public func validate(checkpoints: CheckpointPlan?, firstStep: Int, steps: Int) throws {
+        guard case .killAfterSave(_, let s) = self else { return }
+        guard let checkpoints else { throw FaultError(fault: self, problem: "fires after a checkpoint is written: give --save DIR") }
+        guard checkpoints.writes(afterStep: s, firstStep: firstStep, steps: steps) else {
+            throw FaultError(fault: self, problem: "no checkpoint is written after step \(s)"
+                             + (checkpoints.every.map { " (--checkpoint-every \($0): after every step S with first_step + S + 1 a multiple of \($0), and the last)" } ?? " (only after the last step, \(steps - 1))"))
         }
     }
 }

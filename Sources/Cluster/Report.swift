@@ -54,6 +54,19 @@ public enum Report {
         return out
     }
 
+    /// Per rank: compute seconds and seconds blocked at receives (in all, and the mean and largest per step), so
+    /// a straggler shows as one rank's compute and its neighbours' waiting.
+    public static func waitTable(_ r: VariantResult) -> String {
+        let rows = r.waitSeconds.indices.map { i -> [String] in
+            let steps = r.waitSecondsPerStep[i]
+            let perStep = steps.isEmpty ? ["-", "-"]
+                : [String(format: "%.4f", steps.reduce(0, +) / Double(steps.count)), String(format: "%.4f", steps.max() ?? 0)]
+            return [String(i), String(format: "%.4f", r.computeSeconds[i]), String(format: "%.4f", r.waitSeconds[i])] + perStep
+        }
+        return "time per rank (seconds; waiting = blocked at receives):\n"
+            + table(["rank", "compute", "waiting", "waiting/step mean", "waiting/step max"], rows, rightAlign: [1, 2, 3, 4])
+    }
+
     static func variantName(_ t: Topology) -> String {
         switch t.residual {
         case .standard: return "standard"
@@ -100,6 +113,9 @@ public struct ReportJSON: Codable {
         var payloadBytesPerStep: Int, forwardPayloadBytesPerStep: Int, backwardPayloadBytesPerStep: Int
         var headerBytesPerStep: Int, tensorsPerHop: [Int], peakCachedBytesPerRank: [Int], links: [Link]
         var matchesPredicted: Bool, mismatches: [String], seconds: Double, waitSecondsPerRank: [Double]
+        /// `[rank][step]`: seconds each rank was blocked at receives in each step.
+        var waitSecondsPerRankPerStep: [[Double]]
+        var computeSecondsPerRank: [Double]
         var bubble: Bubble?
     }
     public struct Bubble: Codable {
@@ -133,6 +149,7 @@ public struct ReportJSON: Codable {
                      backwardPayloadBytesPerStep: $0.backwardPayloadBytesPerStep, headerBytesPerStep: $0.headerBytesPerStep,
                      tensorsPerHop: $0.tensorsPerHop, peakCachedBytesPerRank: $0.peakCachedBytes, links: links($0.measuredLinks),
                      matchesPredicted: $0.matchesPrediction, mismatches: $0.mismatches, seconds: $0.seconds, waitSecondsPerRank: $0.waitSeconds,
+                     waitSecondsPerRankPerStep: $0.waitSecondsPerStep, computeSecondsPerRank: $0.computeSeconds,
                      bubble: Bubble(measuredPerRank: $0.measuredBubble, theoreticalPerRank: $0.theoreticalBubble))
         }
         return Run(name: t.name, mode: t.mode.rawValue, residual: t.residual.rawValue, blocks: t.residual == .block ? t.blocks : (t.residual == .full ? t.layers : nil),

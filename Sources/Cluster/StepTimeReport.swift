@@ -13,6 +13,8 @@ public struct StepTimeCosts: Sendable {
     public var sendOverheadByRank: (ranks: Int, seconds: [Double])?
     /// What the costs are (for the report): the profile's name or the calibration trace.
     public var origin: String
+    /// Ranks whose compute takes this many times as long (`--fault slow:R×F`); absent ranks run at 1×.
+    public var computeScale: [Int: Double] = [:]
 
     public init(compute: ComputeCosts, link: LinkCost, overrides: [StepCosts.LinkID: LinkCost] = [:], sendOverhead: Double = 0, origin: String) {
         self.compute = compute; self.link = link; self.overrides = overrides; self.sendOverhead = sendOverhead; self.origin = origin
@@ -34,6 +36,7 @@ public struct StepTimeCosts: Sendable {
                           plan: HopPlan(layout: t.layout, residual: t.residualConfig), activationBytes: t.trafficConfig.activationBytes,
                           link: link, overrides: overrides, sendOverhead: sendOverhead, receiveOverhead: receiveOverhead)
         if let byRank = sendOverheadByRank, byRank.ranks == t.ranks { c.sendOverheadByRank = byRank.seconds }
+        if !computeScale.isEmpty { c.computeScaleByRank = (0..<t.ranks).map { computeScale[$0] ?? 1 } }
         return c
     }
 }
@@ -139,6 +142,8 @@ public enum StepTimeReport {
                 "bubble": s.bubble,
                 "exposed_comm_seconds": s.exposedComm.map { ["src": $0.src, "dst": $0.dst, "direction": $0.direction.rawValue, "seconds": $0.seconds] },
                 "events": s.events,
+                "wait_seconds_per_rank": s.waitSeconds,
+                "busy_seconds_per_rank": s.busySeconds,
             ]
             sim["overhead_vs_standard"] = v.overheadVsStandard ?? NSNull()
             if let split = s.criticalPathSplit { sim["critical_path"] = ["compute_seconds": split.compute, "communication_seconds": split.communication] }

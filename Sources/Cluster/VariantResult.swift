@@ -11,7 +11,12 @@ public struct VariantResult: Sendable {
     /// Forward tensors per hop for one microbatch, as sent.
     public let tensorsPerHop: [Int]
     public let seconds: Double
+    /// Seconds each rank was blocked at receives, over the run, and per step (`[rank][step]`; a rank that did
+    /// not report its steps has an empty list).
     public let waitSeconds: [Double]
+    public let waitSecondsPerStep: [[Double]]
+    /// Seconds each rank computed (forward, backward, optimizer).
+    public let computeSeconds: [Double]
     /// Compute mode: the mean loss of every step, as the last chunk computed it.
     public let losses: [Float]
     /// Timed spans per rank (when traced).
@@ -68,6 +73,11 @@ public struct VariantResult: Sendable {
         for r in reports { for (h, n) in r.tensorsPerHop where h < perHop.count { perHop[h] = max(perHop[h], n) } }
         tensorsPerHop = perHop
         waitSeconds = reports.map(\.waitSeconds)
+        computeSeconds = reports.map(\.computeSeconds)
+        if let r = reports.first(where: { !$0.waitSecondsPerStep.isEmpty && $0.waitSecondsPerStep.count != steps }) {
+            throw ClusterError.measuredDiffers("rank \(r.rank)'s report lists wait_seconds_per_step for \(r.waitSecondsPerStep.count) steps; the variant ran \(steps)")
+        }
+        waitSecondsPerStep = reports.map(\.waitSecondsPerStep)
     }
 
     public var forwardPayloadBytesPerStep: Int { measuredLinks.filter { $0.key.direction == .forward }.values.reduce(0, +) }

@@ -66,6 +66,8 @@ public final class Worker {
     static let firstContactTimeout = 60.0
     /// Whether any control message has arrived yet.
     var heardFromCoordinator = false
+    /// `slow:R×F` for this rank: every compute action is stretched to this many times its length (1 = as fast as it runs).
+    let slowdown: Double
 
     public init(join endpoint: String, rank: Int, faults: [Fault], parent: pid_t? = nil) throws {
         // Received tensor frames are malloc'd by libzmq, 100 KiB to many MiB: keep them in the heap for reuse
@@ -75,6 +77,14 @@ public final class Worker {
         watchedParent = parent
         parentPid = parent ?? getppid()
         self.faults = faults
+        var slowdown = 1.0
+        for case .slow(let r, let f) in faults where r == rank {
+            guard f.isFinite, f > 1, f <= Fault.slowest else {
+                throw FaultError(fault: .slow(rank: r, factor: f), problem: "the slowdown factor must be a finite number > 1 and ≤ \(Int(Fault.slowest))")
+            }
+            slowdown = f
+        }
+        self.slowdown = slowdown
         joinEndpoint = endpoint
         control = try Socket(context, .dealer)
         try control.setIdentity("rank-\(rank)")
@@ -122,6 +132,9 @@ public final class Worker {
                           spec.topology.ranks == peersExpected else {
                         throw WorkerError.protocolViolation(rank: rank, "run: variant \(spec.variant) (0…65535), first_step \(spec.firstStep) (0…\(Checkpoint.mostSteps)), "
                                                             + "pipeline.ranks \(spec.topology.ranks) (the \(peersExpected) ranks connected)")
+                    }
+                    if let k = spec.checkpointEvery, !(k >= 1 && k <= spec.topology.steps && spec.saveDirectory != nil) {
+                        throw WorkerError.protocolViolation(rank: rank, "run: checkpoint_every \(k) (1…\(spec.topology.steps), with save_directory)")
                     }
                     guard stash.isEmpty else { throw WorkerError.protocolViolation(rank: rank, "data left over before variant \(spec.variant)") }
                     plan = try ReceivePlan(rank: rank, variant: spec.variant, topology: spec.topology)
@@ -315,6 +328,7 @@ public final class Worker {
 
     func runVariant(_ spec: RunSpec) throws {
         counters = Counters()
+        counters.waitSecondsPerStep = Array(repeating: 0, count: spec.topology.steps)
         trace = spec.trace ? [] : nil
         let t = spec.topology
         let plan = HopPlan(layout: t.layout, residual: t.residualConfig)
@@ -336,14 +350,22 @@ public final class Worker {
                 try run(&executor, &channel, step: step)
                 let start = monotonicSeconds()
                 let loss = executor.backend.finishStep()
+                stretchCompute(from: start)
                 counters.computeSeconds += monotonicSeconds() - start
                 recordCompute(.optimizer, start: start, step: step, chunk: -1, microbatch: -1)
+                // The rank file is complete before `step_done` leaves: the coordinator commits a checkpoint once
+                // every rank reported its step, so every file it lists is already on disk.
+                if let dir = spec.saveDirectory {
+                    let checkpoints = CheckpointPlan(directory: dir, every: spec.checkpointEvery)
+                    if checkpoints.writes(afterStep: step, firstStep: spec.firstStep, steps: t.steps) {
+                        let done = spec.firstStep + step + 1
+                        try Checkpoint.saveRank(directory: checkpoints.target(stepsCompleted: done), rank: rank,
+                                                chunks: t.layout.chunks(onRank: rank), parameters: executor.backend.parameters,
+                                                optimizers: executor.backend.optimizers, stepsCompleted: done)
+                        injectFaults(savedAfterStep: step)
+                    }
+                }
                 try send(.stepDone(rank: rank, variant: spec.variant, step: step, loss: loss))
-            }
-            if let dir = spec.saveDirectory {
-                try Checkpoint.saveRank(directory: dir, rank: rank, chunks: t.layout.chunks(onRank: rank),
-                                        parameters: executor.backend.parameters, optimizers: executor.backend.optimizers,
-                                        stepsCompleted: spec.firstStep + t.steps)
             }
             try send(.report(report(peakCachedBytes: executor.cache.peakBytes)))
         } else {
@@ -357,6 +379,14 @@ public final class Worker {
                 try send(.stepDone(rank: rank, variant: spec.variant, step: step, loss: nil))
             }
             try send(.report(report(peakCachedBytes: executor.cache.peakBytes)))
+        }
+    }
+
+    /// The faults of this rank that fire once its checkpoint file of step `step` is written (before the step is
+    /// reported, so the checkpoint can never be committed).
+    func injectFaults(savedAfterStep step: Int) {
+        for f in faults where f.rank == rank {
+            if case .killAfterSave(_, let s) = f, s == step { kill(getpid(), SIGKILL) }
         }
     }
 
@@ -379,9 +409,11 @@ public final class Worker {
             let start = monotonicSeconds()
             switch try executor.perform(&channel) {
             case .performed(let a):
+                if a.isCompute { stretchCompute(from: start) }
                 let now = monotonicSeconds()
                 if let w = waiting {
                     counters.waitSeconds += start - w.since
+                    counters.waitSecondsPerStep[step] += start - w.since
                     if trace != nil {
                         trace!.append(TraceRecord(kind: .wait, start: w.since, end: start, step: step, chunk: -1, microbatch: w.key.microbatch,
                                                   hop: w.key.hop, backward: w.key.direction == .backward))
@@ -404,6 +436,14 @@ public final class Worker {
         }
     }
 
+    /// `slow:R×F`: busy-waits until the compute action that began at `start` has taken `slowdown` times as long as
+    /// it did. Busy, not asleep, so the rank is occupied as a slower device would be; the heartbeat thread runs on.
+    func stretchCompute(from start: Double) {
+        guard slowdown > 1 else { return }
+        let end = start + (monotonicSeconds() - start) * slowdown
+        while monotonicSeconds() < end {}
+    }
+
     /// The data message `key`, if it has arrived.
     func arrived(_ key: DataKey) -> DataMessage? { stash.removeValue(forKey: key) }
 
@@ -415,7 +455,8 @@ public final class Worker {
         }
         return WorkerReport(rank: rank, received: counts(c.received), sent: counts(c.sent), headerBytesSent: c.headerBytesSent,
                             messagesSent: c.messagesSent, peakCachedBytes: peakCachedBytes, tensorsPerHop: c.tensorsPerHop,
-                            computeSeconds: c.computeSeconds, waitSeconds: c.waitSeconds, trace: trace)
+                            computeSeconds: c.computeSeconds, waitSeconds: c.waitSeconds, trace: trace,
+                            waitSecondsPerStep: c.waitSecondsPerStep)
     }
 
     func sendData(to dst: Int, header: FrameHeader, payloads: [Message]) throws {
@@ -449,6 +490,8 @@ struct Counters {
     var headerBytesSent = 0
     var messagesSent = 0
     var waitSeconds = 0.0
+    /// `waitSeconds` split by step (index = step within the variant).
+    var waitSecondsPerStep: [Double] = []
     var computeSeconds = 0.0
     var tensorsPerHop: [Int: Int] = [:]
 

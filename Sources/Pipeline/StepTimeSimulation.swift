@@ -30,6 +30,9 @@ public struct StepCosts: Sendable {
     public var receiveOverhead: Double = 0
     /// Per-rank send overheads, when they differ (calibrated on a run of as many ranks); empty = `sendOverhead`.
     public var sendOverheadByRank: [Double] = []
+    /// Per-rank factor on every compute duration of the rank (forward, backward, optimizer): a straggler
+    /// (`--fault slow:R×F`) has F; empty = 1 for every rank.
+    public var computeScaleByRank: [Double] = []
     /// Payload bytes of hop k's message (forward; its gradient going back weighs the same).
     public var hopBytes: [Int]
     /// Link cost of src → dst; every link not named in `overrides` costs `defaultLink`.
@@ -148,6 +151,10 @@ public struct StepTimeSimulation: Sendable {
         guard costs.sendOverheadByRank.isEmpty || costs.sendOverheadByRank.count == p else {
             throw Failure.mismatch("\(costs.sendOverheadByRank.count) send overheads for \(p) ranks")
         }
+        guard costs.computeScaleByRank.isEmpty || costs.computeScaleByRank.count == p else {
+            throw Failure.mismatch("\(costs.computeScaleByRank.count) compute scale factors for \(p) ranks")
+        }
+        func scale(_ r: Int) -> Double { costs.computeScaleByRank.isEmpty ? 1 : costs.computeScaleByRank[r] }
         guard costs.optimizer.isEmpty || costs.optimizer.count == p else {
             throw Failure.mismatch("\(costs.optimizer.count) optimizer durations for \(p) ranks")
         }
@@ -214,7 +221,7 @@ public struct StepTimeSimulation: Sendable {
                 case .forward(let c, _), .backward(let c, _):
                     guard layout.rank(ofChunk: c) == r else { throw Failure.mismatch("rank \(r) runs \(a) of rank \(layout.rank(ofChunk: c))") }
                     let d: Double
-                    if case .forward = a { d = costs.forward[c] } else { d = costs.backward[c] }
+                    if case .forward = a { d = costs.forward[c] * scale(r) } else { d = costs.backward[c] * scale(r) }
                     if keepSpans {
                         spans.append(Span(rank: r, action: a, start: t, end: t + d))
                         spanCause.append(pendingCause[r]); spanPrevious.append(lastSpan[r])
@@ -254,7 +261,7 @@ public struct StepTimeSimulation: Sendable {
         guard stuck.isEmpty else { throw Failure.deadlock(stuck: stuck.map { ($0, schedule.actions[$0][pc[$0]]) }) }
 
         pipelineSeconds = clock.max() ?? 0
-        stepSeconds = (0..<p).map { clock[$0] + (costs.optimizer.isEmpty ? 0 : costs.optimizer[$0]) }.max() ?? 0
+        stepSeconds = (0..<p).map { clock[$0] + (costs.optimizer.isEmpty ? 0 : costs.optimizer[$0] * scale($0)) }.max() ?? 0
         busySeconds = busy
         waitSeconds = waited
         var out: [ExposedComm] = []

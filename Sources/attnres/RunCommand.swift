@@ -8,7 +8,7 @@ import Logging
 
 /// Options of commands that launch a local cluster.
 struct ClusterOptions: ParsableArguments {
-    @Option(name: .customLong("fault"), help: "Inject a fault: kill:RANK@STEP, freeze:RANK@STEP, stall:RANK@STEP (4 s busy) or never-join:RANK (repeatable).")
+    @Option(name: .customLong("fault"), help: "Inject a fault: kill:RANK@STEP, freeze:RANK@STEP, stall:RANK@STEP (4 s busy), never-join:RANK, kill-after-save:RANK@STEP (SIGKILL once its checkpoint file of that step is written) or slow:RANK×F (every compute action F times as long; also slow:RANKxF) (repeatable).")
     var faults: [String] = []
 
     @Option(parsing: .unconditional, help: "Seconds to wait for every worker to join (more than 0, at most a day).")
@@ -28,8 +28,13 @@ struct ClusterOptions: ParsableArguments {
 
     /// Resolves the topology (in the BLAS kernel `attnres train` uses, so compute runs agree bit for bit with it:
     /// docs/model.md) and starts a local cluster for it with every data link proven.
-    func startCluster(_ topology: TopologyOptions, outputs: [OutputPath] = [], resume: String? = nil) throws -> (Topology, Coordinator) {
-        let (t, coordinator) = try makeCoordinator(topology, spawnLocal: true, logLevel: verbose ? .info : .warning,
+    /// `before`: the command's own checks of the resolved topology, run before any process starts.
+    func startCluster(_ topology: TopologyOptions, outputs: [OutputPath] = [], resume: String? = nil,
+                      before: (Topology) throws -> Void = { _ in }) throws -> (Topology, Coordinator) {
+        BLASKernel.reexecWithPreferredKernelIfNeeded()
+        let resolved = try topology.resolve()
+        try before(resolved)
+        let (t, coordinator) = try makeCoordinator(resolved: resolved, spawnLocal: true, logLevel: verbose ? .info : .warning,
                                                    outputs: outputs, resume: resume)
         try coordinator.start()
         return (t, coordinator)
@@ -86,7 +91,7 @@ struct OutputPath {
 func parseFaults(_ arguments: [String]) throws -> [Fault] {
     try arguments.map { f in
         guard let fault = Fault(argument: f) else {
-            throw UsageError(description: "--fault '\(f)': expected kill:RANK@STEP, freeze:RANK@STEP, stall:RANK@STEP or never-join:RANK")
+            throw UsageError(description: "--fault '\(f)': expected kill:RANK@STEP, freeze:RANK@STEP, stall:RANK@STEP, never-join:RANK, kill-after-save:RANK@STEP or slow:RANK×FACTOR")
         }
         return fault
     }
@@ -107,10 +112,7 @@ struct Run: ParsableCommand {
 
     @OptionGroup var topology: TopologyOptions
     @OptionGroup var cluster: ClusterOptions
-    @Option(help: "Compute mode: write one checkpoint file per rank and a manifest into this directory after the last step.")
-    var save: String?
-    @Option(help: "Compute mode: continue from the checkpoint in this directory (its steps count towards the batches).")
-    var resume: String?
+    @OptionGroup var checkpoints: CheckpointOptions
     @Option(help: "Write a Chrome trace-event timeline (open it in Perfetto or chrome://tracing).")
     var trace: String?
     @Option(help: "Write an SVG timeline of the last step's compute tracks (bubbles are the gaps).")
@@ -119,12 +121,12 @@ struct Run: ParsableCommand {
     func run() throws {
         let progress = Progress()
         progress.update("starting the workers")
-        let outputs = [OutputPath("--save", save, .directory), OutputPath("--trace", trace, .file), OutputPath("--trace-svg", traceSvg, .file)]
-        let (t, coordinator) = try cluster.startCluster(topology, outputs: outputs, resume: resume)
+        let outputs = checkpoints.outputs + [OutputPath("--trace", trace, .file), OutputPath("--trace-svg", traceSvg, .file)]
+        let (t, coordinator) = try cluster.startCluster(topology, outputs: outputs, resume: checkpoints.resume, before: checkpoints.check)
         defer { coordinator.shutdown() }
         var moved = 0
         let perStep = try TrafficPrediction(t.trafficConfig).payloadBytesPerStep
-        let result = try coordinator.run(t, resume: resume, save: save, trace: trace != nil || traceSvg != nil) { step, loss in
+        let result = try checkpoints.run(coordinator, t, trace: trace != nil || traceSvg != nil) { step, loss in
             moved += perStep
             progress.update("step \(step)/\(t.steps)" + (loss.map { String(format: ", loss %.4f", $0) } ?? ""),
                             fraction: Double(step) / Double(t.steps), bytes: moved)
@@ -135,6 +137,8 @@ struct Run: ParsableCommand {
         print("workers: " + coordinator.workers.values.sorted { $0.rank < $1.rank }.map { "rank \($0.rank) pid \($0.pid)" }.joined(separator: ", "))
         print("")
         print(Report.linkTable(result))
+        print("")
+        print(Report.waitTable(result))
         if let records = result.trace {
             if let trace { try RunOptionChecks.writing(trace, flag: "--trace") { try ChromeTrace.write(records, ranks: t.ranks, to: trace, topology: t) } }
             if let traceSvg {
@@ -239,14 +243,24 @@ struct CoordinatorCommand: ParsableCommand {
     @OptionGroup var topology: TopologyOptions
     @OptionGroup var cluster: ClusterOptions
     @Flag(help: "Run every residual variant (as `compare`) instead of the topology's own.") var compare = false
+    @OptionGroup var checkpoints: CheckpointOptions
 
     func run() throws {
-        let (t, coordinator) = try cluster.makeCoordinator(topology, spawnLocal: false, logLevel: .info)
+        if compare && checkpoints.given {
+            throw UsageError(description: "--save, --checkpoint-every and --resume are for one compute run, not --compare")
+        }
+        BLASKernel.reexecWithPreferredKernelIfNeeded()
+        let resolved = try topology.resolve()
+        try checkpoints.check(resolved)
+        let (t, coordinator) = try cluster.makeCoordinator(resolved: resolved, spawnLocal: false, logLevel: .info,
+                                                           outputs: checkpoints.outputs, resume: checkpoints.resume)
         defer { coordinator.shutdown() }
         print("waiting for \(t.ranks) workers: attnres worker --join \(coordinator.endpoint) --rank R")
         try coordinator.start()
         var steps = StepLog()
-        let results = try (compare ? comparisonVariants(of: t) : [t]).map { v in try coordinator.run(v) { s, _ in steps.log(step: s, of: v) } }
+        let results = try compare
+            ? comparisonVariants(of: t).map { v in try coordinator.run(v) { s, _ in steps.log(step: s, of: v) } }
+            : [try checkpoints.run(coordinator, t) { s, _ in steps.log(step: s, of: t) }]
         try reportComparison(t, coordinator: coordinator, results: results, json: cluster.json)
     }
 }

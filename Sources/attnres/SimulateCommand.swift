@@ -27,6 +27,8 @@ struct Simulate: ParsableCommand {
     @Option(help: "Override every link's latency, µs.") var linkLatencyUs: Double?
     @Flag(help: "Simulate only the topology's own variant, not every variant of `compare`.") var only = false
     @Flag(help: "Inference instead of training: one forward per microbatch (one-pass depth attention).") var inference = false
+    @Option(name: .customLong("fault"), help: "A straggler, as `run --fault`: slow:RANK×F (or slow:RANKxF) makes rank RANK's compute F times as long (repeatable; other faults do not apply to a simulation).")
+    var faults: [String] = []
     @Option(help: "Write the per-variant results as JSON.") var json: String?
     @Option(help: "Write the simulated timeline of the topology's own variant (Chrome/Perfetto format, as `run --trace`).") var trace: String?
 
@@ -61,6 +63,14 @@ struct Simulate: ParsableCommand {
         let measuredTrace = try measured.map { try MeasuredTrace(file: $0) }
         let t = try measuredTrace?.topology ?? topology.resolve(holdsTensors: false)
         if let profile, let hardware { try profile.checkLinks(t.layout, file: hardware) }
+        for f in try parseFaults(faults) {
+            guard case .slow(let r, let factor) = f else {
+                throw UsageError(description: "--fault \(f): a simulation models only stragglers (slow:RANK×F)")
+            }
+            try f.validate(against: t)
+            costs.computeScale[r] = factor
+            costs.origin += ", rank \(r) compute × \(factor)"
+        }
         let keepSpans = t.layout.ranks * t.layout.virtualStages * t.microbatches <= 1 << 16
         let runs: [SimulatedVariant]
         if inference {

@@ -27,6 +27,7 @@ final class ControlProtocolTests: XCTestCase {
             .connect(endpoints: ["ipc:///tmp/a/rank-0.data", "ipc:///tmp/a/rank-1.data"]),
             .run(RunSpec(topology: t, variant: 0)),
             .run(RunSpec(topology: tcp, variant: 6, firstStep: 20, resumeDirectory: "in", saveDirectory: "out", trace: true)),
+            .run(RunSpec(topology: tcp, variant: 7, firstStep: 4, resumeDirectory: "in", saveDirectory: "out", checkpointEvery: 1)),
             .heartbeat,
             .shutdown,
         ]
@@ -39,6 +40,8 @@ final class ControlProtocolTests: XCTestCase {
                                   computeSeconds: 0.5, waitSeconds: 0.25, variant: 3)
         var traced = report
         traced.trace = [TraceRecord(kind: .send, start: 1, end: 2, step: 0, chunk: -1, microbatch: 0, hop: 1, backward: false, peer: 2, bytes: 8)]
+        var perStep = report
+        perStep.waitSecondsPerStep = [0.125, 0.125]
         return [
             .hello(rank: 0, pid: 4242, host: "node1", versions: [2]),
             .bound(rank: 1, endpoint: "tcp://127.0.0.1:41234"),
@@ -47,6 +50,7 @@ final class ControlProtocolTests: XCTestCase {
             .stepDone(rank: 3, variant: 0, step: 0, loss: 5.5),
             .report(report),
             .report(traced),
+            .report(perStep),
             .failed(rank: 2, message: "it broke"),
             .heartbeat(rank: 1),
         ]
