@@ -66,8 +66,11 @@ public final class Worker {
     static let firstContactTimeout = 60.0
     /// Whether any control message has arrived yet.
     var heardFromCoordinator = false
+    /// The task count of the launcher that started this worker (srun, mpirun, torchrun), sent in the hello.
+    let launcherWorldSize: LaunchEnvironment.WorldSize?
 
-    public init(join endpoint: String, rank: Int, faults: [Fault], parent: pid_t? = nil) throws {
+    public init(join endpoint: String, rank: Int, faults: [Fault], parent: pid_t? = nil,
+                worldSize: LaunchEnvironment.WorldSize? = nil) throws {
         // Received tensor frames are malloc'd by libzmq, 100 KiB to many MiB: keep them in the heap for reuse
         // instead of returning each to the kernel and page-faulting the next one in (see AllocatorTuning).
         AllocatorTuning.apply()
@@ -75,6 +78,7 @@ public final class Worker {
         watchedParent = parent
         parentPid = parent ?? getppid()
         self.faults = faults
+        launcherWorldSize = worldSize
         joinEndpoint = endpoint
         control = try Socket(context, .dealer)
         try control.setIdentity("rank-\(rank)")
@@ -92,7 +96,8 @@ public final class Worker {
             control.close(lingerMs: 1000)
         }
         do {
-            try send(.hello(rank: rank, pid: getpid(), host: ProcessInfo.processInfo.hostName, versions: ControlProtocol.versions))
+            try send(.hello(rank: rank, pid: getpid(), host: ProcessInfo.processInfo.hostName, versions: ControlProtocol.versions,
+                            worldSize: launcherWorldSize))
             var welcomed = false
             while true {
                 guard let msg = try nextControl(timeoutMs: 100) else { continue }
@@ -429,9 +434,11 @@ public final class Worker {
 
     /// Entry point of `attnres worker`.
     /// `parent`: exit as soon as this process (the local coordinator that started the worker) is gone.
-    public static func main(join: String, rank: Int, faults: [Fault], parent: pid_t? = nil) -> Int32 {
+    /// `worldSize`: the launcher's task count, when a launcher gave the rank (see `LaunchEnvironment`).
+    public static func main(join: String, rank: Int, faults: [Fault], parent: pid_t? = nil,
+                            worldSize: LaunchEnvironment.WorldSize? = nil) -> Int32 {
         do {
-            return try Worker(join: join, rank: rank, faults: faults, parent: parent).run()
+            return try Worker(join: join, rank: rank, faults: faults, parent: parent, worldSize: worldSize).run()
         } catch {
             printError("[rank \(rank)] \(error)")
             return 1
