@@ -29,10 +29,11 @@ enum Launch {
     /// `mpirun` starting `tasks` workers that join `endpoint`, run under `prefix` (empty here; `["ip", "netns",
     /// "exec", NS]` to start them in a test host's namespace). As root OpenMPI wants `--allow-run-as-root`;
     /// `--oversubscribe` lets P tasks run on fewer cores; `-x` puts the endpoint in every task's environment.
+    /// `mpirunOptions` go before the program (`--host a,b,c,d`, `--mca plm_rsh_agent AGENT` to place tasks).
     static func mpirunCommand(prefix: [String] = [], tasks: Int, endpoint: String, binary: String = CLIProcess.binary,
-                              workerArguments: [String] = []) -> [String] {
+                              mpirunOptions: [String] = [], workerArguments: [String] = []) -> [String] {
         prefix + ["mpirun", "-n", "\(tasks)", "--oversubscribe", "--bind-to", "none"]
-            + (getuid() == 0 ? ["--allow-run-as-root"] : [])
+            + (getuid() == 0 ? ["--allow-run-as-root"] : []) + mpirunOptions
             + ["-x", "\(LaunchEnvironment.endpointVariable)=\(endpoint)", binary, "worker"] + workerArguments
     }
 
@@ -214,6 +215,37 @@ final class LauncherTests: XCTestCase {
         XCTAssertTrue(c.stderr.contains(says), c.stderr)
         XCTAssertFalse(c.stderr.contains("never joined"), "the coordinator waited out its join time instead of naming the world size:\n\(c.stderr)")
         XCTAssertEqual(Launch.leftBehind(endpoint: endpoint), [], "processes of this run left behind")
+        CLIProcess.assertNoOrphans()
+    }
+
+    /// torchrun's variables (RANK, WORLD_SIZE) on workers started one by one, as torchrun-style launchers (and
+    /// Kubernetes job controllers) do; torchrun itself needs PyTorch, so the environment is what is tested.
+    func testTorchrunStyleEnvironment() throws {
+        let (dir, topology) = try Launch.workDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let json = dir.appendingPathComponent("report.json")
+        let coordinator = try CoordinatorProcess(topology: topology, arguments: ["--join-timeout", "120", "--json", json.path], directory: dir)
+        defer { coordinator.stop() }
+        let endpoint = try XCTUnwrap(coordinator.endpoint(within: 60), "the coordinator printed no endpoint")
+        let workers = try (0..<Launch.ranks).map { r -> Process in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: CLIProcess.binary)
+            p.arguments = ["worker"]
+            p.environment = ProcessInfo.processInfo.environment.merging(
+                ["RANK": "\(r)", "WORLD_SIZE": "\(Launch.ranks)", LaunchEnvironment.endpointVariable: endpoint]) { $1 }
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        defer { for p in workers where p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        let c = try XCTUnwrap(coordinator.finish())
+        XCTAssertEqual(c.status, 0, "coordinator:\n\(c.stdout)\n\(c.stderr)")
+        for (r, p) in workers.enumerated() {
+            guard Watchdog.waitForExit(p, "worker RANK=\(r)", seconds: 60) else { continue }
+            XCTAssertEqual(p.terminationStatus, 0, "worker RANK=\(r)")
+        }
+        try Launch.assertMeasuredEqualsPredicted(json)
         CLIProcess.assertNoOrphans()
     }
 
