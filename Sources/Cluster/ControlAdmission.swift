@@ -56,7 +56,8 @@ struct ControlAdmission {
     mutating func join(rank r: Int, versions: [Int], worldSize: LaunchEnvironment.WorldSize? = nil,
                        from peer: [UInt8]) -> Result<Int, JoinRefusal> {
         if let reason = LaunchEnvironment.mismatch(worldSize, rank: r, ranks: ranks) {
-            if (0..<ranks).contains(r), joined[r] == nil { worldSizeRefusals[r] = reason }
+            // Only rank r's own peer can make rank r's launch count as wrong (a stranger is merely refused).
+            if (0..<ranks).contains(r), joined[r] == nil, peer == ControlAdmission.controlPeer(r) { worldSizeRefusals[r] = reason }
             return .failure(JoinRefusal(reason))
         }
         guard (0..<ranks).contains(r) else { return .failure(JoinRefusal("rank \(r) is not in 0…\(ranks - 1)")) }

@@ -118,6 +118,9 @@ final class LaunchEnvironmentTests: XCTestCase {
             return XCTFail("rank 4 joined")
         }
         XCTAssertTrue(outside.reason.contains("world size 5"), outside.reason)
+        // A stranger's hello for rank 1 is refused too, but does not mark rank 1's launch as wrong.
+        guard case .failure = a.join(rank: 1, versions: [2], worldSize: five, from: Array("rogue".utf8)) else { return XCTFail("a stranger joined") }
+        XCTAssertEqual(a.worldSizeRefusals.keys.sorted(), [2])
         // The same worker with the right size (or none) joins, and its earlier refusal is forgotten.
         XCTAssertEqual(a.join(rank: 2, versions: [2], worldSize: .init(size: 4, variable: "SLURM_NTASKS"), from: ControlAdmission.controlPeer(2)),
                        .success(2))
