@@ -222,7 +222,7 @@ struct WorkerCommand: ParsableCommand {
 
     @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.1:5555 (default: $ATTNRES_COORDINATOR).") var join: String?
     @Option(parsing: .unconditional, help: "This worker's rank (default: from the launcher's environment).") var rank: Int?
-    @Option(help: "Read the rank and world size of this launcher only: slurm, openmpi, pmi, torchrun (default: auto, every one).")
+    @Option(help: "Whose rank and world size to read: auto (every launcher's), slurm, openmpi, pmi or torchrun (that one's only).")
     var launcher: String = "auto"
     @Option(name: .customLong("fault"), help: "Fault to inject (see `attnres run --help`).") var faults: [String] = []
     @Option(help: "Exit as soon as this process (the local coordinator that started the worker) is gone; set by the coordinator.")
@@ -246,7 +246,8 @@ struct CoordinatorCommand: ParsableCommand {
         Start workers by hand, with srun, mpirun or ssh, on any host that reaches the endpoint:
           attnres coordinator my-cluster.yaml            # topology with coordinator: tcp://10.0.0.1:5555
           attnres worker --join tcp://10.0.0.1:5555 --rank 0   # … one per rank
-        Use transport tcp with per-rank host addresses. Workers exit on their own when the coordinator goes silent.
+          ATTNRES_COORDINATOR=tcp://10.0.0.1:5555 srun -n 4 attnres worker      # or mpirun -n 4 -x ATTNRES_COORDINATOR=…
+        Use transport tcp with per-rank host addresses (docs/multi-host.md). Workers exit on their own when the coordinator goes silent.
         """)
 
     @OptionGroup var topology: TopologyOptions
