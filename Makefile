@@ -6,6 +6,9 @@ TOPOLOGY ?=
 APT_PACKAGES := libzmq3-dev libopenblas-dev pkg-config
 # Tools the tests call: rsvg-convert renders the sweep plots, xmllint validates smoke's JUnit XML, script gives a pty.
 APT_TEST_TOOLS := librsvg2-bin libxml2-utils bsdutils
+# Cluster launchers the launcher tests start workers with (Tests/ClusterTests/LauncherTests.swift): OpenMPI's mpirun,
+# and SLURM with munge (scripts/slurm-local.sh runs the daemons for one local node inside a temporary directory).
+APT_LAUNCHERS := openmpi-bin slurm-wlm munge
 # The whole suite takes about 1.5 min here; a hang must fail fast, not eat CI's time limit. Output is line-buffered
 # so a log always shows the test that was running. Swift's crash backtracer is off for tests: seen here, it
 # blocked for ever reading a crashed test process's memory while holding the output pipe open.
@@ -37,7 +40,7 @@ FUZZ_C_MODULES := CSys CYaml
 help: ## list the workflows
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
 
-deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-convert, xmllint, script, ip, tc) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
+deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-convert, xmllint, script, ip, tc) and launchers (mpirun, SLURM, munge) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
 	@if ! command -v pkg-config >/dev/null || ! pkg-config --exists libzmq || ! pkg-config --exists openblas; then \
 	  echo "installing $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
@@ -49,6 +52,10 @@ deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-conver
 	@if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then \
 	  echo "installing iproute2 (ip netns, tc: test hosts, scripts/hosts.sh, and the shaped-link validation)"; \
 	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq iproute2; } || echo "iproute2 not installed: the test-host and shaped-link tests will be skipped"; \
+	fi
+	@if ! command -v mpirun >/dev/null || ! command -v srun >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then \
+	  echo "installing $(APT_LAUNCHERS) (the launcher tests)"; \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_LAUNCHERS); } || echo "$(APT_LAUNCHERS) not installed: the launcher tests will be skipped"; \
 	fi
 	@if ! python3 -c 'import jsonschema, zmq' 2>/dev/null; then \
 	  echo "installing python3 jsonschema pyzmq"; \

@@ -30,6 +30,9 @@ struct ControlAdmission {
     private(set) var reported: Set<Int> = []
     private(set) var bound: Set<Int> = []
     private(set) var ready: Set<Int> = []
+    /// Ranks refused because their launcher's world size is not the topology's rank count, with the reason. The
+    /// whole launch is wrong then (every task of it carries the same size), so no worker of it will ever join.
+    private(set) var worldSizeRefusals: [Int: String] = [:]
 
     init(ranks: Int) { self.ranks = ranks }
 
@@ -48,7 +51,15 @@ struct ControlAdmission {
     }
 
     /// A `hello` for `rank` speaking `versions` from `peer`: the version chosen, or the reason for refusing it.
-    mutating func join(rank r: Int, versions: [Int], from peer: [UInt8]) -> Result<Int, JoinRefusal> {
+    /// `worldSize`: the launcher's task count the hello carried; a launch of another size is refused first, since
+    /// it explains a rank out of range too.
+    mutating func join(rank r: Int, versions: [Int], worldSize: LaunchEnvironment.WorldSize? = nil,
+                       from peer: [UInt8]) -> Result<Int, JoinRefusal> {
+        if let reason = LaunchEnvironment.mismatch(worldSize, rank: r, ranks: ranks) {
+            // Only rank r's own peer can make rank r's launch count as wrong (a stranger is merely refused).
+            if (0..<ranks).contains(r), joined[r] == nil, peer == ControlAdmission.controlPeer(r) { worldSizeRefusals[r] = reason }
+            return .failure(JoinRefusal(reason))
+        }
         guard (0..<ranks).contains(r) else { return .failure(JoinRefusal("rank \(r) is not in 0…\(ranks - 1)")) }
         guard let version = ControlProtocol.negotiate(versions) else {
             return .failure(JoinRefusal(ControlAdmission.versionMismatch(theirs: versions)))
@@ -58,6 +69,7 @@ struct ControlAdmission {
             return .failure(JoinRefusal("a worker joining as rank \(r) must connect with routing id 'rank-\(r)', not \(ControlAdmission.name(peer))"))
         }
         joined[r] = version
+        worldSizeRefusals[r] = nil
         return .success(version)
     }
 

@@ -72,6 +72,7 @@ public enum ControlProtocol {
 enum ControlKey: String, CodingKey {
     case type, rank, pid, host, versions, version, reason, transport, ranks, endpoint, endpoints, variant, step, loss, message
     case ipcDirectory = "ipc_directory", address, maxFrameBytes = "max_frame_bytes"
+    case worldSize = "world_size", worldSizeVariable = "world_size_variable"
 }
 
 /// The `type` of each control message.
@@ -273,8 +274,9 @@ public struct WorkerReport: Codable, Sendable {
 
 /// Worker → coordinator.
 public enum FromWorker: Codable, Sendable {
-    /// The first message: join as `rank`, speaking the protocol `versions`.
-    case hello(rank: Int, pid: Int32, host: String, versions: [Int])
+    /// The first message: join as `rank`, speaking the protocol `versions`; `worldSize`: the task count of the
+    /// launcher that started it (srun, mpirun, torchrun), which the coordinator checks against the topology's ranks.
+    case hello(rank: Int, pid: Int32, host: String, versions: [Int], worldSize: LaunchEnvironment.WorldSize? = nil)
     case bound(rank: Int, endpoint: String)
     case ready(rank: Int)
     case stepDone(rank: Int, variant: Int, step: Int, loss: Float?)
@@ -285,7 +287,7 @@ public enum FromWorker: Codable, Sendable {
     /// The rank the message claims to come from.
     public var rank: Int {
         switch self {
-        case .hello(let r, _, _, _), .bound(let r, _), .ready(let r), .stepDone(let r, _, _, _), .failed(let r, _), .heartbeat(let r): return r
+        case .hello(let r, _, _, _, _), .bound(let r, _), .ready(let r), .stepDone(let r, _, _, _), .failed(let r, _), .heartbeat(let r): return r
         case .report(let rep): return rep.rank
         }
     }
@@ -308,8 +310,14 @@ public enum FromWorker: Codable, Sendable {
         func rank() throws -> Int { try c.decode(Int.self, forKey: .rank) }
         switch try c.decode(ControlType.self, forKey: .type) {
         case .hello:
+            // world_size and world_size_variable come together or not at all.
+            var worldSize: LaunchEnvironment.WorldSize?
+            if c.contains(.worldSize) || c.contains(.worldSizeVariable) {
+                worldSize = LaunchEnvironment.WorldSize(size: try c.decode(Int.self, forKey: .worldSize),
+                                                        variable: try c.decode(String.self, forKey: .worldSizeVariable))
+            }
             self = .hello(rank: try rank(), pid: try c.decode(Int32.self, forKey: .pid), host: try c.decode(String.self, forKey: .host),
-                          versions: try c.decode([Int].self, forKey: .versions))
+                          versions: try c.decode([Int].self, forKey: .versions), worldSize: worldSize)
         case .bound: self = .bound(rank: try rank(), endpoint: try c.decode(String.self, forKey: .endpoint))
         case .ready: self = .ready(rank: try rank())
         case .stepDone:
@@ -326,9 +334,10 @@ public enum FromWorker: Codable, Sendable {
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: ControlKey.self)
         switch self {
-        case .hello(let r, let pid, let host, let versions):
+        case .hello(let r, let pid, let host, let versions, let worldSize):
             try c.encode(ControlType.hello, forKey: .type); try c.encode(r, forKey: .rank); try c.encode(pid, forKey: .pid)
             try c.encode(host, forKey: .host); try c.encode(versions, forKey: .versions)
+            try c.encodeIfPresent(worldSize?.size, forKey: .worldSize); try c.encodeIfPresent(worldSize?.variable, forKey: .worldSizeVariable)
         case .bound(let r, let endpoint):
             try c.encode(ControlType.bound, forKey: .type); try c.encode(r, forKey: .rank); try c.encode(endpoint, forKey: .endpoint)
         case .ready(let r): try c.encode(ControlType.ready, forKey: .type); try c.encode(r, forKey: .rank)

@@ -119,7 +119,13 @@ public final class Coordinator {
             }
             let joinDeadline = monotonicSeconds() + joinTimeout
             try waitUntil(phase: "join", deadline: joinDeadline) { [unowned self] in
-                self.workers.count == self.base.ranks
+                // A launch of the wrong size: once every missing rank was refused for it, none will join.
+                let missing = (0..<self.base.ranks).filter { self.workers[$0] == nil }
+                if !missing.isEmpty, missing.allSatisfy({ self.admission.worldSizeRefusals[$0] != nil }), let r = missing.first {
+                    throw ClusterError.joinRefused(rank: r, peer: self.refusals[r]?.peer ?? "'rank-\(r)'",
+                                                   reason: self.admission.worldSizeRefusals[r]!)
+                }
+                return self.workers.count == self.base.ranks
             } onTimeout: { [unowned self] in
                 let missing = (0..<self.base.ranks).filter { self.workers[$0] == nil }
                 if let r = missing.first(where: { self.refusals[$0] != nil }), let why = self.refusals[r] {
@@ -294,6 +300,8 @@ public final class Coordinator {
                 try receivePending()
                 let now = monotonicSeconds()
                 if let (r, seen) = lastSeen.min(by: { $0.value < $1.value }), now - seen > silenceTimeout {
+                    // A refused worker's heartbeat thread beat before it exited: its refusal is the news.
+                    if workers[r] == nil, let why = refusals[r] { throw ClusterError.joinRefused(rank: r, peer: why.peer, reason: why.reason) }
                     throw ClusterError.workerSilent(rank: r, seconds: now - seen, phase: phase)
                 }
             }
@@ -334,8 +342,8 @@ public final class Coordinator {
                 drop(peer, "\(error)")
                 continue
             }
-            if case .hello(let r, let pid, let host, let versions) = msg {
-                switch admission.join(rank: r, versions: versions, from: peer) {
+            if case .hello(let r, let pid, let host, let versions, let worldSize) = msg {
+                switch admission.join(rank: r, versions: versions, worldSize: worldSize, from: peer) {
                 case .success(let v):
                     workers[r] = WorkerInfo(rank: r, pid: pid, host: host)
                     refusals[r] = nil

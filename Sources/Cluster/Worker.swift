@@ -68,8 +68,11 @@ public final class Worker {
     var heardFromCoordinator = false
     /// `slow:R×F` for this rank: every compute action is stretched to this many times its length (1 = as fast as it runs).
     let slowdown: Double
+    /// The task count of the launcher that started this worker (srun, mpirun, torchrun), sent in the hello.
+    let launcherWorldSize: LaunchEnvironment.WorldSize?
 
-    public init(join endpoint: String, rank: Int, faults: [Fault], parent: pid_t? = nil) throws {
+    public init(join endpoint: String, rank: Int, faults: [Fault], parent: pid_t? = nil,
+                worldSize: LaunchEnvironment.WorldSize? = nil) throws {
         // Received tensor frames are malloc'd by libzmq, 100 KiB to many MiB: keep them in the heap for reuse
         // instead of returning each to the kernel and page-faulting the next one in (see AllocatorTuning).
         AllocatorTuning.apply()
@@ -85,6 +88,7 @@ public final class Worker {
             slowdown = f
         }
         self.slowdown = slowdown
+        launcherWorldSize = worldSize
         joinEndpoint = endpoint
         control = try Socket(context, .dealer)
         try control.setIdentity("rank-\(rank)")
@@ -104,7 +108,8 @@ public final class Worker {
             control.close(lingerMs: lingerMs)
         }
         do {
-            try send(.hello(rank: rank, pid: getpid(), host: ProcessInfo.processInfo.hostName, versions: ControlProtocol.versions))
+            try send(.hello(rank: rank, pid: getpid(), host: ProcessInfo.processInfo.hostName, versions: ControlProtocol.versions,
+                            worldSize: launcherWorldSize))
             var welcomed = false
             while true {
                 guard let msg = try nextControl(timeoutMs: 100) else { continue }
@@ -473,9 +478,11 @@ public final class Worker {
 
     /// Entry point of `attnres worker`.
     /// `parent`: exit as soon as this process (the local coordinator that started the worker) is gone.
-    public static func main(join: String, rank: Int, faults: [Fault], parent: pid_t? = nil) -> Int32 {
+    /// `worldSize`: the launcher's task count, when a launcher gave the rank (see `LaunchEnvironment`).
+    public static func main(join: String, rank: Int, faults: [Fault], parent: pid_t? = nil,
+                            worldSize: LaunchEnvironment.WorldSize? = nil) -> Int32 {
         do {
-            return try Worker(join: join, rank: rank, faults: faults, parent: parent).run()
+            return try Worker(join: join, rank: rank, faults: faults, parent: parent, worldSize: worldSize).run()
         } catch {
             printError("[rank \(rank)] \(error)")
             return 1

@@ -214,17 +214,30 @@ func reportComparison(_ t: Topology, coordinator: Coordinator, results: [Variant
 struct WorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
-        abstract: "Run one pipeline rank; started by a coordinator (or by hand / srun / ssh on another host).")
+        abstract: "Run one pipeline rank; started by a coordinator (or by hand / srun / mpirun / ssh on another host).",
+        discussion: """
+        Under a launcher neither flag is needed: the rank comes from SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK or \
+        torchrun's RANK (set ones must agree), the launcher's world size (SLURM_NTASKS, OMPI_COMM_WORLD_SIZE, \
+        PMI_SIZE, WORLD_SIZE) is checked by the coordinator against the topology's ranks, and the endpoint comes \
+        from ATTNRES_COORDINATOR. Flags win over the environment (docs/multi-host.md).
+          ATTNRES_COORDINATOR=tcp://10.0.0.1:5555 srun -n 4 attnres worker
+          mpirun -n 4 -x ATTNRES_COORDINATOR=tcp://10.0.0.1:5555 attnres worker
+        """)
 
-    @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.1:5555.") var join: String
-    @Option(parsing: .unconditional, help: "This worker's rank.") var rank: Int
+    @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.1:5555 (default: $ATTNRES_COORDINATOR).") var join: String?
+    @Option(parsing: .unconditional, help: "This worker's rank (default: from the launcher's environment).") var rank: Int?
+    @Option(help: "Whose rank and world size to read: auto (every launcher's), slurm, openmpi, pmi or torchrun (that one's only).")
+    var launcher: String = "auto"
     @Option(name: .customLong("fault"), help: "Fault to inject (see `attnres run --help`).") var faults: [String] = []
     @Option(help: "Exit as soon as this process (the local coordinator that started the worker) is gone; set by the coordinator.")
     var parentPid: Int32?
 
     func run() throws {
+        let launch = try LaunchEnvironment.resolve(rank: rank, join: join, launcher: launcher == "auto" ? nil : launcher,
+                                                   environment: ProcessInfo.processInfo.environment)
         BLASKernel.reexecWithPreferredKernelIfNeeded()
-        let code = Worker.main(join: join, rank: rank, faults: try parseFaults(faults), parent: parentPid)
+        let code = Worker.main(join: launch.endpoint, rank: launch.rank, faults: try parseFaults(faults), parent: parentPid,
+                               worldSize: launch.worldSize)
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -237,7 +250,8 @@ struct CoordinatorCommand: ParsableCommand {
         Start workers by hand, with srun, mpirun or ssh, on any host that reaches the endpoint:
           attnres coordinator my-cluster.yaml            # topology with coordinator: tcp://10.0.0.1:5555
           attnres worker --join tcp://10.0.0.1:5555 --rank 0   # … one per rank
-        Use transport tcp with per-rank host addresses. Workers exit on their own when the coordinator goes silent.
+          ATTNRES_COORDINATOR=tcp://10.0.0.1:5555 srun -n 4 attnres worker      # or mpirun -n 4 -x ATTNRES_COORDINATOR=…
+        Use transport tcp with per-rank host addresses (docs/multi-host.md). Workers exit on their own when the coordinator goes silent.
         """)
 
     @OptionGroup var topology: TopologyOptions
@@ -256,6 +270,9 @@ struct CoordinatorCommand: ParsableCommand {
                                                            outputs: checkpoints.outputs, resume: checkpoints.resume)
         defer { coordinator.shutdown() }
         print("waiting for \(t.ranks) workers: attnres worker --join \(coordinator.endpoint) --rank R")
+        // Scripts (scripts/attnres.sbatch, the launcher tests) read the bound endpoint from this line while the
+        // coordinator waits: it must leave the stdio buffer now, not at exit.
+        fflush(stdout)
         try coordinator.start()
         var steps = StepLog()
         let results = try compare

@@ -44,6 +44,7 @@ final class ControlProtocolTests: XCTestCase {
         perStep.waitSecondsPerStep = [0.125, 0.125]
         return [
             .hello(rank: 0, pid: 4242, host: "node1", versions: [2]),
+            .hello(rank: 3, pid: 77, host: "node4", versions: [2], worldSize: .init(size: 4, variable: "SLURM_NTASKS")),
             .bound(rank: 1, endpoint: "tcp://127.0.0.1:41234"),
             .ready(rank: 2),
             .stepDone(rank: 3, variant: 0, step: 1, loss: nil),

@@ -28,6 +28,8 @@ enum ControlMessageSeeds {
         ]
         let fromWorker: [(String, FromWorker)] = [
             ("from-hello", .hello(rank: 0, pid: 4242, host: "node-1", versions: ControlProtocol.versions)),
+            ("from-hello-launcher", .hello(rank: 2, pid: 4243, host: "node-3", versions: ControlProtocol.versions,
+                                           worldSize: .init(size: 4, variable: "SLURM_NTASKS"))),
             ("from-bound", .bound(rank: 3, endpoint: "tcp://127.0.0.1:41234")),
             ("from-ready", .ready(rank: 2)),
             ("from-step-done", .stepDone(rank: 1, variant: 0, step: 1, loss: 5.5)),
