@@ -49,9 +49,9 @@ deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-conver
 	  echo "installing $(APT_TEST_TOOLS)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_TOOLS); \
 	fi
-	@if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then \
-	  echo "installing iproute2 (ip netns, tc: test hosts, scripts/hosts.sh, and the shaped-link validation)"; \
-	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq iproute2; } || echo "iproute2 not installed: the test-host and shaped-link tests will be skipped"; \
+	@if ! command -v ip >/dev/null || ! command -v tc >/dev/null || ! command -v iptables >/dev/null; then \
+	  echo "installing iproute2 iptables (ip netns, tc: test hosts, scripts/hosts.sh, the shaped-link validation; a firewall inside a test host)"; \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq iproute2 iptables; } || echo "iproute2/iptables not installed: the test-host and shaped-link tests will be skipped"; \
 	fi
 	@if ! command -v mpirun >/dev/null || ! command -v srun >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then \
 	  echo "installing $(APT_LAUNCHERS) (the launcher tests)"; \

@@ -54,6 +54,10 @@ public final class Coordinator {
     /// Seconds a rank may stay alive (heartbeating) without finishing a step before the run stops naming it;
     /// nil = no limit (the command line's `--progress-timeout` defaults to 600 s).
     public var progressTimeout: Double?
+    /// Upper bound on binding every inbox and proving every data link, seconds (nil = `phaseTimeout` alone). A data
+    /// port that a firewall drops leaves both ends alive and heartbeating, so only a deadline ends it; the command
+    /// line's `--setup-timeout` defaults to 120 s.
+    public var setupTimeout: Double?
     /// The control socket's ZMQ_MAXMSGSIZE: far above any report (a traced one included), far below what would
     /// hurt; libzmq drops a peer that sends a larger frame.
     public static let maxControlFrameBytes = 256 << 20
@@ -139,21 +143,21 @@ public final class Coordinator {
                                   maxFrameBytes: maxFrameBytes))
             }
             var endpoints = [String?](repeating: nil, count: base.ranks)
-            try waitUntil(phase: "bind", deadline: phaseDeadline()) { [unowned self] in
+            try waitUntil(phase: "bind", deadline: setupDeadline()) { [unowned self] in
                 for case .bound(let r, let ep) in self.drain() { endpoints[r] = ep }
                 return endpoints.allSatisfy { $0 != nil }
             } onTimeout: { [unowned self] in
-                self.phaseTimedOut("bind") { endpoints[$0] == nil }
+                self.phaseTimedOut("bind", seconds: self.setupLimit) { endpoints[$0] == nil }
             }
             dataEndpoints = endpoints.compactMap { $0 }
             logger.info("data inboxes: \(dataEndpoints.joined(separator: " "))")
             for r in 0..<base.ranks { try send(r, .connect(endpoints: dataEndpoints)) }
             var ready: Set<Int> = []
-            try waitUntil(phase: "link probe", deadline: phaseDeadline()) { [unowned self] in
+            try waitUntil(phase: "link probe", deadline: setupDeadline()) { [unowned self] in
                 for case .ready(let r) in self.drain() { ready.insert(r) }
                 return ready.count == self.base.ranks
             } onTimeout: { [unowned self] in
-                self.phaseTimedOut("link probe") { !ready.contains($0) }
+                self.phaseTimedOut("link probe", seconds: self.setupLimit) { !ready.contains($0) }
             }
             logger.info("every data link probed")
         } catch {
@@ -264,10 +268,13 @@ public final class Coordinator {
     // MARK: control plumbing
 
     func phaseDeadline() -> Double? { phaseTimeout.map { monotonicSeconds() + $0 } }
+    /// The deadline of the bind and link-probe phases: the earlier of `setupTimeout` and `phaseTimeout`.
+    func setupDeadline() -> Double? { setupLimit.map { monotonicSeconds() + $0 } }
+    var setupLimit: Double? { [setupTimeout, phaseTimeout].compactMap { $0 }.min() }
 
     /// The error for a phase that ran past `phaseTimeout`, naming the ranks for which `missing` holds.
-    func phaseTimedOut(_ phase: String, missing: (Int) -> Bool) -> ClusterError {
-        .phaseTimedOut(phase: phase, seconds: phaseTimeout ?? 0, ranks: (0..<base.ranks).filter(missing))
+    func phaseTimedOut(_ phase: String, seconds: Double? = nil, missing: (Int) -> Bool) -> ClusterError {
+        .phaseTimedOut(phase: phase, seconds: seconds ?? phaseTimeout ?? 0, ranks: (0..<base.ranks).filter(missing))
     }
 
     func send(_ rank: Int, _ m: ToWorker) throws {

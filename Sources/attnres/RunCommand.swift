@@ -20,6 +20,9 @@ struct ClusterOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Seconds a worker may stay alive without finishing a step before the run stops naming it (0 = no limit, else more than 0, at most a day).")
     var progressTimeout: Double = 600
 
+    @Option(parsing: .unconditional, help: "Seconds to bind every inbox and prove every data link (a firewall that drops a data port fails here, naming the ranks; 0 = no limit, else more than 0, at most a day).")
+    var setupTimeout: Double = 120
+
     @Option(help: "Write the report as JSON to this file.")
     var json: String?
 
@@ -59,6 +62,7 @@ struct ClusterOptions: ParsableArguments {
         let coordinator = try Coordinator(topology: t, faults: faults, joinTimeout: joinTimeout,
                                           silenceTimeout: silenceTimeout, spawnLocal: spawnLocal, logger: logger)
         coordinator.progressTimeout = progressTimeout > 0 ? progressTimeout : nil
+        coordinator.setupTimeout = setupTimeout > 0 ? setupTimeout : nil
         return (t, coordinator)
     }
 
@@ -68,6 +72,7 @@ struct ClusterOptions: ParsableArguments {
         try RunOptionChecks.timeout(joinTimeout, flag: "--join-timeout")
         try RunOptionChecks.timeout(silenceTimeout, flag: "--silence-timeout")
         if progressTimeout != 0 { try RunOptionChecks.timeout(progressTimeout, flag: "--progress-timeout") }
+        if setupTimeout != 0 { try RunOptionChecks.timeout(setupTimeout, flag: "--setup-timeout") }
         let parsed = try parseFaults(faults)
         for f in parsed { try f.validate(against: t) }
         try OutputPath.check(outputs + [OutputPath("--json", json, .file)])

@@ -157,6 +157,34 @@ final class MultiHostTests: XCTestCase {
         // Teardown (TestHosts.down) stops the run.
     }
 
+    /// A firewall on rank 1's host drops its data port (control still flows, so every process heartbeats): the
+    /// link probe cannot finish, and `--setup-timeout` ends the run naming the phase, instead of a cluster that
+    /// waits for ever. Every worker exits; nothing is left. Without the limit (`--setup-timeout 0`) the same
+    /// cluster is still waiting after 3 × the limit used above: the deadline is what ends it.
+    func testADataPortDroppedByAFirewallFailsTheLinkProbe() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/iptables") else { throw XCTSkip("iptables is not installed (make deps installs it)") }
+        for limit in ["5", "0"] {
+            let c = try makeCluster(steps: 2)
+            let rule = try c.hosts.run(2, ["-A", "INPUT", "-p", "tcp", "--dport", "\(MultiHostTests.dataPort)", "-j", "DROP"],
+                                       executable: "iptables", timeout: 30)
+            XCTAssertEqual(rule.status, 0, rule.stderr)
+            let (coordinator, workers) = try start(c, coordinatorArgs: ["--setup-timeout", limit])
+            if limit == "0" {
+                XCTAssertThrowsError(try coordinator.waitForLog("link probe", seconds: 15))
+                XCTAssertNil(coordinator.exitedAt, "the coordinator stopped without a setup limit: \(coordinator.stderr)")
+                c.hosts.down()
+                continue
+            }
+            let status = coordinator.wait(seconds: 120)
+            XCTAssertNotNil(status, "the coordinator did not stop")
+            XCTAssertNotEqual(status, 0)
+            XCTAssertTrue(coordinator.stderr.contains("link probe"), coordinator.stderr)
+            for (r, w) in workers.enumerated() { XCTAssertNotNil(w.wait(seconds: 60), "rank \(r) did not exit") }
+            c.hosts.assertNoProcessesLeft()
+            c.hosts.down()
+        }
+    }
+
     func testCoordinatorHostCutOffMakesEveryWorkerExit() throws {
         try assertWorkersExitWhenCoordinatorGoes("coordinator's host cut off") { c, _ in try c.hosts.cutLink(0) }
     }
