@@ -44,13 +44,46 @@ final class MultiHostTests: XCTestCase {
         return Cluster(hosts: hosts, yaml: yaml, json: dir.appendingPathComponent("report.json").path)
     }
 
-    /// Starts the coordinator on host 0 and rank R's worker on host R+1.
-    func start(_ c: Cluster, coordinatorArgs: [String] = []) throws -> (HostProcess, [HostProcess]) {
+    /// How the workers are started: one `attnres worker --join … --rank R` per host by hand, or one `mpirun` on
+    /// host 0 that places rank R on host R+1.
+    enum Launcher { case byHand, mpirun }
+
+    /// Starts the coordinator on host 0 and rank R's worker on host R+1; by hand, one process per worker is
+    /// returned; with mpirun, the one mpirun process.
+    func start(_ c: Cluster, coordinatorArgs: [String] = [], workerArgs: [String] = [],
+               launcher: Launcher = .byHand) throws -> (HostProcess, [HostProcess]) {
         let coordinator = try c.hosts.start(0, ["coordinator", c.yaml, "--json", c.json, "--join-timeout", "120"] + coordinatorArgs)
-        let workers = try (0..<MultiHostTests.ranks).map { r in
-            try c.hosts.start(r + 1, ["worker", "--join", c.endpoint, "--rank", "\(r)"])
+        switch launcher {
+        case .byHand:
+            let workers = try (0..<MultiHostTests.ranks).map { r in
+                try c.hosts.start(r + 1, ["worker", "--join", c.endpoint, "--rank", "\(r)"] + workerArgs)
+            }
+            return (coordinator, workers)
+        case .mpirun:
+            // OpenMPI's remote-shell agent: "AGENT HOST COMMAND…" runs COMMAND on the test host with that address.
+            let agent = URL(fileURLWithPath: c.hosts.directory).appendingPathComponent("netns-agent.sh").path
+            let cases = c.hosts.hosts.map { "  \($0.address)) ns=\($0.namespace) ;;" }.joined(separator: "\n")
+            try """
+            #!/bin/sh
+            host=$1; shift
+            case "$host" in
+            \(cases)
+              *) echo "netns-agent: no test host has address $host" >&2; exit 1 ;;
+            esac
+            exec \(TestHosts.ipTool) netns exec "$ns" sh -c "$*"
+
+            """.write(toFile: agent, atomically: true, encoding: .utf8)
+            chmod(agent, 0o755)
+            let workerHosts = (1...MultiHostTests.ranks).map { c.hosts.hosts[$0].address }
+            let subnet = c.hosts.hosts[0].address.split(separator: ".").prefix(3).joined(separator: ".") + ".0/24"
+            let command = Launch.mpirunCommand(tasks: MultiHostTests.ranks, endpoint: c.endpoint,
+                                               mpirunOptions: ["--host", workerHosts.joined(separator: ","),
+                                                               "--mca", "plm_rsh_agent", agent,
+                                                               "--mca", "oob_tcp_if_include", subnet],
+                                               workerArguments: workerArgs)
+            let mpirun = try c.hosts.start(0, Array(command.dropFirst()), executable: command[0])
+            return (coordinator, [mpirun])
         }
-        return (coordinator, workers)
     }
 
     /// Waits until the coordinator has logged the first step done by every rank: the run is under way.
@@ -61,10 +94,11 @@ final class MultiHostTests: XCTestCase {
     /// Runs the cluster to completion and returns its report, checked: every process exits 0, measured ==
     /// predicted on every link, the workers are the processes started on the hosts, and nothing is left.
     @discardableResult
-    func runToCompletion(_ c: Cluster, file: StaticString = #filePath, line: UInt = #line) throws -> ReportJSON {
-        let (coordinator, workers) = try start(c)
+    func runToCompletion(_ c: Cluster, coordinatorArgs: [String] = [], workerArgs: [String] = [], launcher: Launcher = .byHand,
+                         file: StaticString = #filePath, line: UInt = #line) throws -> ReportJSON {
+        let (coordinator, workers) = try start(c, coordinatorArgs: coordinatorArgs, workerArgs: workerArgs, launcher: launcher)
         XCTAssertEqual(coordinator.wait(seconds: 300), 0, coordinator.stderr, file: file, line: line)
-        for (r, w) in workers.enumerated() { XCTAssertEqual(w.wait(seconds: 60), 0, "rank \(r): \(w.stderr)", file: file, line: line) }
+        for (r, w) in workers.enumerated() { XCTAssertEqual(w.wait(seconds: 60), 0, "worker \(r): \(w.stderr)", file: file, line: line) }
         XCTAssertTrue(coordinator.stdout.contains("measured == predicted on every link"), coordinator.stdout, file: file, line: line)
         let d = JSONDecoder()
         d.keyDecodingStrategy = .convertFromSnakeCase
@@ -80,7 +114,8 @@ final class MultiHostTests: XCTestCase {
             XCTAssertEqual(m.peakCachedBytesPerRank, run.predicted.peakCachedBytesPerRank)
         }
         // The workers that ran are the processes started in the namespaces, and each bound its host's address.
-        XCTAssertEqual(Set(report.workers?.map(\.pid) ?? []), Set(workers.map(\.pid)))
+        if launcher == .byHand { XCTAssertEqual(Set(report.workers?.map(\.pid) ?? []), Set(workers.map(\.pid))) }
+        XCTAssertEqual(Set(report.workers?.map(\.pid) ?? []).count, MultiHostTests.ranks, file: file, line: line)
         for r in 0..<MultiHostTests.ranks {
             XCTAssertTrue(coordinator.stderr.contains("tcp://\(c.hosts.hosts[r + 1].address):\(MultiHostTests.dataPort)"), coordinator.stderr,
                           file: file, line: line)
@@ -91,6 +126,16 @@ final class MultiHostTests: XCTestCase {
 
     func testFourHostClusterOverTCPStartedByHandMatchesPrediction() throws {
         try runToCompletion(try makeCluster(steps: 2))
+    }
+
+    /// The same cluster started by OpenMPI as on real machines: `mpirun --host ADDR1,…,ADDR4` on host 0 (beside the
+    /// coordinator) reaches each worker host through its remote-shell agent — here `ip netns exec` in place of ssh
+    /// (`plm_rsh_agent`) — so an `orted` runs on each host, talks back to mpirun over the hosts' links, and starts
+    /// `attnres worker` there with no `--rank` or `--join`: the rank from OMPI_COMM_WORLD_RANK, the endpoint from
+    /// ATTNRES_COORDINATOR. Each rank must land on the host `transport.ranks` gives it (checked: its inbox address).
+    func testFourHostClusterStartedByMpirunMatchesPrediction() throws {
+        guard Launch.which("mpirun") != nil else { throw XCTSkip("mpirun is not installed (make deps installs openmpi-bin)") }
+        try runToCompletion(try makeCluster(steps: 2), launcher: .mpirun)
     }
 
     /// The same cluster with every host link limited to 50 Mbit/s by tbf: the data went through each worker host's
