@@ -135,6 +135,7 @@ struct Run: ParsableCommand {
         print("workers: " + coordinator.workers.values.sorted { $0.rank < $1.rank }.map { "rank \($0.rank) pid \($0.pid)" }.joined(separator: ", "))
         print("")
         print(Report.linkTable(result))
+        if let line = coordinator.securityLine { print(line) }
         if let records = result.trace {
             if let trace { try RunOptionChecks.writing(trace, flag: "--trace") { try ChromeTrace.write(records, ranks: t.ranks, to: trace, topology: t) } }
             if let traceSvg {
@@ -149,7 +150,8 @@ struct Run: ParsableCommand {
             print("\nlosses: " + result.losses.enumerated().map { String(format: "%d:%.6f", result.firstStep + $0.offset + 1, $0.element) }.joined(separator: " "))
         }
         if let path = cluster.json {
-            let report = ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: [result])
+            var report = ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: [result])
+            report.security = coordinator.securityReport
             try RunOptionChecks.writing(path, flag: "--json") { try report.write(to: path) }
         }
         guard result.matchesPrediction else { throw ExitCode(3) }
@@ -197,11 +199,13 @@ func reportComparison(_ t: Topology, coordinator: Coordinator, results: [Variant
     print(Report.describe(t))
     print("")
     print(results.count == 1 ? Report.linkTable(results[0]) : Report.compareTable(results))
+    if let line = coordinator.securityLine { print(line) }
     for r in results where !r.matchesPrediction && results.count > 1 {
         print("\nMISMATCH in \(r.topology.residual.rawValue)/\(r.topology.cache.rawValue):\n  " + r.mismatches.joined(separator: "\n  "))
     }
     if let json {
-        let report = ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: results)
+        var report = ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: results)
+        report.security = coordinator.securityReport
         try RunOptionChecks.writing(json, flag: "--json") { try report.write(to: json) }
     }
     guard results.allSatisfy(\.matchesPrediction) else { throw ExitCode(3) }
@@ -217,10 +221,16 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .customLong("fault"), help: "Fault to inject (see `attnres run --help`).") var faults: [String] = []
     @Option(help: "Exit as soon as this process (the local coordinator that started the worker) is gone; set by the coordinator.")
     var parentPid: Int32?
+    @Option(help: "CURVE key directory (`attnres keys generate`): this rank's rank-R.pub/.secret and coordinator.pub are read from it.")
+    var keys: String?
+    @Option(parsing: .unconditional, help: "Seconds to wait to be admitted by the coordinator before exiting (more than 0, at most a day).")
+    var joinTimeout: Double = 60
 
     func run() throws {
         BLASKernel.reexecWithPreferredKernelIfNeeded()
-        let code = Worker.main(join: join, rank: rank, faults: try parseFaults(faults), parent: parentPid)
+        try RunOptionChecks.timeout(joinTimeout, flag: "--join-timeout")
+        let code = Worker.main(join: join, rank: rank, faults: try parseFaults(faults), parent: parentPid, keysDirectory: keys,
+                               joinTimeout: joinTimeout)
         if code != 0 { throw ExitCode(code) }
     }
 }
