@@ -95,10 +95,8 @@ public final class Worker {
         control = try Socket(context, .dealer)
         try control.setIdentity("rank-\(rank)")
         try control.setUnboundedQueues()
-        if let keys {
-            try control.makeCurveClient(keys.pair, serverKey: keys.coordinatorPublicKey)
-            controlMonitor = try SocketMonitor(control)
-        }
+        if let keys { try control.makeCurveClient(keys.pair, serverKey: keys.coordinatorPublicKey) }
+        controlMonitor = try SocketMonitor(control)
         try control.connect(endpoint)
     }
 
@@ -163,7 +161,8 @@ public final class Worker {
             // A refused worker never joined: the coordinator knows why already.
             if case WorkerError.refused = error { return 1 }
             if case WorkerError.notAdmitted = error { return 1 }
-            try? send(.failed(rank: rank, message: "\(error)"))
+            // Never blocks: a link whose handshake failed has no pipe to queue into, and a blocking send would wait for ever.
+            if let frame = try? ControlFrame.encode(FromWorker.failed(rank: rank, message: "\(error)")) { _ = try? control.trySend(frame) }
             return 1
         }
     }

@@ -7,13 +7,20 @@ extension Worker {
     /// The user id the inbox's ZAP handler gives rank `r`'s connections (and the coordinator's gives its control).
     static func curveUser(_ r: Int) -> String { "rank-\(r)" }
 
-    /// Ends the worker when the coordinator refused its key (ZAP status 400) or the CURVE handshake failed: libzmq
-    /// itself would reconnect and be refused for ever.
+    /// Ends the worker when the coordinator refused its key (ZAP status 400) or the handshake failed (a CURVE key
+    /// that is not the coordinator's, a plain worker facing a CURVE coordinator): libzmq itself would reconnect and be
+    /// refused for ever.
     func watchHandshakes() throws {
         guard let monitor = controlMonitor else { return }
         while let e = try monitor.next() {
             if e.isSuccess { continue }
-            guard let keys else { continue }
+            guard let keys else {
+                if e.isProtocolFailure, !heardFromCoordinator {
+                    throw WorkerError.notAdmitted(rank: rank, endpoint: joinEndpoint, why: "the handshake failed (libzmq error 0x\(String(e.value, radix: 16))): "
+                                                  + "if the coordinator runs with security: {curve: …}, start this worker with --keys DIR")
+                }
+                continue
+            }
             let secret = CurveKeys.secretFile(keys.directory, CurveKeys.rankName(rank))
             if e.isAuthenticationFailure {
                 throw WorkerError.notAdmitted(rank: rank, endpoint: joinEndpoint,
