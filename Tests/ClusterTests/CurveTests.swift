@@ -149,6 +149,23 @@ final class CurveTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("--ranks 1"), bad.stderr)
     }
 
+    /// `security: {curve: DIR}` is resolved against the topology file's directory, travels in the run message's
+    /// topology, and a wrong shape is an error naming the key and line.
+    func testSecurityKeyParsesRelativeToTheFileAndTravels() throws {
+        let yaml = Topology.embeddedDefaultYAML + "\nsecurity: {curve: ../keys}\n"
+        let (t, _) = try Topology.parse(yaml: yaml, source: "/srv/cluster/topologies/t.yaml")
+        XCTAssertEqual(t.curveDirectory, "/srv/cluster/keys")
+        let back = try JSONDecoder().decode(Topology.self, from: try JSONEncoder().encode(t))
+        XCTAssertEqual(back.curveDirectory, "/srv/cluster/keys")
+        XCTAssertNil(try JSONDecoder().decode(Topology.self, from: try JSONEncoder().encode(Topology())).curveDirectory)
+        XCTAssertThrowsError(try Topology.parse(yaml: Topology.embeddedDefaultYAML + "\nsecurity: {plain: x}\n", source: "f.yaml")) { e in
+            XCTAssertTrue("\(e)".contains("f.yaml:11: security.plain: unknown key (known here: curve)"), "\(e)")
+        }
+        XCTAssertThrowsError(try Topology.parse(yaml: Topology.embeddedDefaultYAML + "\nsecurity: curve\n", source: "f.yaml")) { e in
+            XCTAssertTrue("\(e)".contains("security: must be a mapping"), "\(e)")
+        }
+    }
+
     // MARK: a CURVE run
 
     func testCurveRunOverTCPMeasuredEqualsPredicted() throws {
