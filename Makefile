@@ -37,7 +37,7 @@ FUZZ_C_MODULES := CSys CYaml
 help: ## list the workflows
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
 
-deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-convert, xmllint, script, ip, tc) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
+deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-convert, xmllint, script, ip, tc, tcpdump) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
 	@if ! command -v pkg-config >/dev/null || ! pkg-config --exists libzmq || ! pkg-config --exists openblas; then \
 	  echo "installing $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
@@ -49,6 +49,10 @@ deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-conver
 	@if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then \
 	  echo "installing iproute2 (ip netns, tc: the shaped-link validation)"; \
 	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq iproute2; } || echo "iproute2 not installed: the shaped-link test will be skipped"; \
+	fi
+	@if ! command -v tcpdump >/dev/null; then \
+	  echo "installing tcpdump (the CURVE capture test)"; \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq tcpdump; } || echo "tcpdump not installed: the capture test will be skipped"; \
 	fi
 	@if ! python3 -c 'import jsonschema, zmq' 2>/dev/null; then \
 	  echo "installing python3 jsonschema pyzmq"; \

@@ -182,6 +182,16 @@ final class CurveTests: XCTestCase {
         _ = keys
     }
 
+    /// `bench wire --curve` measures the data path over a CURVE link (encrypted: the bytes arrive intact through
+    /// the ZAP-admitted pair) beside the plain one; without the flag there is no CURVE column.
+    func testWireBenchmarkMeasuresCurveBesidePlain() throws {
+        let rows = try WireBenchmark.run(transports: [.tcp], sizes: [64 << 10], trials: 1, bytesPerTrial: 4 << 20, curve: true)
+        XCTAssertEqual(rows.count, 1)
+        XCTAssertGreaterThan(rows[0].curveGBps ?? 0, 0)
+        XCTAssertGreaterThan(rows[0].curveRatio ?? 0, 0)
+        XCTAssertNil(try WireBenchmark.run(transports: [.ipc], sizes: [64 << 10], trials: 1, bytesPerTrial: 1 << 20)[0].curveRatio)
+    }
+
     // MARK: rogue worker
 
     /// A worker with its own key pair (and the coordinator's public key, which is no secret) cannot join: refused by
