@@ -254,7 +254,7 @@ final class CurveTests: XCTestCase {
         let rogue = try CurveKeyPair.generate()
         for curve in [true, false] {
             let ports = try Self.freePorts(4)
-            let topo = try writeTopology("inject-\(curve).yaml", dataPorts: ports, keys: curve ? "keys" : nil, steps: 4)
+            let topo = try writeTopology("inject-\(curve).yaml", dataPorts: ports, keys: curve ? "keys" : nil, steps: 10)
             let rank1Key = try CurveKeys.worker(directory: dir.appendingPathComponent("keys").path, rank: 1).pair.publicKey
             // Connected (libzmq retries every 10 ms) and the frame queued before the inbox exists: it is delivered the
             // moment rank 1 binds, whatever the machine's load.
