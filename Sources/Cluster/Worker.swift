@@ -95,7 +95,7 @@ public final class Worker {
         control = try Socket(context, .dealer)
         try control.setIdentity("rank-\(rank)")
         try control.setUnboundedQueues()
-        if let keys { try control.makeCurveClient(keys.pair, serverKey: keys.coordinatorPublicKey) }
+        try Worker.secure(control, keys)
         controlMonitor = try SocketMonitor(control)
         try control.connect(endpoint)
     }

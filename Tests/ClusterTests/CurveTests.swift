@@ -192,6 +192,36 @@ final class CurveTests: XCTestCase {
         XCTAssertNil(try WireBenchmark.run(transports: [.ipc], sizes: [64 << 10], trials: 1, bytesPerTrial: 1 << 20)[0].curveRatio)
     }
 
+    /// docs/examples/shape_worker.py, written from docs/protocol.md, follows "Authentication (CURVE)" too: Python
+    /// ranks 0 and 2 beside attnres ranks 1 and 3, every link CURVE over tcp, measured == predicted.
+    func testPythonWorkersJoinACurveCluster() throws {
+        guard (try? Python.shell(["python3", "-c", "import zmq; assert zmq.has('curve')"]))?.status == 0 else {
+            throw XCTSkip("python3 with a CURVE-capable pyzmq is not installed (make deps installs pyzmq)")
+        }
+        let keys = try generateKeys("keys")
+        var t = Topology()
+        t.transport = .tcp
+        t.curveDirectory = keys
+        let coordinator = try Coordinator(topology: t, joinTimeout: 60, silenceTimeout: 30, spawnLocal: false)
+        coordinator.phaseTimeout = 120
+        var processes: [Started] = []
+        defer {
+            coordinator.shutdown()
+            for p in processes { _ = p.wait("worker \(p.process.arguments ?? [])", seconds: 30) }
+        }
+        for r in 0..<t.ranks {
+            let args = ["--join", coordinator.endpoint, "--rank", "\(r)", "--keys", keys]
+            processes.append(r % 2 == 0 ? try Started(["python3", PythonWorkerTests.script] + args, in: dir, executable: "/usr/bin/env")
+                                        : try Started(["worker"] + args, in: dir))
+        }
+        try coordinator.start()
+        let result = try coordinator.run(t)
+        XCTAssertTrue(result.matchesPrediction, result.mismatches.joined(separator: "\n"))
+        XCTAssertEqual(coordinator.curveRefusals, [])
+        coordinator.shutdown()
+        for p in processes { XCTAssertEqual(p.wait("worker", seconds: 60), 0, p.stderr) }
+    }
+
     // MARK: rogue worker
 
     /// A worker with its own key pair (and the coordinator's public key, which is no secret) cannot join: refused by
