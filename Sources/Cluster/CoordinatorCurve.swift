@@ -21,19 +21,19 @@ extension Coordinator {
         return handler
     }
 
-    /// Connection attempts the ZAP handler refused (unknown CURVE keys), with the peer's address; empty without CURVE.
+    /// The distinct (address, key) pairs the ZAP handler refused (unknown CURVE keys); empty without CURVE.
     public var curveRefusals: [ZAPHandler.Refusal] { zap?.refusals ?? [] }
 
     /// The report's security section (nil without CURVE).
     public var securityReport: ReportJSON.Security? {
-        curveKeys == nil ? nil : ReportJSON.Security(curve: true, refusedConnections: curveRefusals.count, refused: curveRefusals)
+        curveKeys == nil ? nil : ReportJSON.Security(curve: true, refusedConnections: zap?.refusedAttempts ?? 0, refused: curveRefusals)
     }
 
     /// One line for the printed report (nil without CURVE).
     public var securityLine: String? {
         guard curveKeys != nil else { return nil }
-        let r = curveRefusals
-        return "CURVE: control and data links authenticated and encrypted; \(r.count) connection\(r.count == 1 ? "" : "s") refused for an unknown key"
+        let r = curveRefusals, n = zap?.refusedAttempts ?? 0
+        return "CURVE: control and data links authenticated and encrypted; \(n) connection\(n == 1 ? "" : "s") refused for an unknown key"
             + (r.isEmpty ? "" : " (from " + Set(r.map(\.address)).sorted().joined(separator: ", ") + ")")
     }
 

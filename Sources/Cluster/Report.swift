@@ -123,7 +123,9 @@ public struct ReportJSON: Codable {
     public var security: Security?
     public struct Security: Codable {
         public var curve: Bool
+        /// Every refused connection (a refused worker makes two: its control and heartbeat sockets).
         public var refusedConnections: Int
+        /// Each refused (address, key) once.
         public var refused: [ZAPHandler.Refusal]
     }
 

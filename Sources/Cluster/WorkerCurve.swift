@@ -8,8 +8,8 @@ extension Worker {
     static func curveUser(_ r: Int) -> String { "rank-\(r)" }
 
     /// Ends the worker when the coordinator refused its key (ZAP status 400) or the handshake failed (a CURVE key
-    /// that is not the coordinator's, a plain worker facing a CURVE coordinator): libzmq itself would reconnect and be
-    /// refused for ever.
+    /// that is not the coordinator's, a plain worker facing a CURVE coordinator): libzmq reports neither to the
+    /// application, which would otherwise wait for a welcome that never comes.
     func watchHandshakes() throws {
         guard let monitor = controlMonitor else { return }
         while let e = try monitor.next() {

@@ -94,7 +94,7 @@ extension Message {
 /// The ZAP handler of one ZeroMQ context (RFC 27, on `inproc://zeromq.zap.01`): admits a CURVE client only when
 /// its public key is listed, and gives the connection that key's user id, which every message on it then carries
 /// (`Message.userId`), so a receiver checks who sent it instead of trusting what the message claims. Every other
-/// key is refused (status 400) and recorded with the peer's address. Runs on a thread of its own: libzmq asks it
+/// key is refused (status 400), counted, and recorded (and reported to `onRefusal`) once per address and key. Runs on a thread of its own: libzmq asks it
 /// during a handshake, whatever the owner's thread is doing.
 public final class ZAPHandler: @unchecked Sendable {
     /// A refused connection attempt.
@@ -103,12 +103,20 @@ public final class ZAPHandler: @unchecked Sendable {
         public let address: String
         /// The client's CURVE public key (Z85), or the mechanism when it was not CURVE.
         public let publicKey: String
+
+        public init(address: String, publicKey: String) {
+            self.address = address
+            self.publicKey = publicKey
+        }
     }
 
     public static let endpoint = "inproc://zeromq.zap.01"
     private let lock = NSLock()
     private var stopped = false
     private var refused: [Refusal] = []
+    private var attempts = 0
+    /// Distinct refusals kept (and logged): a peer that retries for ever must not grow this process or its log.
+    public static let mostRecordedRefusals = 256
     private let finished = DispatchSemaphore(value: 0)
     private var running = true
 
@@ -148,8 +156,12 @@ public final class ZAPHandler: @unchecked Sendable {
         }
         let refusal = Refusal(address: address, publicKey: mechanism == "CURVE" && f.count >= 7 && f[6].count == 32
                               ? CurveKeyPair.encode(f[6]) : "(mechanism \(mechanism))")
-        lock.lock(); refused.append(refusal); lock.unlock()
-        onRefusal(refusal)
+        lock.lock()
+        attempts += 1
+        let new = !refused.contains(refusal) && refused.count < ZAPHandler.mostRecordedRefusals
+        if new { refused.append(refusal) }
+        lock.unlock()
+        if new { onRefusal(refusal) }
         return reply(f[1], "400", "unknown CURVE key", "")
     }
 
@@ -158,10 +170,16 @@ public final class ZAPHandler: @unchecked Sendable {
         return stopped
     }
 
-    /// Every refused attempt so far.
+    /// The distinct (address, key) pairs refused so far (at most `mostRecordedRefusals`), each once.
     public var refusals: [Refusal] {
         lock.lock(); defer { lock.unlock() }
         return refused
+    }
+
+    /// Every refused connection so far (one rogue makes several: each of its sockets, each time it starts).
+    public var refusedAttempts: Int {
+        lock.lock(); defer { lock.unlock() }
+        return attempts
     }
 
     /// Stops the thread and waits until its socket is closed (the context cannot terminate before that).

@@ -222,6 +222,32 @@ final class CurveTests: XCTestCase {
         for p in processes { XCTAssertEqual(p.wait("worker", seconds: 60), 0, p.stderr) }
     }
 
+    /// Refused connections with the same key from the same address (a rogue's control and heartbeat sockets, or a
+    /// rogue starting again and again) are each counted but recorded and logged once.
+    func testZAPRecordsEachRefusedKeyOnceButCountsEveryAttempt() throws {
+        let server = try CurveKeyPair.generate(), friend = try CurveKeyPair.generate(), rogue = try CurveKeyPair.generate()
+        let serverContext = ZContext(), clientContext = ZContext()
+        final class Log: @unchecked Sendable { var lines = 0; let lock = NSLock() }
+        let log = Log()
+        let zap = try ZAPHandler(context: serverContext, admitted: [friend.publicKey: "rank-0"]) { _ in log.lock.lock(); log.lines += 1; log.lock.unlock() }
+        defer { zap.stop() }
+        let pull = try Socket(serverContext, .pull)
+        defer { pull.close() }
+        try pull.makeCurveServer(secretKey: server.secretKey, domain: "test")
+        try pull.bind("tcp://127.0.0.1:*")
+        let pushes = try (0..<3).map { _ in try Socket(clientContext, .push) }
+        defer { for p in pushes { p.close() } }
+        for p in pushes {
+            try p.makeCurveClient(rogue, serverKey: server.publicKey)
+            try p.connect(pull.lastEndpoint)
+        }
+        let deadline = Date().addingTimeInterval(60)
+        while zap.refusedAttempts < 3 && Date() < deadline { usleep(10_000) }
+        XCTAssertEqual(zap.refusedAttempts, 3)
+        XCTAssertEqual(zap.refusals, [ZAPHandler.Refusal(address: "127.0.0.1", publicKey: rogue.publicKey)])
+        log.lock.lock(); XCTAssertEqual(log.lines, 1); log.lock.unlock()
+    }
+
     // MARK: rogue worker
 
     /// A worker with its own key pair (and the coordinator's public key, which is no secret) cannot join: refused by
