@@ -244,6 +244,8 @@ struct CoordinatorCommand: ParsableCommand {
           attnres coordinator my-cluster.yaml            # topology with coordinator: tcp://10.0.0.1:5555
           attnres worker --join tcp://10.0.0.1:5555 --rank 0   # … one per rank
         Use transport tcp with per-rank host addresses. Workers exit on their own when the coordinator goes silent.
+        With `security: {curve: DIR}` in the topology, give each worker its keys: attnres worker … --keys DIR
+        (docs/multi-host.md, "Authentication (CURVE)").
         """)
 
     @OptionGroup var topology: TopologyOptions

@@ -248,6 +248,47 @@ final class CurveTests: XCTestCase {
         log.lock.lock(); XCTAssertEqual(log.lines, 1); log.lock.unlock()
     }
 
+    /// A CURVE worker (`--keys`) refuses a setup that would give it plain data links or that does not list its own
+    /// key for its rank: a failed message naming the field, exit 1. The coordinator here is the test, a CURVE ROUTER.
+    func testCurveWorkerRefusesSetupWithoutOrWithWrongKeys() throws {
+        let keys = try generateKeys("keys")
+        let coordinatorKeys = try CurveKeys.coordinator(directory: keys, ranks: 4)
+        let stranger = try CurveKeyPair.generate().publicKey
+        let cases: [(String, [String]?, String)] = [
+            ("no keys", nil, "setup: no curve_public_keys, but this worker was started with --keys \(keys): refusing plain data links"),
+            ("wrong own key", [stranger, coordinatorKeys.rankPublicKeys[1]], "setup: curve_public_keys[0] is not this worker's public key"),
+            ("wrong count", [coordinatorKeys.rankPublicKeys[0]], "setup: curve_public_keys must list 2 Z85 keys"),
+        ]
+        for (name, listed, expected) in cases {
+            let context = ZContext()
+            let zap = try ZAPHandler(context: context, admitted: [coordinatorKeys.rankPublicKeys[0]: "rank-0"]) { _ in }
+            defer { zap.stop() }
+            let router = try Socket(context, .router)
+            defer { router.close() }
+            try router.makeCurveServer(secretKey: coordinatorKeys.pair.secretKey, domain: "attnres-control")
+            try router.bind("tcp://127.0.0.1:*")
+            let worker = try Started(["worker", "--join", router.lastEndpoint, "--rank", "0", "--keys", keys], in: dir)
+            var failure: String?, welcomed = false
+            let deadline = Date().addingTimeInterval(60)
+            while failure == nil, Date() < deadline {
+                guard try !Socket.poll([router], timeoutMs: 50).isEmpty else { continue }
+                while let frames = try router.receive(nonBlocking: true), frames.count == 2 {
+                    XCTAssertEqual(frames[1].userId, "rank-0", "every message carries the ZAP user id of its key")
+                    guard let m = try? ControlFrame.decode(FromWorker.self, from: frames[1]) else { continue }
+                    if case .hello = m, !welcomed {
+                        welcomed = true
+                        func send(_ m: ToWorker) throws { try router.send([Message(bytes: Array("rank-0".utf8)), try ControlFrame.encode(m)]) }
+                        try send(.welcome(rank: 0, version: 2))
+                        try send(.setup(transport: .tcp, ipcDirectory: "/tmp", address: nil, ranks: 2, maxFrameBytes: 1 << 20, curvePublicKeys: listed))
+                    }
+                    if case .failed(_, let message) = m { failure = message }
+                }
+            }
+            XCTAssertTrue(failure?.contains(expected) == true, "\(name): \(failure ?? "no failed message")")
+            XCTAssertEqual(worker.wait("worker after \(name)", seconds: 30), 1, name)
+        }
+    }
+
     // MARK: rogue worker
 
     /// A worker with its own key pair (and the coordinator's public key, which is no secret) cannot join: refused by
