@@ -40,7 +40,7 @@ FUZZ_C_MODULES := CSys CYaml
 help: ## list the workflows
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
 
-deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-convert, xmllint, script, ip, tc) and launchers (mpirun, SLURM, munge) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
+deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-convert, xmllint, script, ip, tc, iptables, tcpdump) and launchers (mpirun, SLURM, munge) with apt-get, and python3's jsonschema and pyzmq (protocol tests), when missing
 	@if ! command -v pkg-config >/dev/null || ! pkg-config --exists libzmq || ! pkg-config --exists openblas; then \
 	  echo "installing $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
@@ -56,6 +56,10 @@ deps: ## install the C libraries (libzmq, OpenBLAS), the test tools (rsvg-conver
 	@if ! command -v mpirun >/dev/null || ! command -v srun >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then \
 	  echo "installing $(APT_LAUNCHERS) (the launcher tests)"; \
 	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_LAUNCHERS); } || echo "$(APT_LAUNCHERS) not installed: the launcher tests will be skipped"; \
+	fi
+	@if ! command -v tcpdump >/dev/null; then \
+	  echo "installing tcpdump (the CURVE capture test)"; \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq tcpdump; } || echo "tcpdump not installed: the capture test will be skipped"; \
 	fi
 	@if ! python3 -c 'import jsonschema, zmq' 2>/dev/null; then \
 	  echo "installing python3 jsonschema pyzmq"; \

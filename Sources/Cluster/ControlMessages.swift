@@ -71,7 +71,7 @@ public enum ControlProtocol {
 /// The JSON keys of every control message: one table, the same as docs/protocol.md and docs/schemas/.
 enum ControlKey: String, CodingKey {
     case type, rank, pid, host, versions, version, reason, transport, ranks, endpoint, endpoints, variant, step, loss, message
-    case ipcDirectory = "ipc_directory", address, maxFrameBytes = "max_frame_bytes"
+    case ipcDirectory = "ipc_directory", address, maxFrameBytes = "max_frame_bytes", curvePublicKeys = "curve_public_keys"
     case worldSize = "world_size", worldSizeVariable = "world_size_variable"
 }
 
@@ -111,8 +111,10 @@ public enum ToWorker: Codable, Sendable, Equatable {
     /// The answer to a `hello` that cannot join (another protocol version, a rank taken or out of range).
     case refused(reason: String, versions: [Int])
     /// Bind the data inbox; `ipcDirectory` for ipc, `address` for tcp. No data frame of the session is larger
-    /// than `maxFrameBytes` (the inbox's ZMQ_MAXMSGSIZE).
-    case setup(transport: TransportKind, ipcDirectory: String, address: RankAddress?, ranks: Int, maxFrameBytes: Int)
+    /// than `maxFrameBytes` (the inbox's ZMQ_MAXMSGSIZE). `curvePublicKeys` (CURVE runs: every rank's public key,
+    /// index = rank) say whom the inbox admits and which server key each neighbour's inbox has.
+    case setup(transport: TransportKind, ipcDirectory: String, address: RankAddress?, ranks: Int, maxFrameBytes: Int,
+               curvePublicKeys: [String]? = nil)
     /// Connect to the peers' inboxes (index = rank) and probe every link.
     case connect(endpoints: [String])
     case run(RunSpec)
@@ -127,7 +129,8 @@ public enum ToWorker: Codable, Sendable, Equatable {
         case .setup:
             self = .setup(transport: try c.decode(TransportKind.self, forKey: .transport), ipcDirectory: try c.decode(String.self, forKey: .ipcDirectory),
                           address: try c.decodeIfPresent(RankAddress.self, forKey: .address), ranks: try c.decode(Int.self, forKey: .ranks),
-                          maxFrameBytes: try c.decode(Int.self, forKey: .maxFrameBytes))
+                          maxFrameBytes: try c.decode(Int.self, forKey: .maxFrameBytes),
+                          curvePublicKeys: try c.decodeIfPresent([String].self, forKey: .curvePublicKeys))
         case .connect: self = .connect(endpoints: try c.decode([String].self, forKey: .endpoints))
         case .run: self = .run(try RunSpec(from: decoder))
         case .heartbeat: self = .heartbeat
@@ -144,10 +147,11 @@ public enum ToWorker: Codable, Sendable, Equatable {
             try c.encode(ControlType.welcome, forKey: .type); try c.encode(rank, forKey: .rank); try c.encode(version, forKey: .version)
         case .refused(let reason, let versions):
             try c.encode(ControlType.refused, forKey: .type); try c.encode(reason, forKey: .reason); try c.encode(versions, forKey: .versions)
-        case .setup(let transport, let dir, let address, let ranks, let maxFrameBytes):
+        case .setup(let transport, let dir, let address, let ranks, let maxFrameBytes, let keys):
             try c.encode(ControlType.setup, forKey: .type); try c.encode(transport, forKey: .transport)
             try c.encode(dir, forKey: .ipcDirectory); try c.encodeIfPresent(address, forKey: .address)
             try c.encode(ranks, forKey: .ranks); try c.encode(maxFrameBytes, forKey: .maxFrameBytes)
+            try c.encodeIfPresent(keys, forKey: .curvePublicKeys)
         case .connect(let endpoints): try c.encode(ControlType.connect, forKey: .type); try c.encode(endpoints, forKey: .endpoints)
         case .run(let spec): try c.encode(ControlType.run, forKey: .type); try spec.encode(to: encoder)
         case .heartbeat: try c.encode(ControlType.heartbeat, forKey: .type)

@@ -63,6 +63,10 @@ public final class Coordinator {
     public static let maxControlFrameBytes = 256 << 20
     /// Largest control frame decoded from a peer that has not joined (a hello).
     static let maxStrangerFrameBytes = 64 << 10
+    /// CURVE (`security: {curve: DIR}`): the coordinator's pair and every rank's public key; nil = plain links.
+    let curveKeys: CoordinatorKeys?
+    /// CURVE: the control socket's ZAP handler, admitting only the ranks' keys (CoordinatorCurve.swift).
+    var zap: ZAPHandler?
 
     /// Binds the control endpoint. Throws `ClusterError.controlEndpoint` when it is in use.
     /// - Parameters:
@@ -89,7 +93,12 @@ public final class Coordinator {
         router = try Socket(context, .router)
         ipcDirectory = try RunDirectory.create()
         let wanted = topology.coordinator ?? (topology.transport == .tcp ? "tcp://127.0.0.1:*" : "ipc://\(ipcDirectory)/control")
+        var handler: ZAPHandler?
         do {
+            curveKeys = try topology.curveDirectory.map { try CurveKeys.coordinator(directory: $0, ranks: topology.ranks) }
+            if let curveKeys, let dir = topology.curveDirectory {
+                handler = try Coordinator.secure(router, keys: curveKeys, directory: dir, context: context, logger: self.logger)
+            }
             try router.setUnboundedQueues()
             try router.setRouterMandatory()
             try router.setMaxMessageSize(Coordinator.maxControlFrameBytes)
@@ -98,9 +107,11 @@ public final class Coordinator {
             }
         } catch {
             // No coordinator comes out of this init, so nothing else would remove its run directory.
+            handler?.stop()
             try? FileManager.default.removeItem(atPath: ipcDirectory)
             throw error
         }
+        zap = handler
         endpoint = router.lastEndpoint
         self.logger.info("coordinator listening on \(endpoint)")
         signal(SIGPIPE, SIG_IGN)
@@ -119,7 +130,9 @@ public final class Coordinator {
     public func start() throws {
         do {
             if spawnLocal {
-                for r in 0..<base.ranks { try processes.spawn(rank: r, join: endpoint, faults: faults, executable: workerExecutable) }
+                for r in 0..<base.ranks {
+                    try processes.spawn(rank: r, join: endpoint, faults: faults, executable: workerExecutable, keys: base.curveDirectory)
+                }
             }
             let joinDeadline = monotonicSeconds() + joinTimeout
             try waitUntil(phase: "join", deadline: joinDeadline) { [unowned self] in
@@ -140,7 +153,7 @@ public final class Coordinator {
             for r in 0..<base.ranks {
                 let address = base.addresses.isEmpty ? nil : base.addresses[r]
                 try send(r, .setup(transport: base.transport, ipcDirectory: ipcDirectory, address: address, ranks: base.ranks,
-                                  maxFrameBytes: maxFrameBytes))
+                                  maxFrameBytes: maxFrameBytes, curvePublicKeys: curveKeys?.rankPublicKeys))
             }
             var endpoints = [String?](repeating: nil, count: base.ranks)
             try waitUntil(phase: "bind", deadline: setupDeadline()) { [unowned self] in
@@ -261,6 +274,7 @@ public final class Coordinator {
         // Linger so the shutdown messages above leave before the socket goes (linger 0 would drop them, and
         // thread or remote workers would only stop when they notice the coordinator's silence).
         router.close(lingerMs: 1000)
+        zap?.stop()
         processes.stopAll(graceSeconds: 1.0)
         try? FileManager.default.removeItem(atPath: ipcDirectory)
     }
@@ -329,6 +343,10 @@ public final class Coordinator {
         while let frames = try router.receive(nonBlocking: true) {
             let peer = frames.first?.array ?? []
             guard frames.count == 2 else { drop(peer, "a message of \(frames.count - 1) frames (control messages are one frame)"); continue }
+            if curveKeys != nil, let mismatch = curveMismatch(peer: peer, user: frames[1].userId) {
+                if let r = mismatch.rank { refuse(peer, rank: r, mismatch.why, versions: []) } else { drop(peer, mismatch.why) }
+                continue
+            }
             let member = admission.joinedRank(of: peer)
             // A stranger's first words are a hello of a few hundred bytes: a large frame is not decoded at all.
             guard member != nil || frames[1].count <= Coordinator.maxStrangerFrameBytes else {

@@ -14,12 +14,14 @@ final class HeartbeatSender: @unchecked Sendable {
     private let lock = NSLock()
     private var stopped = false
 
-    init(context: ZContext, endpoint: String, rank: Int, parent: pid_t?) {
+    /// `configure` sets the socket up before it connects (CURVE keys), as the control socket is.
+    init(context: ZContext, endpoint: String, rank: Int, parent: pid_t?, configure: @escaping @Sendable (Socket) throws -> Void = { _ in }) {
         Thread { [self] in
             defer { finished.signal() }
             guard let socket = try? Socket(context, .dealer) else { return }
             defer { socket.close() }
             try? socket.setIdentity("rank-\(rank)-heartbeat")
+            try? configure(socket)
             try? socket.connect(endpoint)
             while !isStopped {
                 if let parent, getppid() != parent {

@@ -1,5 +1,6 @@
 import Model
 import Foundation
+import Wire
 import Pipeline
 
 /// Tables and JSON for runs, comparisons and predictions.
@@ -134,6 +135,15 @@ public struct ReportJSON: Codable {
     public var losses: [Float]?
     /// The step number before `losses[0]` (non-zero after --resume).
     public var firstStep: Int?
+    /// CURVE runs: links authenticated and encrypted, and the connections refused for an unknown key.
+    public var security: Security?
+    public struct Security: Codable {
+        public var curve: Bool
+        /// Every refused connection (a refused worker makes two: its control and heartbeat sockets).
+        public var refusedConnections: Int
+        /// Each refused (address, key) once.
+        public var refused: [ZAPHandler.Refusal]
+    }
 
     static func links(_ d: [LinkKey: Int]) -> [Link] {
         d.keys.sorted().map { Link(src: $0.src, dst: $0.dst, direction: $0.direction.rawValue, kind: $0.kind.rawValue, payloadBytes: d[$0]!) }

@@ -39,6 +39,9 @@ public struct Topology: Codable, Sendable, Equatable {
     public var coordinator: String?
     /// Per-rank data addresses for tcp; empty = 127.0.0.1 with kernel-chosen ports.
     public var addresses: [RankAddress] = []
+    /// `security: {curve: DIR}`: the CURVE key directory (absolute; the file gives it relative to itself) that turns
+    /// on authenticated, encrypted control and data links (CurveKeys, docs/protocol.md "Authentication"); nil = plain.
+    public var curveDirectory: String?
     /// Where the file came from (for error messages).
     public var source = "<built-in>"
 
@@ -113,7 +116,7 @@ extension Topology {
         var seen: Set<String> = []
         let p = Parser(file: source)
         try p.each(top, path: "", known: ["name", "mode", "seed", "steps", "lr", "model", "residual", "cache", "pipeline",
-                                         "transport", "coordinator"]) { key, node in
+                                         "transport", "coordinator", "security"]) { key, node in
             seen.insert(key)
             switch key {
             case "name": t.name = try p.string(node, key)
@@ -125,6 +128,7 @@ extension Topology {
                 let endpoint = try p.string(node, key)
                 if let problem = Self.endpointProblem(endpoint) { throw p.bad(node, key, "'\(Parser.clip(endpoint))': \(problem)") }
                 t.coordinator = endpoint
+            case "security": t.curveDirectory = try p.security(node, relativeTo: source)
             case "lr":
                 guard let v = node.scalar.flatMap({ Float($0.string) }), v > 0, v.isFinite else {
                     throw p.bad(node, key, "must be a positive number")
@@ -364,6 +368,20 @@ struct Parser {
             guard seen.insert(key).inserted else { throw bad(k, path + key, "duplicate key") }
             try body(key, v)
         }
+    }
+
+    /// `security: {curve: DIR}`: the key directory, resolved against the directory of the file `source`.
+    func security(_ node: Node, relativeTo source: String) throws -> String {
+        var dir: String?
+        try each(try mapping(node, "security"), path: "security.", known: ["curve"]) { _, v in
+            let d = try string(v, "security.curve")
+            guard !d.isEmpty else { throw bad(v, "security.curve", "must name the key directory (`attnres keys generate DIR --ranks P`)") }
+            dir = d
+        }
+        guard let dir else { throw bad(node, "security", "must be {curve: DIR}") }
+        let base = source.hasPrefix("<") ? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+            : URL(fileURLWithPath: source).deletingLastPathComponent()
+        return URL(fileURLWithPath: dir, relativeTo: base).standardizedFileURL.path
     }
 
     func string(_ node: Node, _ key: String) throws -> String {

@@ -12,11 +12,13 @@ import Wire
 ///      "pipeline": {"ranks", "virtual", "schedule", "microbatches", "microbatch_size", "microbatch_group"},
 ///                                                 // microbatch_group optional (interleaved-1f1b only)
 ///      "transport": {"kind", "ranks": [{"host", "port"}]},
-///      "coordinator", "source"}                   // optional
+///      "coordinator", "source",                   // optional
+///      "security": {"curve": DIR}}                // optional: CURVE on (DIR absolute, the coordinator's)
 extension Topology {
     enum WireKey: String, CodingKey {
-        case name, mode, seed, steps, lr, model, residual, cache, pipeline, transport, coordinator, source
+        case name, mode, seed, steps, lr, model, residual, cache, pipeline, transport, coordinator, source, security
     }
+    enum SecurityKey: String, CodingKey { case curve }
     enum ModelKey: String, CodingKey { case layers, hidden, heads, seq, vocab }
     enum ResidualKey: String, CodingKey { case kind, blocks }
     enum PipelineKey: String, CodingKey {
@@ -58,6 +60,9 @@ extension Topology {
         addresses = try t.decodeIfPresent([RankAddress].self, forKey: .ranks) ?? []
         coordinator = try c.decodeIfPresent(String.self, forKey: .coordinator)
         source = try c.decodeIfPresent(String.self, forKey: .source) ?? "<control message>"
+        if c.contains(.security) {
+            curveDirectory = try c.nestedContainer(keyedBy: SecurityKey.self, forKey: .security).decodeIfPresent(String.self, forKey: .curve)
+        }
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -83,6 +88,10 @@ extension Topology {
         try t.encode(addresses, forKey: .ranks)
         try c.encodeIfPresent(coordinator, forKey: .coordinator)
         try c.encode(source, forKey: .source)
+        if let curveDirectory {
+            var sec = c.nestedContainer(keyedBy: SecurityKey.self, forKey: .security)
+            try sec.encode(curveDirectory, forKey: .curve)
+        }
     }
 
     /// The largest frame any data message of this topology can have, for every residual variant on the same model

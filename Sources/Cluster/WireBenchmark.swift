@@ -20,6 +20,11 @@ public enum WireBenchmark {
         public let oursSpread: ClosedRange<Double>
         /// Median over trials of (ours / raw) for the back-to-back pair of that trial: robust to slow drift.
         public let ratio: Double
+        /// `--curve`: the same data path over a CURVE-encrypted, ZAP-authenticated link, and the median of its paired
+        /// ratio to the plain data path (nil without `--curve`).
+        public var curveGBps: Double? = nil
+        public var curveSpread: ClosedRange<Double>? = nil
+        public var curveRatio: Double? = nil
     }
 
     /// The largest tensor a trial sends: a 1 GiB buffer is already far past where throughput levels off.
@@ -51,7 +56,8 @@ public enum WireBenchmark {
     }
 
     /// Runs `trials` alternating raw/ours trials per (transport, size), each moving about `bytesPerTrial`.
-    public static func run(transports: [TransportKind], sizes: [Int], trials: Int, bytesPerTrial: Int,
+    /// `curve`: each trial also runs the data path over CURVE, for its throughput as a ratio to plain.
+    public static func run(transports: [TransportKind], sizes: [Int], trials: Int, bytesPerTrial: Int, curve: Bool = false,
                            progress: (String) -> Void = { _ in }) throws -> [Row] {
         try check(transports: transports, sizes: sizes, trials: trials, bytesPerTrial: bytesPerTrial)
         // The allocator settings of a worker (both sides share them: one process).
@@ -64,25 +70,36 @@ public enum WireBenchmark {
                     throw RunOptionError(flag: "--sizes", value: "\(size)", problem: "cannot allocate a buffer of this size")
                 }
                 defer { free(buffer) }
-                var raw: [Double] = [], ours: [Double] = []
+                var raw: [Double] = [], ours: [Double] = [], secured: [Double] = []
                 let rawPair = try Pair(transport), oursPair = try Pair(transport)
+                let curvePair = curve ? try Pair(transport, curve: true) : nil
                 // One warm-up each, then alternate so drift hits both sides equally.
                 _ = try rawTrial(rawPair, buffer: buffer, size: size, count: count)
                 _ = try oursTrial(oursPair, buffer: buffer, size: size, count: count)
+                if let curvePair { _ = try oursTrial(curvePair, buffer: buffer, size: size, count: count) }
                 for t in 0..<trials {
                     progress("\(transport.rawValue) \(size) B: trial \(t + 1)/\(trials)")
-                    // Alternate which side goes first so slow drift cannot favour either.
+                    // Alternate which side goes first so slow drift cannot favour either; the CURVE trial is always
+                    // next to the plain data path trial it is paired with.
                     if t % 2 == 0 {
-                        raw.append(try rawTrial(rawPair, buffer: buffer, size: size, count: count))
+                        if let curvePair { secured.append(try oursTrial(curvePair, buffer: buffer, size: size, count: count)) }
                         ours.append(try oursTrial(oursPair, buffer: buffer, size: size, count: count))
+                        raw.append(try rawTrial(rawPair, buffer: buffer, size: size, count: count))
                     } else {
-                        ours.append(try oursTrial(oursPair, buffer: buffer, size: size, count: count))
                         raw.append(try rawTrial(rawPair, buffer: buffer, size: size, count: count))
+                        ours.append(try oursTrial(oursPair, buffer: buffer, size: size, count: count))
+                        if let curvePair { secured.append(try oursTrial(curvePair, buffer: buffer, size: size, count: count)) }
                     }
                 }
-                rows.append(Row(transport: transport, bytes: size, rawGBps: median(raw), oursGBps: median(ours),
-                                rawSpread: raw.min()!...raw.max()!, oursSpread: ours.min()!...ours.max()!,
-                                ratio: median(zip(ours, raw).map { $0 / $1 })))
+                var row = Row(transport: transport, bytes: size, rawGBps: median(raw), oursGBps: median(ours),
+                              rawSpread: raw.min()!...raw.max()!, oursSpread: ours.min()!...ours.max()!,
+                              ratio: median(zip(ours, raw).map { $0 / $1 }))
+                if curve {
+                    row.curveGBps = median(secured)
+                    row.curveSpread = secured.min()!...secured.max()!
+                    row.curveRatio = median(zip(secured, ours).map { $0 / $1 })
+                }
+                rows.append(row)
             }
         }
         return rows
@@ -93,17 +110,27 @@ public enum WireBenchmark {
         return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 
-    /// A connected PUSH → PULL pair, each in its own context.
+    /// A connected PUSH → PULL pair, each in its own context; `curve`: the PULL a CURVE server whose ZAP handler
+    /// admits only the PUSH's key, as a worker's inbox and its neighbour's sender are set up.
     final class Pair {
         let sendContext = ZContext(), receiveContext = ZContext()
         let push: Socket, pull: Socket
         let directory: String?
+        let zap: ZAPHandler?
 
-        init(_ transport: TransportKind) throws {
+        init(_ transport: TransportKind, curve: Bool = false) throws {
             pull = try Socket(receiveContext, .pull)
             push = try Socket(sendContext, .push)
             try pull.setUnboundedQueues()
             try push.setUnboundedQueues()
+            if curve {
+                let server = try CurveKeyPair.generate(), client = try CurveKeyPair.generate()
+                zap = try ZAPHandler(context: receiveContext, admitted: [client.publicKey: "rank-0"]) { _ in }
+                try pull.makeCurveServer(secretKey: server.secretKey, domain: "attnres-bench")
+                try push.makeCurveClient(client, serverKey: server.publicKey)
+            } else {
+                zap = nil
+            }
             switch transport {
             case .ipc:
                 // A run directory records its owner, so one left by a killed benchmark is swept by the next run.
@@ -123,6 +150,7 @@ public enum WireBenchmark {
         deinit {
             push.close()
             pull.close()
+            zap?.stop()
             if let directory { try? FileManager.default.removeItem(atPath: directory) }
         }
     }

@@ -15,6 +15,8 @@ public enum WorkerError: Error, CustomStringConvertible {
     case refused(rank: Int, reason: String)
     /// The data inbox could not be bound (an endpoint in use, a path too long).
     case cannotBind(rank: Int, endpoint: String, why: String)
+    /// CURVE: the coordinator did not admit this worker's key, or no handshake completed within the join timeout.
+    case notAdmitted(rank: Int, endpoint: String, why: String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,7 @@ public enum WorkerError: Error, CustomStringConvertible {
         case .cannotBind(let r, let endpoint, let why): return "rank \(r) cannot bind its data endpoint \(endpoint): \(why)"
         case .protocolViolation(let r, let s): return "worker rank \(r): \(s)"
         case .refused(let r, let reason): return "worker rank \(r): the coordinator refused to let it join: \(reason)"
+        case .notAdmitted(let r, let endpoint, let why): return "worker rank \(r) was not admitted by the coordinator at \(endpoint): \(why); exiting"
         }
     }
 }
@@ -63,16 +66,27 @@ public final class Worker {
     /// Seconds of coordinator silence after which a worker exits on its own (no orphans, DESIGN §6).
     static let coordinatorTimeout = 3.0
     /// Before the first word from the coordinator, a worker started by hand waits this long for it to come up.
-    static let firstContactTimeout = 60.0
+    public static let firstContactTimeout = 60.0
     /// Whether any control message has arrived yet.
     var heardFromCoordinator = false
     /// `slow:R×F` for this rank: every compute action is stretched to this many times its length (1 = as fast as it runs).
     let slowdown: Double
     /// The task count of the launcher that started this worker (srun, mpirun, torchrun), sent in the hello.
     let launcherWorldSize: LaunchEnvironment.WorldSize?
+    /// CURVE (`--keys`): this rank's pair and the coordinator's public key; nil = plain links.
+    let keys: WorkerKeys?
+    /// CURVE: the control socket's handshake events, so a refused key ends the worker instead of a silent retry.
+    var controlMonitor: SocketMonitor?
+    /// CURVE: the inbox's ZAP handler, admitting only the ranks that send to this one.
+    var dataZAP: ZAPHandler?
+    /// CURVE: every rank's public key, from `setup` (index = rank).
+    var rankPublicKeys: [String] = []
+    /// Seconds to wait for the coordinator's first message (the join) before giving up.
+    let joinTimeout: Double
 
     public init(join endpoint: String, rank: Int, faults: [Fault], parent: pid_t? = nil,
-                worldSize: LaunchEnvironment.WorldSize? = nil) throws {
+                worldSize: LaunchEnvironment.WorldSize? = nil, keys: WorkerKeys? = nil,
+                joinTimeout: Double = Worker.firstContactTimeout) throws {
         // Received tensor frames are malloc'd by libzmq, 100 KiB to many MiB: keep them in the heap for reuse
         // instead of returning each to the kernel and page-faulting the next one in (see AllocatorTuning).
         AllocatorTuning.apply()
@@ -90,21 +104,32 @@ public final class Worker {
         self.slowdown = slowdown
         launcherWorldSize = worldSize
         joinEndpoint = endpoint
+        self.keys = keys
+        self.joinTimeout = joinTimeout
         control = try Socket(context, .dealer)
         try control.setIdentity("rank-\(rank)")
         try control.setUnboundedQueues()
+        try Worker.secure(control, keys)
+        controlMonitor = try SocketMonitor(control)
         try control.connect(endpoint)
+    }
+
+    /// Sets a control or heartbeat DEALER up as a CURVE client of the coordinator (no-op for plain links).
+    static func secure(_ socket: Socket, _ keys: WorkerKeys?) throws {
+        if let keys { try socket.makeCurveClient(keys.pair, serverKey: keys.coordinatorPublicKey) }
     }
 
     /// Runs until shutdown; returns the process exit code.
     public func run() -> Int32 {
         if faults.contains(.neverJoin(rank: rank)) { return idleUntilOrphaned() }
-        heartbeat = HeartbeatSender(context: context, endpoint: joinEndpoint, rank: rank, parent: watchedParent)
+        heartbeat = HeartbeatSender(context: context, endpoint: joinEndpoint, rank: rank, parent: watchedParent) { [keys] in try Worker.secure($0, keys) }
         // The last control message (a failure report, say) must reach the coordinator before the socket goes;
         // with the coordinator lost nothing can, and waiting would only delay the exit.
         var lingerMs: Int32 = 1000
         defer {
             heartbeat?.stop()
+            dataZAP?.stop()
+            controlMonitor?.close()
             control.close(lingerMs: lingerMs)
         }
         do {
@@ -126,8 +151,8 @@ public final class Worker {
                     }
                     welcomed = true
                 case .refused(let reason, _): throw WorkerError.refused(rank: rank, reason: reason)
-                case .setup(let transport, let dir, let address, let ranks, let maxFrameBytes):
-                    try setup(transport, dir, address, ranks, maxFrameBytes: maxFrameBytes)
+                case .setup(let transport, let dir, let address, let ranks, let maxFrameBytes, let curveKeys):
+                    try setup(transport, dir, address, ranks, maxFrameBytes: maxFrameBytes, curveKeys: curveKeys)
                 case .connect(let endpoints): try connect(endpoints)
                 case .run(let spec):
                     do { try spec.topology.validate() } catch {
@@ -156,7 +181,9 @@ public final class Worker {
             // A refused worker never joined: the coordinator knows why already.
             if case WorkerError.refused = error { return 1 }
             if case WorkerError.coordinatorLost = error { lingerMs = 0; return 1 }
-            try? send(.failed(rank: rank, message: "\(error)"))
+            if case WorkerError.notAdmitted = error { return 1 }
+            // Never blocks: a link whose handshake failed has no pipe to queue into, and a blocking send would wait for ever.
+            if let frame = try? ControlFrame.encode(FromWorker.failed(rank: rank, message: "\(error)")) { _ = try? control.trySend(frame) }
             return 1
         }
     }
@@ -203,10 +230,15 @@ public final class Worker {
         if let watchedParent, getppid() != watchedParent {
             throw WorkerError.coordinatorLost(rank: rank, why: "parent process \(watchedParent) exited")
         }
-        let limit = heardFromCoordinator ? Worker.coordinatorTimeout : Worker.firstContactTimeout
+        try watchHandshakes()
+        let limit = heardFromCoordinator ? Worker.coordinatorTimeout : joinTimeout
         if monotonicSeconds() - lastHeard > limit {
             try drainControl()
             if monotonicSeconds() - lastHeard > limit {
+                if !heardFromCoordinator, let keys {
+                    throw WorkerError.notAdmitted(rank: rank, endpoint: joinEndpoint, why: "no CURVE handshake completed within the join timeout of \(Int(limit)) s "
+                                                  + "(is \(CurveKeys.publicFile(keys.directory, CurveKeys.coordinatorName)) the key of the coordinator listening there, and is it up?)")
+                }
                 throw WorkerError.coordinatorLost(rank: rank, why: heardFromCoordinator ? "no message from \(joinEndpoint) for \(Int(limit)) s"
                                                   : "no coordinator answered at \(joinEndpoint) within \(Int(limit)) s")
             }
@@ -215,7 +247,7 @@ public final class Worker {
 
     // MARK: links
 
-    func setup(_ transport: TransportKind, _ dir: String, _ address: RankAddress?, _ ranks: Int, maxFrameBytes: Int) throws {
+    func setup(_ transport: TransportKind, _ dir: String, _ address: RankAddress?, _ ranks: Int, maxFrameBytes: Int, curveKeys: [String]? = nil) throws {
         guard maxFrameBytes >= Frame.fixedHeaderBytes else {
             throw WorkerError.protocolViolation(rank: rank, "setup: max_frame_bytes \(maxFrameBytes) is smaller than a header")
         }
@@ -229,8 +261,9 @@ public final class Worker {
         setupRanks = ranks
         let s = try Socket(context, .pull)
         try s.setUnboundedQueues()
+        try secureInbox(s, ranks: ranks, curveKeys: curveKeys)
         // libzmq disconnects a peer that sends a larger frame before queueing any of it.
-        try s.setMaxMessageSize(maxFrameBytes)
+        try s.setMaxMessageSize(maxFrameBytes + (keys == nil ? 0 : CurveKeyPair.messageOverheadBytes))
         let endpoint: String
         switch transport {
         case .ipc: endpoint = "ipc://\(dir)/rank-\(rank).data"
@@ -258,6 +291,7 @@ public final class Worker {
         for n in neighbours {
             let s = try Socket(context, .push)
             try s.setUnboundedQueues()
+            if let keys { try s.makeCurveClient(keys.pair, serverKey: rankPublicKeys[n]) }
             try s.connect(endpoints[n])
             peers[n] = s
             let probe = FrameHeader(kind: .probe, step: 0, microbatch: 0, hop: 0, source: UInt16(rank), destination: UInt16(n), tensors: [])
@@ -293,6 +327,7 @@ public final class Worker {
         }
         let header = message.header
         let source = Int(header.source)
+        try checkSender(frames, claimedSource: source)
         guard Int(header.destination) == rank else {
             throw WorkerError.protocolViolation(rank: rank, "rejected a data message from rank \(source) addressed to rank \(header.destination)")
         }
@@ -479,10 +514,14 @@ public final class Worker {
     /// Entry point of `attnres worker`.
     /// `parent`: exit as soon as this process (the local coordinator that started the worker) is gone.
     /// `worldSize`: the launcher's task count, when a launcher gave the rank (see `LaunchEnvironment`).
+    /// `keysDirectory`: CURVE on, with this rank's pair and the coordinator's public key from it (CurveKeys).
     public static func main(join: String, rank: Int, faults: [Fault], parent: pid_t? = nil,
-                            worldSize: LaunchEnvironment.WorldSize? = nil) -> Int32 {
+                            worldSize: LaunchEnvironment.WorldSize? = nil, keysDirectory: String? = nil,
+                            joinTimeout: Double = Worker.firstContactTimeout) -> Int32 {
         do {
-            return try Worker(join: join, rank: rank, faults: faults, parent: parent, worldSize: worldSize).run()
+            let keys = try keysDirectory.map { try CurveKeys.worker(directory: $0, rank: rank) }
+            return try Worker(join: join, rank: rank, faults: faults, parent: parent, worldSize: worldSize, keys: keys,
+                              joinTimeout: joinTimeout).run()
         } catch {
             printError("[rank \(rank)] \(error)")
             return 1

@@ -19,9 +19,11 @@ public final class WorkerProcesses {
         return n > 0 ? String(cString: buf) : CommandLine.arguments[0]
     }
 
-    /// Starts `attnres worker --join ENDPOINT --rank R --parent-pid PID [--fault F]…`.
-    public func spawn(rank: Int, join: String, faults: [Fault], executable exe: String = WorkerProcesses.selfExecutable) throws {
+    /// Starts `attnres worker --join ENDPOINT --rank R --parent-pid PID [--keys DIR] [--fault F]…`.
+    public func spawn(rank: Int, join: String, faults: [Fault], executable exe: String = WorkerProcesses.selfExecutable,
+                      keys: String? = nil) throws {
         var args = [exe, "worker", "--join", join, "--rank", String(rank), "--parent-pid", String(getpid())]
+        if let keys { args += ["--keys", keys] }
         for f in faults where f.rank == rank { args += ["--fault", f.description] }
         var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }

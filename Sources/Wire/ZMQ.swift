@@ -3,7 +3,8 @@ import CZeroMQ
 import Glibc
 #endif
 
-/// Every `zmq_*` call of the project goes through this file (STYLE: one layer over the syscalls).
+/// Every `zmq_*` call of the project goes through this file and its CURVE half, ZMQCurve.swift (STYLE: one layer
+/// over the syscalls).
 
 /// A libzmq failure with the call that failed and libzmq's own message.
 public struct ZMQError: Error, CustomStringConvertible, Equatable {
@@ -40,8 +41,13 @@ public final class ZContext: @unchecked Sendable {
 /// The socket types the project uses.
 public enum SocketType {
     case push, pull, router, dealer
+    /// A ZAP handler answers libzmq's authentication requests on a REP socket (ZeroMQ RFC 27); a socket monitor
+    /// delivers its events on a PAIR socket (ZMQCurve.swift).
+    case rep, pair
     var raw: Int32 {
         switch self {
+        case .rep: return ZMQ_REP
+        case .pair: return ZMQ_PAIR
         case .push: return ZMQ_PUSH
         case .pull: return ZMQ_PULL
         case .router: return ZMQ_ROUTER

@@ -13,5 +13,5 @@ struct AttnRes: ParsableCommand {
         """,
         subcommands: [Run.self, Compare.self, Predict.self, Simulate.self, SweepCommand.self, SmokeCommand.self, ScheduleCommand.self, Train.self,
                       Merge.self, Bench.self, StatsPlot.self,
-                      WorkerCommand.self, CoordinatorCommand.self])
+                      WorkerCommand.self, CoordinatorCommand.self, KeysCommand.self])
 }

@@ -24,6 +24,7 @@ struct BenchWire: ParsableCommand {
     @Option(help: "Trials per size and side.") var trials = 15
     @Option(help: "Bytes moved per trial.") var bytesPerTrial = 1 << 30
     @Option(help: "ipc and/or tcp.") var transport: [TransportKind] = [.ipc, .tcp]
+    @Flag(help: "Also run the data path over CURVE (encrypted, ZAP-authenticated) links: its throughput as a ratio to plain.") var curve = false
 
     func validate() throws {
         try WireBenchmark.check(transports: transport, sizes: sizes, trials: trials, bytesPerTrial: bytesPerTrial)
@@ -31,17 +32,23 @@ struct BenchWire: ParsableCommand {
 
     func run() throws {
         let progress = Progress()
-        let rows = try WireBenchmark.run(transports: transport, sizes: sizes, trials: trials, bytesPerTrial: bytesPerTrial) { progress.update($0) }
+        let rows = try WireBenchmark.run(transports: transport, sizes: sizes, trials: trials, bytesPerTrial: bytesPerTrial, curve: curve) { progress.update($0) }
         progress.finish()
         print("attnres bench wire — libzmq \(ZContext.version), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(trials) trials of \(Report.human(bytesPerTrial)) per cell, median")
         print("command: \(CommandLine.arguments.joined(separator: " "))")
         print("")
-        print("transport  tensor     raw libzmq GB/s (min-max)  attnres data path GB/s (min-max)  ratio (median of paired trials)")
+        print("transport  tensor     raw libzmq GB/s (min-max)  attnres data path GB/s (min-max)  ratio (median of paired trials)"
+              + (curve ? "  CURVE data path GB/s (min-max)  CURVE ÷ plain" : ""))
         for r in rows {
+            var extra = ""
+            if let c = r.curveGBps, let spread = r.curveSpread, let ratio = r.curveRatio {
+                extra = "  " + String(format: "%5.2f (%.2f-%.2f)", c, spread.lowerBound, spread.upperBound).padding(toLength: 30, withPad: " ", startingAt: 0)
+                    + "  " + String(format: "%5.3f", ratio)
+            }
             let size = Report.human(r.bytes).padding(toLength: 10, withPad: " ", startingAt: 0)
             let raw = String(format: "%5.2f (%.2f-%.2f)", r.rawGBps, r.rawSpread.lowerBound, r.rawSpread.upperBound)
             let ours = String(format: "%5.2f (%.2f-%.2f)", r.oursGBps, r.oursSpread.lowerBound, r.oursSpread.upperBound)
-            print("\(r.transport.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0))  \(size) \(raw.padding(toLength: 25, withPad: " ", startingAt: 0))  \(ours.padding(toLength: 32, withPad: " ", startingAt: 0))  \(String(format: "%5.3f", r.ratio))")
+            print("\(r.transport.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0))  \(size) \(raw.padding(toLength: 25, withPad: " ", startingAt: 0))  \(ours.padding(toLength: 32, withPad: " ", startingAt: 0))  \(String(format: "%5.3f", r.ratio))" + (extra.isEmpty ? "" : "                         " + extra))
         }
         let big = rows.filter { $0.bytes >= 1 << 20 }
         if let worst = big.map(\.ratio).min() {

@@ -144,6 +144,7 @@ struct Run: ParsableCommand {
         print(Report.linkTable(result))
         print("")
         print(Report.waitTable(result))
+        if let line = coordinator.securityLine { print(line) }
         if let records = result.trace {
             if let trace { try RunOptionChecks.writing(trace, flag: "--trace") { try ChromeTrace.write(records, ranks: t.ranks, to: trace, topology: t) } }
             if let traceSvg {
@@ -158,7 +159,8 @@ struct Run: ParsableCommand {
             print("\nlosses: " + result.losses.enumerated().map { String(format: "%d:%.6f", result.firstStep + $0.offset + 1, $0.element) }.joined(separator: " "))
         }
         if let path = cluster.json {
-            let report = ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: [result])
+            var report = ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: [result])
+            report.security = coordinator.securityReport
             try RunOptionChecks.writing(path, flag: "--json") { try report.write(to: path) }
         }
         guard result.matchesPrediction else { throw ExitCode(3) }
@@ -206,11 +208,13 @@ func reportComparison(_ t: Topology, coordinator: Coordinator, results: [Variant
     print(Report.describe(t))
     print("")
     print(results.count == 1 ? Report.linkTable(results[0]) : Report.compareTable(results))
+    if let line = coordinator.securityLine { print(line) }
     for r in results where !r.matchesPrediction && results.count > 1 {
         print("\nMISMATCH in \(r.topology.residual.rawValue)/\(r.topology.cache.rawValue):\n  " + r.mismatches.joined(separator: "\n  "))
     }
     if let json {
-        let report = ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: results)
+        var report = ReportJSON(workers: coordinator.workers.values.sorted { $0.rank < $1.rank }, results: results)
+        report.security = coordinator.securityReport
         try RunOptionChecks.writing(json, flag: "--json") { try report.write(to: json) }
     }
     guard results.allSatisfy(\.matchesPrediction) else { throw ExitCode(3) }
@@ -236,13 +240,18 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .customLong("fault"), help: "Fault to inject (see `attnres run --help`).") var faults: [String] = []
     @Option(help: "Exit as soon as this process (the local coordinator that started the worker) is gone; set by the coordinator.")
     var parentPid: Int32?
+    @Option(help: "CURVE key directory (`attnres keys generate`): this rank's rank-R.pub/.secret and coordinator.pub are read from it.")
+    var keys: String?
+    @Option(parsing: .unconditional, help: "Seconds to wait to be admitted by the coordinator before exiting (more than 0, at most a day).")
+    var joinTimeout: Double = 60
 
     func run() throws {
         let launch = try LaunchEnvironment.resolve(rank: rank, join: join, launcher: launcher == "auto" ? nil : launcher,
                                                    environment: ProcessInfo.processInfo.environment)
         BLASKernel.reexecWithPreferredKernelIfNeeded()
+        try RunOptionChecks.timeout(joinTimeout, flag: "--join-timeout")
         let code = Worker.main(join: launch.endpoint, rank: launch.rank, faults: try parseFaults(faults), parent: parentPid,
-                               worldSize: launch.worldSize)
+                               worldSize: launch.worldSize, keysDirectory: keys, joinTimeout: joinTimeout)
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -257,6 +266,8 @@ struct CoordinatorCommand: ParsableCommand {
           attnres worker --join tcp://10.0.0.1:5555 --rank 0   # … one per rank
           ATTNRES_COORDINATOR=tcp://10.0.0.1:5555 srun -n 4 attnres worker      # or mpirun -n 4 -x ATTNRES_COORDINATOR=…
         Use transport tcp with per-rank host addresses (docs/multi-host.md). Workers exit on their own when the coordinator goes silent.
+        With `security: {curve: DIR}` in the topology, give each worker its keys: attnres worker … --keys DIR
+        (docs/multi-host.md, "Authentication (CURVE)").
         """)
 
     @OptionGroup var topology: TopologyOptions

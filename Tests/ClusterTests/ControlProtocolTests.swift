@@ -19,6 +19,9 @@ final class ControlProtocolTests: XCTestCase {
         tcp.addresses = (0..<4).map { RankAddress(host: "10.0.0.\($0 + 2)", port: 6000) }
         tcp.residual = .full
         tcp.coordinator = "tcp://10.0.0.1:5555"
+        var curve = tcp
+        curve.curveDirectory = "/etc/attnres/keys"
+        let keys = (0..<4).map { _ in try! CurveKeyPair.generate().publicKey }
         return [
             .welcome(rank: 1, version: 2),
             .refused(reason: "rank 1 has already joined", versions: [2]),
@@ -28,6 +31,8 @@ final class ControlProtocolTests: XCTestCase {
             .run(RunSpec(topology: t, variant: 0)),
             .run(RunSpec(topology: tcp, variant: 6, firstStep: 20, resumeDirectory: "in", saveDirectory: "out", trace: true)),
             .run(RunSpec(topology: tcp, variant: 7, firstStep: 4, resumeDirectory: "in", saveDirectory: "out", checkpointEvery: 1)),
+            .setup(transport: .tcp, ipcDirectory: "/tmp/attnres-x", address: nil, ranks: 4, maxFrameBytes: 16384, curvePublicKeys: keys),
+            .run(RunSpec(topology: curve, variant: 0)),
             .heartbeat,
             .shutdown,
         ]

@@ -224,6 +224,9 @@ final class HostilePeerTests: XCTestCase {
             ("connect count", [.setup(transport: .tcp, ipcDirectory: "/tmp", address: nil, ranks: 2, maxFrameBytes: 1 << 20),
                                .connect(endpoints: Array(repeating: "tcp://127.0.0.1:1", count: 70_000))],
              "connect lists 70000 endpoints for rank 0; setup announced 2 ranks"),
+            ("setup curve keys", [.setup(transport: .tcp, ipcDirectory: "/tmp", address: nil, ranks: 2, maxFrameBytes: 1 << 20,
+                                         curvePublicKeys: [try CurveKeyPair.generate().publicKey, try CurveKeyPair.generate().publicKey])],
+             "setup: curve_public_keys given, but this worker was started without --keys"),
         ]
         for (name, messages, expected) in cases {
             let router = try Socket(ZContext(), .router)

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """A shape-mode attnres worker written from docs/protocol.md alone (protocol version 2).
 
-    python3 shape_worker.py --join ENDPOINT --rank R
+    python3 shape_worker.py --join ENDPOINT --rank R [--keys DIR]
 
 It joins an `attnres coordinator` (or any coordinator speaking protocol 2) beside attnres workers of other ranks
 and runs its rank of every variant in shape mode: tensors of the real sizes, tagged, checked on arrival, counted
-in its report. Needs pyzmq. Compute mode is refused with a `failed` message.
+in its report. Needs pyzmq. Compute mode is refused with a `failed` message. With `--keys DIR` (a directory of
+`attnres keys generate`) every link is CURVE, as docs/protocol.md "Authentication (CURVE)" says.
 """
-import argparse, json, os, socket, struct, sys, time
+import argparse, json, os, socket, struct, sys, threading, time
 import zmq
+import zmq.utils.z85
 
 VERSION = 2
 MAGIC = b"ARES"
@@ -200,15 +202,61 @@ def read_tag(buf):
     return first if first == last else None
 
 
+# --- CURVE ------------------------------------------------------------------------------------------------------
+
+def read_key(path, secret):
+    if secret and os.stat(path).st_mode & 0o077:
+        raise SystemExit(f"{path}: a secret key readable by others: chmod 600 {path}")
+    key = open(path).read().strip()
+    if len(key) != 40:
+        raise SystemExit(f"{path}: must be one line of 40 Z85 characters")
+    return key.encode()
+
+
+class ZAP:
+    """The context's ZAP handler (RFC 27): admits only `admitted` (Z85 public key -> user id), on its own thread."""
+    def __init__(self, ctx, admitted, rank):
+        self.table = {zmq.utils.z85.decode(k): u for k, u in admitted.items()}
+        self.rank = rank
+        self.sock = ctx.socket(zmq.REP)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind("inproc://zeromq.zap.01")
+        self.stopped = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stopped:
+            if not self.sock.poll(50):
+                continue
+            f = self.sock.recv_multipart()
+            version, request_id, address, mechanism = f[0], f[1], f[3].decode(), f[5]
+            user = self.table.get(f[6]) if mechanism == b"CURVE" and len(f) > 6 else None
+            if user is None:
+                key = zmq.utils.z85.encode(f[6]).decode() if len(f) > 6 and len(f[6]) == 32 else mechanism.decode()
+                print(f"[rank {self.rank}] refused a data connection from {address}: CURVE key {key} is not a sender of this rank", file=sys.stderr)
+            self.sock.send_multipart([b"1.0", request_id, b"200" if user else b"400", b"OK" if user else b"unknown CURVE key",
+                                      (user or "").encode(), b""])
+
+    def stop(self):
+        self.stopped = True
+        self.thread.join()
+        self.sock.close()
+
+
 # --- the worker ---------------------------------------------------------------------------------------------------
 
 class Worker:
-    def __init__(self, endpoint, rank):
+    def __init__(self, endpoint, rank, keys=None):
         self.rank = rank
         self.ctx = zmq.Context()
         self.control = self.ctx.socket(zmq.DEALER)
         self.control.setsockopt(zmq.ROUTING_ID, f"rank-{rank}".encode())
         self.control.setsockopt(zmq.LINGER, 1000)
+        self.keys, self.zap, self.public_keys = None, None, None
+        if keys:
+            self.keys = (read_key(f"{keys}/rank-{rank}.pub", False), read_key(f"{keys}/rank-{rank}.secret", True))
+            self.curve_client(self.control, read_key(f"{keys}/coordinator.pub", False))
         self.control.connect(endpoint)
         self.inbox = None
         self.peers = {}
@@ -217,6 +265,10 @@ class Worker:
         self.last_heard = time.monotonic()
         self.last_beat = 0.0
         self.heard = False
+
+    def curve_client(self, s, server_key):
+        s.curve_serverkey = server_key
+        s.curve_publickey, s.curve_secretkey = self.keys
 
     def send(self, msg):
         self.control.send(control(msg))
@@ -246,8 +298,12 @@ class Worker:
                     self.pending.append(msg)
         if self.inbox is not None and self.inbox in ready:
             while self.inbox.poll(0):
-                frames = self.inbox.recv_multipart()
+                frames = self.inbox.recv_multipart(copy=False)
+                user = frames[0].get("User-Id") if self.keys else None
+                frames = [f.bytes for f in frames]
                 h = parse_header(frames[0])
+                if self.keys and user != f"rank-{h['src']}":
+                    raise Failure(f"data message claiming rank {h['src']} over a link authenticated as {user}")
                 if h["dst"] != self.rank or len(frames) - 1 != len(h["tensors"]):
                     raise Failure(f"data message from rank {h['src']} for rank {h['dst']} with {len(frames) - 1} tensor frames")
                 key = (h["variant"], h["step"], h["kind"], h["hop"], h["microbatch"]) if h["kind"] != PROBE else ("probe", h["src"])
@@ -287,7 +343,17 @@ class Worker:
         s = self.ctx.socket(zmq.PULL)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.RCVHWM, 0)
-        s.setsockopt(zmq.MAXMSGSIZE, msg["max_frame_bytes"])
+        s.setsockopt(zmq.MAXMSGSIZE, msg["max_frame_bytes"] + (64 if self.keys else 0))
+        if self.keys:
+            keys, P = msg.get("curve_public_keys"), msg["ranks"]
+            if not keys or len(keys) != P or keys[self.rank].encode() != self.keys[0]:
+                raise Failure("setup: curve_public_keys missing, of the wrong length, or not listing this rank's key")
+            self.public_keys = [k.encode() for k in keys]
+            senders = {(self.rank + 1) % P, (self.rank - 1) % P} - {self.rank}
+            self.zap = ZAP(self.ctx, {keys[n]: f"rank-{n}" for n in senders}, self.rank)
+            s.curve_server = True
+            s.curve_secretkey = self.keys[1]
+            s.zap_domain = b"attnres-data"
         if msg["transport"] == "ipc":
             s.bind(f"ipc://{msg['ipc_directory']}/rank-{self.rank}.data")
         else:
@@ -303,6 +369,8 @@ class Worker:
             s = self.ctx.socket(zmq.PUSH)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.SNDHWM, 0)
+            if self.keys:
+                self.curve_client(s, self.public_keys[n])
             s.connect(endpoints[n])
             self.peers[n] = s
             s.send(header(PROBE, 0, 0, 0, 0, self.rank, n, []))
@@ -396,8 +464,9 @@ def main():
     a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     a.add_argument("--join", required=True)
     a.add_argument("--rank", type=int, required=True)
+    a.add_argument("--keys", help="CURVE key directory: rank-R.pub, rank-R.secret and coordinator.pub are read")
     args = a.parse_args()
-    w = Worker(args.join, args.rank)
+    w = Worker(args.join, args.rank, args.keys)
     try:
         w.run()
     except Failure as e:
@@ -405,6 +474,8 @@ def main():
         w.send({"type": "failed", "rank": args.rank, "message": f"worker rank {args.rank}: {e}"})
         sys.exit(1)
     finally:
+        if w.zap:
+            w.zap.stop()
         w.control.close(linger=1000)
         w.ctx.destroy(linger=0)
 
