@@ -21,12 +21,20 @@ final class MultiHostTests: XCTestCase {
         let hosts: TestHosts
         let yaml: String
         let json: String
+        /// CURVE on: the key directory (`attnres keys generate`), given to every worker with `--keys`.
+        let keys: String?
+        var workerArgs: [String] { keys.map { ["--keys", $0] } ?? [] }
         var endpoint: String { "tcp://\(hosts.hosts[0].address):\(MultiHostTests.controlPort)" }
     }
 
-    func makeCluster(steps: Int, mbit: Int? = nil) throws -> Cluster {
+    func makeCluster(steps: Int, mbit: Int? = nil, curve: Bool = false) throws -> Cluster {
         let hosts = try TestHosts(1 + MultiHostTests.ranks, mbit: mbit, for: self)
         let dir = URL(fileURLWithPath: hosts.directory)
+        let keys = curve ? dir.appendingPathComponent("keys").path : nil
+        if let keys {
+            let r = try CLIProcess.run(["keys", "generate", keys, "--ranks", "\(MultiHostTests.ranks)"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+        }
         let ranks = (1...MultiHostTests.ranks).map { "{host: \(hosts.hosts[$0].address), port: \(MultiHostTests.dataPort)}" }
         let yaml = dir.appendingPathComponent("hosts.yaml").path
         try """
@@ -39,9 +47,10 @@ final class MultiHostTests: XCTestCase {
         pipeline: {ranks: 4, virtual: 2, schedule: interleaved-1f1b, microbatches: 8, microbatch_size: 2}
         transport: {kind: tcp, ranks: [\(ranks.joined(separator: ", "))]}
         coordinator: tcp://\(hosts.hosts[0].address):\(MultiHostTests.controlPort)
+        \(curve ? "security: {curve: keys}" : "")
 
         """.write(toFile: yaml, atomically: true, encoding: .utf8)
-        return Cluster(hosts: hosts, yaml: yaml, json: dir.appendingPathComponent("report.json").path)
+        return Cluster(hosts: hosts, yaml: yaml, json: dir.appendingPathComponent("report.json").path, keys: keys)
     }
 
     /// How the workers are started: one `attnres worker --join … --rank R` per host by hand, or one `mpirun` on
@@ -56,7 +65,7 @@ final class MultiHostTests: XCTestCase {
         switch launcher {
         case .byHand:
             let workers = try (0..<MultiHostTests.ranks).map { r in
-                try c.hosts.start(r + 1, ["worker", "--join", c.endpoint, "--rank", "\(r)"] + workerArgs)
+                try c.hosts.start(r + 1, ["worker", "--join", c.endpoint, "--rank", "\(r)"] + c.workerArgs + workerArgs)
             }
             return (coordinator, workers)
         case .mpirun:
@@ -80,7 +89,7 @@ final class MultiHostTests: XCTestCase {
                                                mpirunOptions: ["--host", workerHosts.joined(separator: ","),
                                                                "--mca", "plm_rsh_agent", agent,
                                                                "--mca", "oob_tcp_if_include", subnet],
-                                               workerArguments: workerArgs)
+                                               workerArguments: c.workerArgs + workerArgs)
             let mpirun = try c.hosts.start(0, Array(command.dropFirst()), executable: command[0])
             return (coordinator, [mpirun])
         }
@@ -95,7 +104,7 @@ final class MultiHostTests: XCTestCase {
     /// predicted on every link, the workers are the processes started on the hosts, and nothing is left.
     @discardableResult
     func runToCompletion(_ c: Cluster, coordinatorArgs: [String] = [], workerArgs: [String] = [], launcher: Launcher = .byHand,
-                         file: StaticString = #filePath, line: UInt = #line) throws -> ReportJSON {
+                         othersRunning: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> ReportJSON {
         let (coordinator, workers) = try start(c, coordinatorArgs: coordinatorArgs, workerArgs: workerArgs, launcher: launcher)
         XCTAssertEqual(coordinator.wait(seconds: 300), 0, coordinator.stderr, file: file, line: line)
         for (r, w) in workers.enumerated() { XCTAssertEqual(w.wait(seconds: 60), 0, "worker \(r): \(w.stderr)", file: file, line: line) }
@@ -120,7 +129,7 @@ final class MultiHostTests: XCTestCase {
             XCTAssertTrue(coordinator.stderr.contains("tcp://\(c.hosts.hosts[r + 1].address):\(MultiHostTests.dataPort)"), coordinator.stderr,
                           file: file, line: line)
         }
-        c.hosts.assertNoProcessesLeft(file: file, line: line)
+        if !othersRunning { c.hosts.assertNoProcessesLeft(file: file, line: line) }
         return report
     }
 
@@ -133,9 +142,47 @@ final class MultiHostTests: XCTestCase {
     /// (`plm_rsh_agent`) — so an `orted` runs on each host, talks back to mpirun over the hosts' links, and starts
     /// `attnres worker` there with no `--rank` or `--join`: the rank from OMPI_COMM_WORLD_RANK, the endpoint from
     /// ATTNRES_COORDINATOR. Each rank must land on the host `transport.ranks` gives it (checked: its inbox address).
-    func testFourHostClusterStartedByMpirunMatchesPrediction() throws {
+    /// With CURVE on (`security: {curve: DIR}`), every control and data link authenticated and encrypted.
+    func testFourHostClusterStartedByMpirunWithCurveMatchesPrediction() throws {
         guard Launch.which("mpirun") != nil else { throw XCTSkip("mpirun is not installed (make deps installs openmpi-bin)") }
-        try runToCompletion(try makeCluster(steps: 2), launcher: .mpirun)
+        let report = try runToCompletion(try makeCluster(steps: 2, curve: true), launcher: .mpirun)
+        XCTAssertEqual(report.security?.refusedConnections, 0)
+    }
+
+    /// The same CURVE cluster with each worker started by hand: `attnres worker --join … --rank R --keys DIR`.
+    func testFourHostClusterStartedByHandWithCurveMatchesPrediction() throws {
+        let report = try runToCompletion(try makeCluster(steps: 2, curve: true))
+        XCTAssertEqual(report.security?.refusedConnections, 0)
+    }
+
+    /// A passive listener on a host's link (tcpdump inside rank 1's host, on its only interface) reads the tensors
+    /// of a plain run — the first block representation rank 0 ships to rank 1, its tag 1.0f and then zeros — and
+    /// none of a CURVE run, though it captured as much traffic.
+    func testACaptureOnAHostLinkReadsTensorsOnlyWithoutCurve() throws {
+        guard let tcpdump = ["/usr/bin/tcpdump", "/usr/sbin/tcpdump"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw XCTSkip("tcpdump is not installed (make deps installs it)")
+        }
+        let tag = ShapeTensors.tag(.block(0), direction: .forward, step: 0, microbatch: 0, hop: 0)
+        let pattern = withUnsafeBytes(of: tag.bitPattern.littleEndian) { Array($0) } + [UInt8](repeating: 0, count: 1020)
+        var captured: [Bool: (bytes: Int, found: Bool)] = [:]
+        for curve in [false, true] {
+            let c = try makeCluster(steps: 1, curve: curve)
+            let pcap = URL(fileURLWithPath: c.hosts.directory).appendingPathComponent("rank1.pcap").path
+            let dump = try c.hosts.start(2, ["-i", c.hosts.hosts[2].interface, "-U", "-s", "0", "-w", pcap, "tcp"], executable: tcpdump)
+            _ = try dump.waitForLog("listening on", seconds: 60)
+            try runToCompletion(c, othersRunning: true)
+            kill(dump.pid, SIGINT)
+            XCTAssertNotNil(dump.wait(seconds: 30), "tcpdump did not stop")
+            c.hosts.assertNoProcessesLeft()
+            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: pcap)))
+            captured[curve] = (bytes.count, CurveTests.contains(bytes, pattern))
+            c.hosts.down()
+        }
+        print("MultiHostTests: capture on rank 1's host link: plain \(captured[false]?.bytes ?? 0) B (tensor bytes found: \(captured[false]?.found ?? false)), "
+              + "CURVE \(captured[true]?.bytes ?? 0) B (found: \(captured[true]?.found ?? false))")
+        XCTAssertEqual(captured[false]?.found, true, "the negative control: without CURVE the tensor bytes are in the capture")
+        XCTAssertEqual(captured[true]?.found, false, "with CURVE the tensor bytes must not be in the capture")
+        XCTAssertGreaterThan(captured[true]?.bytes ?? 0, (captured[false]?.bytes ?? 0) / 2, "the CURVE capture saw the traffic (encrypted)")
     }
 
     /// The same cluster with every host link limited to 50 Mbit/s by tbf: the data went through each worker host's
