@@ -46,9 +46,21 @@ extension RecoveryLaunch {
                        start: startByHand, workerPid: { run, rank in run.workers[rank]?.process.processIdentifier })
     }
 
-    private static func startByHand(_ args: [String]) throws -> LaunchedCLI {
+    /// The same on test hosts (network namespaces, `TestHosts`): the coordinator on host 0 and rank R's worker on
+    /// host R+1, over tcp between their addresses (`topology` places them); the checkpoint directory is shared, as
+    /// a cluster's shared file system is.
+    static func onTestHosts(_ hosts: TestHosts, topology: String) -> RecoveryLaunch {
+        RecoveryLaunch(name: "test hosts, tcp", runArguments: [], failureArguments: ["--silence-timeout", "5"], namesSignal: false,
+                       start: { try startByHand($0, topology: topology, hosts: hosts) },
+                       workerPid: { run, rank in run.workers[rank]?.process.processIdentifier })
+    }
+
+    private static func startByHand(_ args: [String]) throws -> LaunchedCLI { try startByHand(args, topology: nil, hosts: nil) }
+
+    private static func startByHand(_ args: [String], topology: String?, hosts: TestHosts?) throws -> LaunchedCLI {
         guard args.first == "run" else { return try LaunchedCLI(args: args) }
-        let coordinator = try LaunchedCLI(args: ["coordinator"] + args.dropFirst())
+        let coordinator = try LaunchedCLI(args: ["coordinator"] + (topology.map { [$0] } ?? []) + args.dropFirst(),
+                                          namespace: hosts?.hosts[0].namespace)
         let pairs = Array(zip(args, args.dropFirst()))
         let faults: [String] = pairs.filter { $0.0 == "--fault" }.flatMap { ["--fault", $0.1] }
         let ranks: Int = pairs.last { $0.0 == "--ranks" }.flatMap { Int($0.1) } ?? 4
@@ -62,7 +74,8 @@ extension RecoveryLaunch {
         }
         guard let endpoint else { return coordinator }  // exited or silent: finish() reports it
         for r in 0..<ranks {
-            coordinator.workers[r] = try LaunchedCLI(args: ["worker", "--join", endpoint, "--rank", String(r)] + faults)
+            coordinator.workers[r] = try LaunchedCLI(args: ["worker", "--join", endpoint, "--rank", String(r)] + faults,
+                                                     namespace: hosts?.hosts[r + 1].namespace)
         }
         return coordinator
     }
@@ -78,7 +91,9 @@ final class LaunchedCLI {
 
     var stderrSoFar: String { (try? String(contentsOf: directory.appendingPathComponent("err"), encoding: .utf8)) ?? "" }
 
-    init(args: [String]) throws {
+    /// `attnres ARGS`, or inside test host namespace `namespace` (`ip netns exec NS attnres ARGS`, which execs: the
+    /// process is attnres itself).
+    init(args: [String], namespace: String? = nil) throws {
         _ = CLIProcess.becomeSubreaper
         self.args = args
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("attnres-launch-\(UUID().uuidString)")
@@ -86,8 +101,13 @@ final class LaunchedCLI {
         let out = directory.appendingPathComponent("out"), err = directory.appendingPathComponent("err")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: CLIProcess.binary)
-        process.arguments = args
+        if let namespace {
+            process.executableURL = URL(fileURLWithPath: TestHosts.ipTool)
+            process.arguments = ["netns", "exec", namespace, CLIProcess.binary] + args
+        } else {
+            process.executableURL = URL(fileURLWithPath: CLIProcess.binary)
+            process.arguments = args
+        }
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
         try process.run()
@@ -262,6 +282,20 @@ final class RecoveryTests: XCTestCase {
 
     /// The same with workers the coordinator did not start (`attnres coordinator --save …`), as on other hosts.
     func testResumeAfterSIGKILLIsBitEqualWithHandStartedWorkers() throws { try resumeAfterSIGKILL(.handStarted()) }
+
+    /// The same on test hosts: coordinator and each worker in its own network namespace, over tcp.
+    func testResumeAfterSIGKILLIsBitEqualOnTestHosts() throws {
+        let hosts = try TestHosts(3, for: self)
+        let topology = URL(fileURLWithPath: hosts.directory).appendingPathComponent("recovery-hosts.yaml").path
+        try """
+        name: recovery-hosts
+        transport: {kind: tcp, ranks: [{host: \(hosts.hosts[1].address), port: 6000}, {host: \(hosts.hosts[2].address), port: 6000}]}
+        coordinator: tcp://\(hosts.hosts[0].address):5555
+
+        """.write(toFile: topology, atomically: true, encoding: .utf8)
+        try resumeAfterSIGKILL(.onTestHosts(hosts, topology: topology))
+        hosts.assertNoProcessesLeft()
+    }
 
     func testKillDuringACheckpointWriteResumesFromThePreviousOne() throws {
         try resumeAfterKillDuringCheckpointWrite(.local(transport: "ipc"))
