@@ -50,8 +50,7 @@ public struct SimulatedVariant: Sendable {
     public init(_ t: Topology, costs: StepTimeCosts, keepSpans: Bool) throws {
         topology = t
         twoPhase = nil
-        let schedule = try t.makeSchedule()
-        simulation = try StepTimeSimulation(schedule, costs: costs.stepCosts(t), keepSpans: keepSpans)
+        simulation = try StepTimeSimulation(try t.makeScheduleProgram(), costs: costs.stepCosts(t), keepSpans: keepSpans)
     }
 
     /// Simulates every variant of `compare` (standard first) and sets each beside standard.
@@ -158,7 +157,7 @@ public enum StepTimeReport {
     /// The simulated step as the records a traced run produces, so `ChromeTrace` writes it in the same format.
     public static func traceRecords(_ s: StepTimeSimulation) -> [Int: [TraceRecord]] {
         var out: [Int: [TraceRecord]] = [:]
-        for r in 0..<s.schedule.layout.ranks { out[r] = [] }
+        for r in 0..<s.layout.ranks { out[r] = [] }
         for sp in s.spans ?? [] {
             let kind: TraceRecord.Kind
             if case .forward = sp.action { kind = .forward } else { kind = .backward }

@@ -59,6 +59,11 @@ public struct Topology: Codable, Sendable, Equatable {
     public func makeSchedule() throws -> Schedule {
         try Schedule(kind: schedule, layout: layout, microbatches: microbatches, microbatchGroup: microbatchGroup)
     }
+
+    /// The same schedule, generated per rank as it is read rather than stored (for replays at scale).
+    public func makeScheduleProgram() throws -> ScheduleProgram {
+        try ScheduleProgram(kind: schedule, layout: layout, microbatches: microbatches, microbatchGroup: microbatchGroup)
+    }
 }
 
 /// A topology problem, naming the file, the key (with its line when known) and what is wrong.
