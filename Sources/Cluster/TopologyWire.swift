@@ -12,10 +12,11 @@ import Wire
 ///      "pipeline": {"ranks", "virtual", "schedule", "microbatches", "microbatch_size", "microbatch_group"},
 ///                                                 // microbatch_group optional (interleaved-1f1b only)
 ///      "transport": {"kind", "ranks": [{"host", "port"}]},
-///      "coordinator", "source"}                   // optional
+///      "coordinator", "source",                   // optional
+///      "hardware": {…}}                           // optional: the resolved profile (HardwareWire.swift)
 extension Topology {
     enum WireKey: String, CodingKey {
-        case name, mode, seed, steps, lr, model, residual, cache, pipeline, transport, coordinator, source
+        case name, mode, seed, steps, lr, model, residual, cache, pipeline, transport, coordinator, source, hardware
     }
     enum ModelKey: String, CodingKey { case layers, hidden, heads, seq, vocab }
     enum ResidualKey: String, CodingKey { case kind, blocks }
@@ -58,6 +59,7 @@ extension Topology {
         addresses = try t.decodeIfPresent([RankAddress].self, forKey: .ranks) ?? []
         coordinator = try c.decodeIfPresent(String.self, forKey: .coordinator)
         source = try c.decodeIfPresent(String.self, forKey: .source) ?? "<control message>"
+        hardware = try c.decodeIfPresent(HardwareProfile.self, forKey: .hardware)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -83,6 +85,7 @@ extension Topology {
         try t.encode(addresses, forKey: .ranks)
         try c.encodeIfPresent(coordinator, forKey: .coordinator)
         try c.encode(source, forKey: .source)
+        try c.encodeIfPresent(hardware, forKey: .hardware)
     }
 
     /// The largest frame any data message of this topology can have, for every residual variant on the same model

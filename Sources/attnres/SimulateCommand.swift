@@ -11,7 +11,8 @@ struct Simulate: ParsableCommand {
         durations from the exact model's work and a device, and each message at latency + bytes / bandwidth, one \
         transfer at a time per link direction. Prints, per variant (like `compare`), step time, overhead vs \
         standard, bubble per rank, the most exposed link and the critical path. Costs come from a hardware profile \
-        (--hardware) or from a real run's trace (--calibrate). docs/step-time.md has the formulas.
+        (--hardware, or the topology's hardware: key, which --hardware overrides) or from a real run's trace \
+        (--calibrate). docs/step-time.md has the formulas.
 
         Examples:
           attnres simulate topologies/paper-scale.yaml --hardware topologies/hardware/h100-sxm-ndr400.yaml
@@ -32,14 +33,27 @@ struct Simulate: ParsableCommand {
 
     func run() throws {
         try OutputPath.check([OutputPath("--json", json, .file), OutputPath("--trace", trace, .file)])
-        guard (hardware == nil) != (calibrate == nil) else {
-            throw UsageError(description: hardware == nil ? "give --hardware FILE or --calibrate TRACE.json (where the costs come from)"
-                                                          : "--hardware and --calibrate are exclusive: costs come from one of them")
+        guard hardware == nil || calibrate == nil else {
+            throw UsageError(description: "--hardware and --calibrate are exclusive: costs come from one of them")
+        }
+        let measuredTrace = try measured.map { try MeasuredTrace(file: $0) }
+        let t = try measuredTrace?.topology ?? topology.resolve(holdsTensors: false)
+        // Where the costs come from: --hardware, else --calibrate, else the topology's hardware: key.
+        let profile: (profile: HardwareProfile, file: String, key: String)?
+        if let hardware {
+            profile = (try HardwareProfile.load(path: hardware), hardware, "links")
+        } else if calibrate == nil, let h = t.hardware {
+            profile = (h, t.source, "hardware.links")
+        } else {
+            profile = nil
+        }
+        guard profile != nil || calibrate != nil else {
+            throw UsageError(description: "give --hardware FILE, a hardware: key in the topology (\(t.source)), or --calibrate TRACE.json (where the costs come from)")
         }
         var costs: StepTimeCosts
-        let profile = try hardware.map { try HardwareProfile.load(path: $0) }
         if let profile {
-            costs = StepTimeCosts(profile)
+            try profile.profile.checkLinks(t.layout, file: profile.file, key: profile.key)
+            costs = StepTimeCosts(profile.profile)
         } else {
             let c = try Calibration(try MeasuredTrace(file: calibrate!))
             costs = StepTimeCosts(c)
@@ -58,9 +72,6 @@ struct Simulate: ParsableCommand {
             costs.link.latency = l * 1e-6
             for k in costs.overrides.keys { costs.overrides[k]!.latency = l * 1e-6 }
         }
-        let measuredTrace = try measured.map { try MeasuredTrace(file: $0) }
-        let t = try measuredTrace?.topology ?? topology.resolve(holdsTensors: false)
-        if let profile, let hardware { try profile.checkLinks(t.layout, file: hardware) }
         let keepSpans = t.layout.ranks * t.layout.virtualStages * t.microbatches <= 1 << 16
         let runs: [SimulatedVariant]
         if inference {
