@@ -11,6 +11,8 @@ public struct StepTimeCosts: Sendable {
     public var receiveOverhead: Double = 0
     /// Per-rank send overheads of a calibration run and its rank count (used for pipelines of as many ranks).
     public var sendOverheadByRank: (ranks: Int, seconds: [Double])?
+    /// Per-byte send and receive costs and the per-action overhead (`StepCosts`), 0 from a datasheet.
+    public var sendSecondsPerByte = 0.0, receiveSecondsPerByte = 0.0, actionOverhead = 0.0
     /// What the costs are (for the report): the profile's name or the calibration trace.
     public var origin: String
 
@@ -26,6 +28,9 @@ public struct StepTimeCosts: Sendable {
         self.init(compute: c.compute, link: c.link, sendOverhead: c.sendOverhead, origin: "calibrated on \(c.source)")
         receiveOverhead = c.receiveOverhead
         sendOverheadByRank = (c.ranks, c.sendOverheadByRank)
+        sendSecondsPerByte = c.sendSecondsPerByte
+        receiveSecondsPerByte = c.receiveSecondsPerByte
+        actionOverhead = c.actionOverhead
     }
 
     /// The step costs of topology `t` (its model, pipeline and hop plan).
@@ -34,7 +39,15 @@ public struct StepTimeCosts: Sendable {
                           plan: HopPlan(layout: t.layout, residual: t.residualConfig), activationBytes: t.trafficConfig.activationBytes,
                           link: link, overrides: overrides, sendOverhead: sendOverhead, receiveOverhead: receiveOverhead)
         if let byRank = sendOverheadByRank, byRank.ranks == t.ranks { c.sendOverheadByRank = byRank.seconds }
+        setMessageCosts(&c)
         return c
+    }
+
+    /// Copies the per-byte and per-action costs into `c` (the one place both training and inference take them).
+    func setMessageCosts(_ c: inout StepCosts) {
+        c.sendSecondsPerByte = sendSecondsPerByte
+        c.receiveSecondsPerByte = receiveSecondsPerByte
+        c.actionOverhead = actionOverhead
     }
 }
 
@@ -165,7 +178,7 @@ public enum StepTimeReport {
         }
         for m in s.messages ?? [] {
             let back = m.key.direction == .backward
-            out[m.src]!.append(TraceRecord(kind: .send, start: m.sent, end: m.sent, step: 0, chunk: -1, microbatch: m.key.microbatch,
+            out[m.src]!.append(TraceRecord(kind: .send, start: m.sent, end: m.sent + m.sendSeconds, step: 0, chunk: -1, microbatch: m.key.microbatch,
                                            hop: m.key.hop, backward: back, peer: m.dst, bytes: m.bytes))
             out[m.dst]!.append(TraceRecord(kind: .arrive, start: m.arrived, end: m.arrived, step: 0, chunk: -1, microbatch: m.key.microbatch,
                                            hop: m.key.hop, backward: back, peer: m.src, bytes: m.bytes))
@@ -192,6 +205,7 @@ extension SimulatedVariant {
                                            plan: HopPlan(layout: layout, residual: t.residualConfig), activationBytes: t.trafficConfig.activationBytes,
                                            link: costs.link, overrides: costs.overrides, sendOverhead: costs.sendOverhead,
                                            receiveOverhead: costs.receiveOverhead)
+        costs.setMessageCosts(&step)
         step.backward = step.backward.map { _ in 0 }
         step.optimizer = []
         simulation = try StepTimeSimulation(schedule, costs: step, keepSpans: keepSpans)

@@ -30,6 +30,14 @@ public struct StepCosts: Sendable {
     public var receiveOverhead: Double = 0
     /// Per-rank send overheads, when they differ (calibrated on a run of as many ranks); empty = `sendOverhead`.
     public var sendOverheadByRank: [Double] = []
+    /// Seconds per payload byte a send keeps its rank busy on top of its overhead (encoding the tensors into a
+    /// frame and handing it to the transport copy every byte), 0 by default.
+    public var sendSecondsPerByte: Double = 0
+    /// Seconds per payload byte a receive keeps its rank busy on top of its overhead (decoding), 0 by default.
+    public var receiveSecondsPerByte: Double = 0
+    /// Seconds a rank spends before every forward and backward outside the compute itself (the executor's
+    /// book-keeping: gathering inputs, the cache), 0 by default. Not counted as busy.
+    public var actionOverhead: Double = 0
     /// Payload bytes of hop k's message (forward; its gradient going back weighs the same).
     public var hopBytes: [Int]
     /// Link cost of src → dst; every link not named in `overrides` costs `defaultLink`.
@@ -116,6 +124,8 @@ public struct StepTimeSimulation: Sendable {
         public let bytes: Int
         /// When the send was issued, when the link took it, when it arrived.
         public let sent: Double, onLink: Double, arrived: Double
+        /// Seconds the send kept its rank busy (its overhead and per-byte cost).
+        public var sendSeconds: Double = 0
     }
 
     /// One link of the critical path: a compute action, or a message that kept its receiver waiting.
@@ -231,11 +241,12 @@ public struct StepTimeSimulation: Sendable {
                         }
                         t = arrival
                     }
-                    t += costs.receiveOverhead
+                    t += costs.receiveOverhead + costs.receiveSecondsPerByte * occupancy[k.hop]
                 case .forward(let c, _), .backward(let c, _):
                     guard layout.rank(ofChunk: c) == r else { throw Failure.mismatch("rank \(r) runs \(a) of rank \(layout.rank(ofChunk: c))") }
                     let d: Double
                     if case .forward = a { d = costs.forward[c] } else { d = costs.backward[c] }
+                    t += costs.actionOverhead
                     if keepSpans {
                         spans.append(Span(rank: r, action: a, start: t, end: t + d))
                         spanCause.append(pendingCause[r]); spanPrevious.append(lastSpan[r])
@@ -262,9 +273,10 @@ public struct StepTimeSimulation: Sendable {
                         messageProducer.append(lastSpan[r])
                         messageQueuedBehind.append(start > t ? linkLast[l] : -1)
                         linkLast[l] = messages.count
-                        messages.append(Message(key: key, src: r, dst: dst, bytes: costs.hopBytes[key.hop], sent: t, onLink: start, arrived: message[2 * i]))
+                        messages.append(Message(key: key, src: r, dst: dst, bytes: costs.hopBytes[key.hop], sent: t, onLink: start, arrived: message[2 * i],
+                                                sendSeconds: sendOverhead[r] + costs.sendSecondsPerByte * occupancy[key.hop]))
                     }
-                    t += sendOverhead[r]
+                    t += sendOverhead[r] + costs.sendSecondsPerByte * occupancy[key.hop]
                     events += 1
                     if waitingOn[dst] == i { ready.append(dst); waitingOn[dst] = -1 }
                 }

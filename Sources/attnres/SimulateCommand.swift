@@ -59,7 +59,9 @@ struct Simulate: ParsableCommand {
             costs = StepTimeCosts(c)
             print("calibrated on \(c.source): forward \(describe(c.compute.forward)), backward \(describe(c.compute.backward)); "
                   + "link α \(StepTimeReport.seconds(c.link.latency)), \(c.link.bandwidth.isInfinite ? "∞" : String(format: "%.2f GB/s", c.link.bandwidth / 1e9)); "
-                  + "send \(StepTimeReport.seconds(c.sendOverhead)); "
+                  + "send \(StepTimeReport.seconds(c.sendOverhead)) + \(perKiB(c.sendSecondsPerByte)), "
+                  + "receive \(StepTimeReport.seconds(c.receiveOverhead)) + \(perKiB(c.receiveSecondsPerByte)), "
+                  + "before each compute \(StepTimeReport.seconds(c.actionOverhead)); "
                   + String(format: "fit error (rms, per chunk) forward %.1f%%, backward %.1f%%", 100 * c.residual.forward, 100 * c.residual.backward))
         }
         if let g = linkGbit {
@@ -90,7 +92,7 @@ struct Simulate: ParsableCommand {
         print(StepTimeReport.details(own))
         if let m = measuredTrace {
             let real = m.typicalStepSeconds, predicted = own.simulation.stepSeconds
-            print(String(format: "\nmeasured step %@ (mean of %d steps), predicted %@, error %+.1f%%", StepTimeReport.seconds(real),
+            print(String(format: "\nmeasured step %@ (median of %d steps), predicted %@, error %+.1f%%", StepTimeReport.seconds(real),
                          max(1, m.stepSeconds.count - (m.stepSeconds.count >= 3 ? 1 : 0)), StepTimeReport.seconds(predicted), 100 * (predicted / real - 1)))
         }
         if let json { try StepTimeReport.writeJSON(runs, origin: costs.origin, to: json, measured: measuredTrace?.typicalStepSeconds) }
@@ -101,6 +103,8 @@ struct Simulate: ParsableCommand {
             try ChromeTrace.write(StepTimeReport.traceRecords(own.simulation), ranks: t.ranks, to: trace, topology: own.topology)
         }
     }
+
+    private func perKiB(_ secondsPerByte: Double) -> String { String(format: "%.3g µs/KiB", secondsPerByte * 1024 * 1e6) }
 
     private func describe(_ c: ComputeCost) -> String {
         String(format: "%.3g s/flop + %.3g s/B + %.3g s/kernel + %.3g s/action", c.secondsPerFlop, c.secondsPerByte, c.secondsPerKernel, c.secondsPerAction)
