@@ -21,6 +21,8 @@ struct MessageCostFit {
     var sendSecondsPerByte = 0.0
     var receiveOverhead = 0.0, receiveSecondsPerByte = 0.0
     var actionOverhead = 0.0
+    /// Each send's cost ÷ the mean of its rank and size in its step (`DurationSpread.send`).
+    var sendSpread: [Double] = []
 
     init(_ trace: MeasuredTrace, useSteps: Set<Int>) {
         let t = trace.topology, layout = t.layout, chunks = layout.chunks
@@ -48,6 +50,14 @@ struct MessageCostFit {
             }
         }
         func typical(_ perStep: [Int: [Double]]) -> Double { CalibrationMath.median(perStep.values.map(CalibrationMath.mean)) }
+        for bySize in sends.values {
+            for perStep in bySize.values {
+                for costs in perStep.values {
+                    let m = CalibrationMath.mean(costs)
+                    if m > 0 { sendSpread += costs.map { $0 / m } }
+                }
+            }
+        }
         // Sends: one intercept per rank, one slope; the slope only with two sizes or more.
         let p = t.ranks
         var rows: [[Double]] = [], y: [Double] = []

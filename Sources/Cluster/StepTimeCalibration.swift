@@ -148,6 +148,8 @@ public struct Calibration: Sendable {
     public let sendOverheadByRank: [Double]
     /// Seconds per payload byte of a send and of a receive, and before every compute action (`StepCosts`).
     public let sendSecondsPerByte: Double, receiveSecondsPerByte: Double, actionOverhead: Double
+    /// How the run's compute spans and send costs spread around their step's mean (`DurationSpread`).
+    public let spread: DurationSpread
     /// Ranks of the calibration run.
     public let ranks: Int
     /// Root-mean-square relative error of the fit over the per-chunk medians (forward, backward).
@@ -203,5 +205,15 @@ public struct Calibration: Sendable {
         receiveOverhead = message.receiveOverhead
         receiveSecondsPerByte = message.receiveSecondsPerByte
         actionOverhead = message.actionOverhead
+        var computeRatios: [Double] = []
+        var groups: [[Int]: [Double]] = [:]
+        for s in trace.compute where (s.kind == "forward" || s.kind == "backward") && useSteps.contains(s.step) {
+            groups[[s.kind == "forward" ? 0 : 1, s.chunk, s.step], default: []].append(s.seconds)
+        }
+        for v in groups.values {
+            let m = CalibrationMath.mean(v)
+            if m > 0 { computeRatios += v.map { $0 / m } }
+        }
+        spread = DurationSpread(compute: computeRatios.sorted(), send: message.sendSpread.sorted())
     }
 }

@@ -38,6 +38,9 @@ public struct StepCosts: Sendable {
     /// Seconds a rank spends before every forward and backward outside the compute itself (the executor's
     /// book-keeping: gathering inputs, the cache), 0 by default. Not counted as busy.
     public var actionOverhead: Double = 0
+    /// Draw each compute duration and send cost from a real run's spread around its typical value (nil: every
+    /// action takes its typical value).
+    public var spread: DurationSpread?
     /// Payload bytes of hop k's message (forward; its gradient going back weighs the same).
     public var hopBytes: [Int]
     /// Link cost of src → dst; every link not named in `overrides` costs `defaultLink`.
@@ -217,6 +220,8 @@ public struct StepTimeSimulation: Sendable {
         var pendingCause = [Int](repeating: -1, count: p)
         let sendOverhead = costs.sendOverheadByRank.isEmpty ? [Double](repeating: costs.sendOverhead, count: p) : costs.sendOverheadByRank
 
+        var draws = DurationSpread.Draws(state: costs.spread?.seed ?? 0)
+        let computeSpread = costs.spread?.compute ?? [], sendSpread = costs.spread?.send ?? []
         var ready = Array((0..<p).reversed())
         while let r = ready.popLast() {
             var t = clock[r]
@@ -244,8 +249,9 @@ public struct StepTimeSimulation: Sendable {
                     t += costs.receiveOverhead + costs.receiveSecondsPerByte * occupancy[k.hop]
                 case .forward(let c, _), .backward(let c, _):
                     guard layout.rank(ofChunk: c) == r else { throw Failure.mismatch("rank \(r) runs \(a) of rank \(layout.rank(ofChunk: c))") }
-                    let d: Double
+                    var d: Double
                     if case .forward = a { d = costs.forward[c] } else { d = costs.backward[c] }
+                    if !computeSpread.isEmpty { d *= draws.next(computeSpread) }
                     t += costs.actionOverhead
                     if keepSpans {
                         spans.append(Span(rank: r, action: a, start: t, end: t + d))
@@ -268,15 +274,17 @@ public struct StepTimeSimulation: Sendable {
                     linkFree[l] = start + occupied
                     message[2 * i] = start + occupied + link.latency
                     message[2 * i + 1] = t
+                    var sendCost = sendOverhead[r] + costs.sendSecondsPerByte * occupancy[key.hop]
+                    if !sendSpread.isEmpty { sendCost *= draws.next(sendSpread) }
                     if keepSpans {
                         messageSlot[i] = messages.count
                         messageProducer.append(lastSpan[r])
                         messageQueuedBehind.append(start > t ? linkLast[l] : -1)
                         linkLast[l] = messages.count
                         messages.append(Message(key: key, src: r, dst: dst, bytes: costs.hopBytes[key.hop], sent: t, onLink: start, arrived: message[2 * i],
-                                                sendSeconds: sendOverhead[r] + costs.sendSecondsPerByte * occupancy[key.hop]))
+                                                sendSeconds: sendCost))
                     }
-                    t += sendOverhead[r] + costs.sendSecondsPerByte * occupancy[key.hop]
+                    t += sendCost
                     events += 1
                     if waitingOn[dst] == i { ready.append(dst); waitingOn[dst] = -1 }
                 }

@@ -91,7 +91,7 @@ struct Simulate: ParsableCommand {
         print("\(own.topology.residual.rawValue)/\(own.topology.cache.rawValue):")
         print(StepTimeReport.details(own))
         if let m = measuredTrace {
-            let real = m.typicalStepSeconds, predicted = own.simulation.stepSeconds
+            let real = m.typicalStepSeconds, predicted = own.stepSeconds
             print(String(format: "\nmeasured step %@ (median of %d steps), predicted %@, error %+.1f%%", StepTimeReport.seconds(real),
                          max(1, m.stepSeconds.count - (m.stepSeconds.count >= 3 ? 1 : 0)), StepTimeReport.seconds(predicted), 100 * (predicted / real - 1)))
         }
