@@ -10,11 +10,10 @@ import Pipeline
 /// - a **forward or backward** costs the gap before it (with the gap before a wait that preceded it): γ, plus
 ///   α_recv + β_recv · bytes when it consumed a received message (decoding it, the executor's book-keeping).
 ///
-/// Each is a non-negative least-squares line through the typical cost at each message size: the median over steps
-/// of the step's mean, as the compute durations and the measured step time are taken. The mean within a step, not
-/// the median: a send call preempted by the transport's I/O thread on a busy core lasts until the message is
-/// written, and the step pays the average; the median over steps, so that one step slowed by another process does
-/// not decide it. Bytes are the hop plan's payload, as the replay charges them. A per-byte term needs two
+/// Each is a non-negative least-squares line through the mean cost at each message size over the run's typical steps
+/// (`MeasuredTrace.typicalSteps`), as the compute durations and the measured step time are taken: the mean, because
+/// a send call preempted by the transport's I/O thread on a busy core lasts until the message is written and the
+/// step pays the average. Bytes are the hop plan's payload, as the replay charges them. A per-byte term needs two
 /// message sizes in the calibration run; with one it is 0 and the size's cost is all fixed.
 struct MessageCostFit {
     var sendOverheadByRank: [Double]
@@ -49,7 +48,7 @@ struct MessageCostFit {
                 }
             }
         }
-        func typical(_ perStep: [Int: [Double]]) -> Double { CalibrationMath.median(perStep.values.map(CalibrationMath.mean)) }
+        func typical(_ perStep: [Int: [Double]]) -> Double { CalibrationMath.mean(perStep.values.flatMap { $0 }) }
         for bySize in sends.values {
             for perStep in bySize.values {
                 for costs in perStep.values {

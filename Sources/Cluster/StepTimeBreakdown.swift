@@ -13,7 +13,7 @@ public struct StepTimeBreakdown: Sendable {
     public let measured: [Rank]
     public let simulated: [Rank]
 
-    /// The measured ranks are medians over the trace's steps (the first left out when there are three or more).
+    /// The measured ranks are means over the trace's typical steps (`MeasuredTrace.typicalSteps`).
     public init?(_ trace: MeasuredTrace, _ sim: StepTimeSimulation) {
         guard let spans = sim.spans, let messages = sim.messages, let waits = sim.waits else { return nil }
         let p = sim.layout.ranks
@@ -33,8 +33,7 @@ public struct StepTimeBreakdown: Sendable {
             simulated[r].span = first[r].isFinite ? last[r] - first[r] : 0
             simulated[r].other = simulated[r].span - simulated[r].compute - simulated[r].sends - simulated[r].waits
         }
-        let steps = Set(trace.compute.map(\.step))
-        let use = steps.count >= 3 ? steps.subtracting([0]) : steps
+        let use = trace.typicalSteps.isEmpty ? Set(trace.compute.map(\.step)) : trace.typicalSteps
         var measured: [Rank] = []
         for r in 0..<p {
             var perStep: [Rank] = []
@@ -56,10 +55,10 @@ public struct StepTimeBreakdown: Sendable {
                 x.other = x.span - x.compute - x.sends - x.waits
                 perStep.append(x)
             }
-            func median(_ f: (Rank) -> Double) -> Double { CalibrationMath.median(perStep.map(f)) }
+            func mean(_ f: (Rank) -> Double) -> Double { CalibrationMath.mean(perStep.map(f)) }
             var m = Rank()
-            m.span = median(\.span); m.compute = median(\.compute); m.sends = median(\.sends); m.waits = median(\.waits)
-            m.other = median(\.other)
+            m.span = mean(\.span); m.compute = mean(\.compute); m.sends = mean(\.sends); m.waits = mean(\.waits)
+            m.other = mean(\.other)
             measured.append(m)
         }
         self.measured = measured
@@ -69,7 +68,7 @@ public struct StepTimeBreakdown: Sendable {
     /// One line per rank: measured, then simulated, in milliseconds.
     public var table: String {
         func ms(_ s: Double) -> String { String(format: "%7.2f", s * 1e3) }
-        var lines = ["per rank, ms (measured: each column's median over steps; send = the gap before each send and its call; other = the rest, between actions)",
+        var lines = ["per rank, ms (measured: mean over the typical steps; send = the gap before each send and its call; other = the rest, between actions)",
                      "rank  measured: span  compute     send     wait    other  |  simulated: span  compute     send     wait    other"]
         for r in measured.indices {
             let a = measured[r], b = simulated[r]

@@ -50,6 +50,11 @@ public struct MeasuredTrace: Sendable {
     public let timeline: [Int: [TimelineSpan]]
     /// Per step (0-based): first forward anywhere to the last optimizer end anywhere.
     public let stepSeconds: [Double]
+    /// The steps a run stands for: after the first when there are three or more (it allocates and warms caches),
+    /// without the slowest and the fastest tenth (`CalibrationMath.trimmedMean`'s cut), so that a step slowed by
+    /// another process does not decide the measurement. Calibration fits every cost over these same steps, with
+    /// plain means: means add up along a step as its durations do, which medians do not.
+    public let typicalSteps: Set<Int>
 
     public init(file: String) throws {
         self.file = file
@@ -119,16 +124,18 @@ public struct MeasuredTrace: Sendable {
         self.sends = sends
         self.activity = activity
         self.timeline = timeline.mapValues { $0.sorted { $0.start < $1.start } }
-        stepSeconds = stepStart.keys.sorted().compactMap { s in stepEnd[s].map { ($0 - stepStart[s]!) / 1e6 } }
+        let timed = stepStart.keys.sorted().compactMap { s in stepEnd[s].map { (step: s, seconds: ($0 - stepStart[s]!) / 1e6) } }
+        stepSeconds = timed.map(\.seconds)
+        let candidates = timed.count >= 3 ? Array(timed.dropFirst()) : timed
+        let cut = candidates.count / 10
+        typicalSteps = Set(candidates.sorted { $0.seconds < $1.seconds }[cut..<(candidates.count - cut)].map(\.step))
         guard !compute.isEmpty else { throw CalibrationError.tooFewSpans(file: file, "no forward or backward spans (was the run in compute mode?)") }
     }
 
-    /// The step time a run stands for: the median over its steps, the first left out when there are three or
-    /// more (it allocates and warms caches). The median, so that one step slowed by another process does not
-    /// decide it; calibration fits each chunk's duration the same way (the median over steps of that step's mean).
+    /// The step time a run stands for: the mean over `typicalSteps`.
     public var typicalStepSeconds: Double {
         let steps = stepSeconds.count >= 3 ? Array(stepSeconds.dropFirst()) : stepSeconds
-        return CalibrationMath.median(steps)
+        return CalibrationMath.trimmedMean(steps)
     }
 }
 
@@ -159,12 +166,10 @@ public struct Calibration: Sendable {
         source = trace.file
         let t = trace.topology
         let work = ChunkWork(model: t.modelConfig, layout: t.layout, microbatchSize: t.microbatchSize)
-        let useSteps = Set(trace.compute.map(\.step)).count >= 3 ? Set(trace.compute.map(\.step)).subtracting([0]) : Set(trace.compute.map(\.step))
+        let useSteps = trace.typicalSteps.isEmpty ? Set(trace.compute.map(\.step)) : trace.typicalSteps
         func fit(_ kind: String, _ works: [Work], key: (MeasuredTrace.ComputeSpan) -> Int) throws -> (ComputeCost, Double) {
-            // Per key, the median over steps of that step's mean: a step slowed by another process does not move it.
-            var perStep: [Int: [Int: [Double]]] = [:]
-            for s in trace.compute where s.kind == kind && useSteps.contains(s.step) { perStep[key(s), default: [:]][s.step, default: []].append(s.seconds) }
-            let samples = perStep.mapValues { steps in [CalibrationMath.median(steps.values.map(CalibrationMath.mean))] }
+            var samples: [Int: [Double]] = [:]
+            for s in trace.compute where s.kind == kind && useSteps.contains(s.step) { samples[key(s), default: []].append(s.seconds) }
             let keys = samples.keys.sorted()
             guard !keys.isEmpty else { throw CalibrationError.tooFewSpans(file: trace.file, "no \(kind) spans") }
             // No per-action constant: within one run every chunk has about L/C layers, so a constant is collinear

@@ -92,8 +92,8 @@ struct Simulate: ParsableCommand {
         print(StepTimeReport.details(own))
         if let m = measuredTrace {
             let real = m.typicalStepSeconds, predicted = own.stepSeconds
-            print(String(format: "\nmeasured step %@ (median of %d steps), predicted %@, error %+.1f%%", StepTimeReport.seconds(real),
-                         max(1, m.stepSeconds.count - (m.stepSeconds.count >= 3 ? 1 : 0)), StepTimeReport.seconds(predicted), 100 * (predicted / real - 1)))
+            print(String(format: "\nmeasured step %@ (mean of %d typical steps), predicted %@, error %+.1f%%", StepTimeReport.seconds(real),
+                         m.typicalSteps.count, StepTimeReport.seconds(predicted), 100 * (predicted / real - 1)))
             if let b = StepTimeBreakdown(m, own.simulation) { print(b.table) }
         }
         if let json { try StepTimeReport.writeJSON(runs, origin: costs.origin, to: json, measured: measuredTrace?.typicalStepSeconds) }
