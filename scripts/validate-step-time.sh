@@ -5,8 +5,9 @@
 #
 #   scripts/validate-step-time.sh [ATTNRES_BINARY] [STEPS]
 #
-# STEPS (default 32) steps per run; the measured step is the median over them after the first, and every fitted
-# cost the median over steps of that step's mean, so one step slowed by another process does not decide a row.
+# STEPS (default 32) steps per run; the measured step is the mean over the typical steps (after the first, without
+# the slowest and fastest tenth), and every fitted cost a mean over the same steps, so one step slowed by another
+# process does not decide a row.
 # KEEP=DIR keeps the traces there (cal.json, run1.json …, again.json), so another build's model can be set
 # against the very same runs: `attnres simulate --calibrate DIR/cal.json --measured DIR/run3.json`.
 #
