@@ -5,15 +5,21 @@
 #
 #   scripts/validate-step-time.sh [ATTNRES_BINARY] [STEPS]
 #
+# STEPS (default 32) steps per run; the measured step is the mean over the typical steps (after the first, without
+# the slowest and fastest tenth), and every fitted cost a mean over the same steps, so one step slowed by another
+# process does not decide a row.
+# KEEP=DIR keeps the traces there (cal.json, run1.json …, again.json), so another build's model can be set
+# against the very same runs: `attnres simulate --calibrate DIR/cal.json --measured DIR/run3.json`.
+#
 # Two ranks, because this machine has two cores: with more worker processes than cores, compute spans stretch
 # with whatever else runs at the time and no per-action duration predicts them (docs/step-time.md, "Where it misses").
 set -euo pipefail
 BIN=${1:-.build/release/attnres}
-STEPS=${2:-8}
+STEPS=${2:-32}
 # NICE=-10 runs the measured runs at a higher CPU priority than the rest of a shared machine (root only).
 RUN=(${NICE:+nice -n "$NICE"} "$BIN")
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/attnres-validate-XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+trap 'if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$WORK"/*.json "$KEEP"/ 2>/dev/null || true; fi; rm -rf "$WORK"' EXIT
 BASE=(--mode compute --ranks 2 --layers 16 --hidden 64 --heads 4 --seq 32 --microbatch-size 2 --steps "$STEPS")
 CAL=(--virtual 2 --schedule interleaved-1f1b --residual block --blocks 4 --cache cross-stage --microbatches 8)
 CONFIGS=(
@@ -34,7 +40,9 @@ CONFIGS=(
 )
 echo "attnres simulate validation — $(nproc) cores, $(uname -r), nice ${NICE:-0}, calibration: ${BASE[*]} ${CAL[*]}"
 "${RUN[@]}" run "${BASE[@]}" "${CAL[@]}" --trace "$WORK/cal.json" >/dev/null
-"$BIN" simulate --calibrate "$WORK/cal.json" --measured "$WORK/cal.json" --json "$WORK/self.json" | head -1
+# The fitted costs, and where the calibration run's own time goes per rank, measured beside simulated: a model that
+# cannot replay its own run (compute, send, wait or between-action time off) says so here, before any prediction.
+"$BIN" simulate --calibrate "$WORK/cal.json" --measured "$WORK/cal.json" --json "$WORK/self.json" | awk 'NR == 1 || /^per rank, ms/ { on = NR > 1 } NR == 1 || on'
 printf '%-100s  %11s  %11s  %7s\n' "config (plus: ${BASE[*]})" "measured" "predicted" "error"
 i=0
 for c in "self" "${CONFIGS[@]}"; do

@@ -43,73 +43,81 @@ public struct HardwareProfile: Sendable, Equatable {
         do { root = try Yams.compose(yaml: yaml) } catch {
             throw TopologyError(file: source, key: "(yaml)", line: nil, problem: "not valid YAML: \(error)")
         }
-        guard let root, let top = root.mapping else {
+        guard let root, root.mapping != nil else {
             throw TopologyError(file: source, key: "(top level)", line: root?.mark?.line, problem: "must be a mapping of keys")
         }
-        let p = Parser(file: source)
-        var h = HardwareProfile(name: source, source: "", peakFlops: 0, achieved: 0, memoryBandwidth: 0, kernelOverhead: 0,
+        return try parse(root, parser: Parser(file: source), prefix: "", name: source)
+    }
+
+    /// Parses a profile's mapping `node`, wherever it sits: a profile file's top level (`prefix` ""), or a
+    /// topology's inline `hardware:` key (`prefix` "hardware."), so every error names the key as the user wrote it,
+    /// with its line. `name` is the profile's name when it sets none.
+    static func parse(_ node: Node, parser p: Parser, prefix: String, name: String) throws -> HardwareProfile {
+        let top = try p.mapping(node, prefix.isEmpty ? "(top level)" : String(prefix.dropLast()))
+        var h = HardwareProfile(name: name, source: "", peakFlops: 0, achieved: 0, memoryBandwidth: 0, kernelOverhead: 0,
                                 link: .free, overrides: [:])
         var seen: Set<String> = []
-        func linkCost(_ m: Node.Mapping, path: String, extra: [String] = [], _ body: (String, Node) throws -> Void = { _, _ in }) throws -> LinkCost {
+        func linkCost(_ node: Node, path: String, extra: [String] = [], _ body: (String, Node) throws -> Void = { _, _ in }) throws -> LinkCost {
             var l = LinkCost(latency: .nan, bandwidth: .nan)
-            try p.each(m, path: path, known: ["gbit_per_s", "latency_us"] + extra) { k, v in
+            try p.each(try p.mapping(node, String(path.dropLast())), path: path, known: ["gbit_per_s", "latency_us"] + extra) { k, v in
                 switch k {
                 case "gbit_per_s": l.bandwidth = try p.positive(v, path + k) * 1e9 / 8
-                case "latency_us": l.latency = try p.positive(v, path + k, allowZero: true) * 1e-6
+                case "latency_us": l.latency = try p.positive(v, path + k, allowZero: true) / 1e6
                 default: try body(k, v)
                 }
             }
-            guard !l.bandwidth.isNaN else { throw TopologyError(file: source, key: path + "gbit_per_s", line: nil, problem: "missing") }
-            guard !l.latency.isNaN else { throw TopologyError(file: source, key: path + "latency_us", line: nil, problem: "missing") }
+            guard !l.bandwidth.isNaN else { throw p.bad(node, path + "gbit_per_s", "missing") }
+            guard !l.latency.isNaN else { throw p.bad(node, path + "latency_us", "missing") }
             return l
         }
-        try p.each(top, path: "", known: ["name", "source", "compute", "link", "links"]) { key, node in
+        try p.each(top, path: prefix, known: ["name", "source", "compute", "link", "links"]) { key, node in
             seen.insert(key)
-            switch key {
+            let key = prefix + key
+            switch key.dropFirst(prefix.count) {
             case "name": h.name = try p.string(node, key)
             case "source": h.source = try p.string(node, key)
             case "compute":
                 var got: Set<String> = []
-                try p.each(try p.mapping(node, key), path: "compute.", known: ["peak_tflops", "achieved", "memory_gbytes_per_s", "kernel_overhead_us"]) { k, v in
+                try p.each(try p.mapping(node, key), path: "\(key).", known: ["peak_tflops", "achieved", "memory_gbytes_per_s", "kernel_overhead_us"]) { k, v in
                     got.insert(k)
                     switch k {
-                    case "peak_tflops": h.peakFlops = try p.positive(v, "compute.\(k)") * 1e12
+                    case "peak_tflops": h.peakFlops = try p.positive(v, "\(key).\(k)") * 1e12
                     case "achieved":
-                        h.achieved = try p.positive(v, "compute.\(k)")
-                        guard h.achieved <= 1 else { throw p.bad(v, "compute.\(k)", "must be a fraction of the peak in (0, 1], got \(h.achieved)") }
-                    case "memory_gbytes_per_s": h.memoryBandwidth = try p.positive(v, "compute.\(k)") * 1e9
-                    default: h.kernelOverhead = try p.positive(v, "compute.\(k)", allowZero: true) * 1e-6
+                        h.achieved = try p.positive(v, "\(key).\(k)")
+                        guard h.achieved <= 1 else { throw p.bad(v, "\(key).\(k)", "must be a fraction of the peak in (0, 1], got \(h.achieved)") }
+                    case "memory_gbytes_per_s": h.memoryBandwidth = try p.positive(v, "\(key).\(k)") * 1e9
+                    default: h.kernelOverhead = try p.positive(v, "\(key).\(k)", allowZero: true) / 1e6
                     }
                 }
                 for k in ["peak_tflops", "achieved", "memory_gbytes_per_s", "kernel_overhead_us"] where !got.contains(k) {
-                    throw p.bad(node, "compute.\(k)", "missing")
+                    throw p.bad(node, "\(key).\(k)", "missing")
                 }
-            case "link": h.link = try linkCost(try p.mapping(node, key), path: "link.")
+            case "link": h.link = try linkCost(node, path: "\(key).")
             default:
                 guard let list = node.sequence else { throw p.bad(node, key, "must be a list of {src, dst, gbit_per_s, latency_us}") }
                 for (i, item) in list.enumerated() {
                     var src = -1, dst = -1
-                    let path = "links[\(i)]."
-                    let l = try linkCost(try p.mapping(item, "links[\(i)]"), path: path, extra: ["src", "dst"]) { k, v in
+                    let path = "\(key)[\(i)]."
+                    let l = try linkCost(item, path: path, extra: ["src", "dst"]) { k, v in
                         if k == "src" { src = try p.int(v, path + k, min: 0) } else { dst = try p.int(v, path + k, min: 0) }
                     }
                     guard src >= 0, dst >= 0 else { throw p.bad(item, path + (src < 0 ? "src" : "dst"), "missing") }
                     guard h.overrides.updateValue(l, forKey: StepCosts.LinkID(src: src, dst: dst)) == nil else {
-                        throw p.bad(item, "links[\(i)]", "link \(src)→\(dst) given twice")
+                        throw p.bad(item, "\(key)[\(i)]", "link \(src)→\(dst) given twice")
                     }
                 }
             }
         }
-        for k in ["compute", "link"] where !seen.contains(k) { throw TopologyError(file: source, key: k, line: nil, problem: "missing") }
+        for k in ["compute", "link"] where !seen.contains(k) { throw p.bad(node, prefix + k, "missing") }
         return h
     }
 
     /// Checks every per-link override names a link of `layout` (rank r to r ± 1 mod P).
-    public func checkLinks(_ layout: Layout, file: String) throws {
+    public func checkLinks(_ layout: Layout, file: String, key: String = "links") throws {
         for id in overrides.keys.sorted() {
             let p = layout.ranks
             guard id.src < p, id.dst < p, id.dst == (id.src + 1) % p || id.dst == (id.src + p - 1) % p else {
-                throw TopologyError(file: file, key: "links", line: nil,
+                throw TopologyError(file: file, key: key, line: nil,
                                     problem: "link \(id.src)→\(id.dst) is not a link of this pipeline (\(p) ranks: r → r ± 1 mod \(p))")
             }
         }

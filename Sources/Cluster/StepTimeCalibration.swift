@@ -37,8 +37,24 @@ public struct MeasuredTrace: Sendable {
     public let sends: [(rank: Int, step: Int, seconds: Double)]
     /// Per rank: every span that accounts for its time (compute, optimizer, send calls, waits), seconds.
     public let activity: [Int: [(step: Int, start: Double, end: Double)]]
+    /// One span of a rank's timeline: what it was and, for a send or a compute, which message it sent or consumed.
+    public struct TimelineSpan: Sendable {
+        public enum Kind: String, Sendable { case forward, backward, optimizer, send, wait }
+        public let kind: Kind
+        public let step: Int
+        public let start: Double, end: Double
+        /// forward, backward: the chunk; send: the hop (-1 otherwise).
+        public let chunk: Int, hop: Int
+    }
+    /// Per rank: its spans in the order they started.
+    public let timeline: [Int: [TimelineSpan]]
     /// Per step (0-based): first forward anywhere to the last optimizer end anywhere.
     public let stepSeconds: [Double]
+    /// The steps a run stands for: after the first when there are three or more (it allocates and warms caches),
+    /// without the slowest and the fastest tenth (`CalibrationMath.trimmedMean`'s cut), so that a step slowed by
+    /// another process does not decide the measurement. Calibration fits every cost over these same steps, with
+    /// plain means: means add up along a step as its durations do, which medians do not.
+    public let typicalSteps: Set<Int>
 
     public init(file: String) throws {
         self.file = file
@@ -61,13 +77,21 @@ public struct MeasuredTrace: Sendable {
         var waits: Set<[Int]> = []
         var stepStart: [Int: Double] = [:], stepEnd: [Int: Double] = [:]
         var activity: [Int: [(step: Int, start: Double, end: Double)]] = [:]
+        var timeline: [Int: [TimelineSpan]] = [:]
         for e in events where (e["ph"] as? String) == "X" {
             guard let cat = e["cat"] as? String, let pid = e["pid"] as? Int, let ts = e["ts"] as? Double ?? (e["ts"] as? Int).map(Double.init),
                   let dur = e["dur"] as? Double ?? (e["dur"] as? Int).map(Double.init), let args = e["args"] as? [String: Any],
                   let step = args["step"] as? Int else { continue }
             let name = e["name"] as? String ?? ""
             let s = step - 1
-            if ["forward", "backward", "optimizer", "send", "wait"].contains(cat) { activity[pid, default: []].append((s, ts / 1e6, (ts + dur) / 1e6)) }
+            if let kind = TimelineSpan.Kind(rawValue: cat) {
+                activity[pid, default: []].append((s, ts / 1e6, (ts + dur) / 1e6))
+                // "send act|grad hop H mb M → rank D"
+                let words = name.split(separator: " ")
+                let hop = kind == .send && words.count >= 4 ? Int(words[3]) ?? -1 : -1
+                timeline[pid, default: []].append(TimelineSpan(kind: kind, step: s, start: ts / 1e6, end: (ts + dur) / 1e6,
+                                                               chunk: args["chunk"] as? Int ?? -1, hop: hop))
+            }
             switch cat {
             case "forward", "backward", "optimizer":
                 guard let chunk = args["chunk"] as? Int, let mb = args["microbatch"] as? Int else { continue }
@@ -99,15 +123,19 @@ public struct MeasuredTrace: Sendable {
         self.compute = compute
         self.sends = sends
         self.activity = activity
-        stepSeconds = stepStart.keys.sorted().compactMap { s in stepEnd[s].map { ($0 - stepStart[s]!) / 1e6 } }
+        self.timeline = timeline.mapValues { $0.sorted { $0.start < $1.start } }
+        let timed = stepStart.keys.sorted().compactMap { s in stepEnd[s].map { (step: s, seconds: ($0 - stepStart[s]!) / 1e6) } }
+        stepSeconds = timed.map(\.seconds)
+        let candidates = timed.count >= 3 ? Array(timed.dropFirst()) : timed
+        let cut = candidates.count / 10
+        typicalSteps = Set(candidates.sorted { $0.seconds < $1.seconds }[cut..<(candidates.count - cut)].map(\.step))
         guard !compute.isEmpty else { throw CalibrationError.tooFewSpans(file: file, "no forward or backward spans (was the run in compute mode?)") }
     }
 
-    /// The step time a run stands for: the mean over its steps, the first left out when there are three or more
-    /// (it allocates and warms caches). The mean, as calibration fits mean durations: what a run of many steps pays.
+    /// The step time a run stands for: the mean over `typicalSteps`.
     public var typicalStepSeconds: Double {
         let steps = stepSeconds.count >= 3 ? Array(stepSeconds.dropFirst()) : stepSeconds
-        return CalibrationMath.mean(steps)
+        return CalibrationMath.trimmedMean(steps)
     }
 }
 
@@ -119,12 +147,16 @@ public struct Calibration: Sendable {
     public let compute: ComputeCosts
     public let link: LinkCost
     public let sendOverhead: Double
-    /// Rank time not in compute, sends or waits, per receive (taking a message from the inbox, decoding it,
-    /// the executor's book-keeping between actions).
+    /// Fixed rank time of a receive once its message is there (taking it from the inbox, decoding it), on top of
+    /// `receiveSecondsPerByte` (`MessageCostFit`).
     public let receiveOverhead: Double
-    /// Mean send call per rank of the calibration run (ranks differ: a rank whose neighbour computes while it
-    /// sends shares a core with that neighbour's I/O thread).
+    /// Fixed rank time of a send per rank of the calibration run, on top of `sendSecondsPerByte` (ranks differ: a
+    /// rank whose neighbour computes while it sends shares a core with that neighbour's I/O thread).
     public let sendOverheadByRank: [Double]
+    /// Seconds per payload byte of a send and of a receive, and before every compute action (`StepCosts`).
+    public let sendSecondsPerByte: Double, receiveSecondsPerByte: Double, actionOverhead: Double
+    /// How the run's compute spans and send costs spread around their step's mean (`DurationSpread`).
+    public let spread: DurationSpread
     /// Ranks of the calibration run.
     public let ranks: Int
     /// Root-mean-square relative error of the fit over the per-chunk medians (forward, backward).
@@ -134,7 +166,7 @@ public struct Calibration: Sendable {
         source = trace.file
         let t = trace.topology
         let work = ChunkWork(model: t.modelConfig, layout: t.layout, microbatchSize: t.microbatchSize)
-        let useSteps = Set(trace.compute.map(\.step)).count >= 3 ? Set(trace.compute.map(\.step)).subtracting([0]) : Set(trace.compute.map(\.step))
+        let useSteps = trace.typicalSteps.isEmpty ? Set(trace.compute.map(\.step)) : trace.typicalSteps
         func fit(_ kind: String, _ works: [Work], key: (MeasuredTrace.ComputeSpan) -> Int) throws -> (ComputeCost, Double) {
             var samples: [Int: [Double]] = [:]
             for s in trace.compute where s.kind == kind && useSteps.contains(s.step) { samples[key(s), default: []].append(s.seconds) }
@@ -170,26 +202,23 @@ public struct Calibration: Sendable {
             let x = CalibrationMath.nonNegativeLeastSquares(sizes.map { [1, Double($0)] }, q)
             link = LinkCost(latency: x[0], bandwidth: x[1] > 0 ? 1 / x[1] : .infinity)
         }
-        // The mean, not the median: a send call is usually microseconds, but when the transport's I/O thread
-        // preempts the sender (more runnable threads than cores) it lasts until the message is written; the step
-        // pays the average.
-        let sends = trace.sends.filter { useSteps.contains($0.step) }.map(\.seconds)
-        sendOverhead = sends.isEmpty ? 0 : sends.reduce(0, +) / Double(sends.count)
         ranks = t.ranks
-        sendOverheadByRank = (0..<t.ranks).map { r in
-            let mine = trace.sends.filter { $0.rank == r && useSteps.contains($0.step) }.map(\.seconds)
-            return mine.isEmpty ? 0 : CalibrationMath.mean(mine)
+        let message = MessageCostFit(trace, useSteps: useSteps)
+        sendOverheadByRank = message.sendOverheadByRank
+        sendOverhead = CalibrationMath.mean(message.sendOverheadByRank)
+        sendSecondsPerByte = message.sendSecondsPerByte
+        receiveOverhead = message.receiveOverhead
+        receiveSecondsPerByte = message.receiveSecondsPerByte
+        actionOverhead = message.actionOverhead
+        var computeRatios: [Double] = []
+        var groups: [[Int]: [Double]] = [:]
+        for s in trace.compute where (s.kind == "forward" || s.kind == "backward") && useSteps.contains(s.step) {
+            groups[[s.kind == "forward" ? 0 : 1, s.chunk, s.step], default: []].append(s.seconds)
         }
-        var gaps: [Double] = []
-        for (rank, list) in trace.activity where !list.isEmpty {
-            for step in useSteps {
-                let spans = list.filter { $0.step == step }
-                guard let start = spans.map(\.start).min(), let end = spans.map(\.end).max() else { continue }
-                let accounted = spans.reduce(0) { $0 + $1.end - $1.start }
-                let recvs = t.layout.chunks(onRank: rank).reduce(0) { $0 + ($1 > 0 ? 1 : 0) + ($1 < t.layout.chunks - 1 ? 1 : 0) } * t.microbatches
-                if recvs > 0 { gaps.append(max(0, end - start - accounted) / Double(recvs)) }
-            }
+        for v in groups.values {
+            let m = CalibrationMath.mean(v)
+            if m > 0 { computeRatios += v.map { $0 / m } }
         }
-        receiveOverhead = CalibrationMath.mean(gaps)
+        spread = DurationSpread(compute: computeRatios.sorted(), send: message.sendSpread.sorted())
     }
 }

@@ -11,6 +11,12 @@ public struct StepTimeCosts: Sendable {
     public var receiveOverhead: Double = 0
     /// Per-rank send overheads of a calibration run and its rank count (used for pipelines of as many ranks).
     public var sendOverheadByRank: (ranks: Int, seconds: [Double])?
+    /// Per-byte send and receive costs and the per-action overhead (`StepCosts`), 0 from a datasheet.
+    public var sendSecondsPerByte = 0.0, receiveSecondsPerByte = 0.0, actionOverhead = 0.0
+    /// A calibration run's spread of durations: the step time is then the median of `spreadReplays` replays that
+    /// draw from it (nil from a datasheet: every action takes its typical value).
+    public var spread: DurationSpread?
+    public var spreadReplays = 31
     /// What the costs are (for the report): the profile's name or the calibration trace.
     public var origin: String
     /// Ranks whose compute takes this many times as long (`--fault slow:R×F`); absent ranks run at 1×.
@@ -28,6 +34,10 @@ public struct StepTimeCosts: Sendable {
         self.init(compute: c.compute, link: c.link, sendOverhead: c.sendOverhead, origin: "calibrated on \(c.source)")
         receiveOverhead = c.receiveOverhead
         sendOverheadByRank = (c.ranks, c.sendOverheadByRank)
+        sendSecondsPerByte = c.sendSecondsPerByte
+        receiveSecondsPerByte = c.receiveSecondsPerByte
+        actionOverhead = c.actionOverhead
+        spread = c.spread
     }
 
     /// The step costs of topology `t` (its model, pipeline and hop plan).
@@ -37,7 +47,15 @@ public struct StepTimeCosts: Sendable {
                           link: link, overrides: overrides, sendOverhead: sendOverhead, receiveOverhead: receiveOverhead)
         if let byRank = sendOverheadByRank, byRank.ranks == t.ranks { c.sendOverheadByRank = byRank.seconds }
         if !computeScale.isEmpty { c.computeScaleByRank = (0..<t.ranks).map { computeScale[$0] ?? 1 } }
+        setMessageCosts(&c)
         return c
+    }
+
+    /// Copies the per-byte and per-action costs into `c` (the one place both training and inference take them).
+    func setMessageCosts(_ c: inout StepCosts) {
+        c.sendSecondsPerByte = sendSecondsPerByte
+        c.receiveSecondsPerByte = receiveSecondsPerByte
+        c.actionOverhead = actionOverhead
     }
 }
 
@@ -45,6 +63,9 @@ public struct StepTimeCosts: Sendable {
 public struct SimulatedVariant: Sendable {
     public let topology: Topology
     public let simulation: StepTimeSimulation
+    /// The predicted step: with a spread, the median over replays that draw every duration from it (the bubble,
+    /// exposed communication and critical path are the typical-duration replay's); else the replay's own.
+    public private(set) var stepSeconds: Double
     /// Step time ÷ the standard residual's on the same pipeline, minus one (nil when standard was not simulated).
     public var overheadVsStandard: Double?
     /// Inference only: depth attention priced as the two-phase path (nil for training).
@@ -53,15 +74,34 @@ public struct SimulatedVariant: Sendable {
     public init(_ t: Topology, costs: StepTimeCosts, keepSpans: Bool) throws {
         topology = t
         twoPhase = nil
-        let schedule = try t.makeSchedule()
-        simulation = try StepTimeSimulation(schedule, costs: costs.stepCosts(t), keepSpans: keepSpans)
+        let program = try t.makeScheduleProgram(), step = costs.stepCosts(t)
+        simulation = try StepTimeSimulation(program, costs: step, keepSpans: keepSpans)
+        stepSeconds = try SimulatedVariant.spreadStep(simulation, costs: costs, step: step, actions: program.actionCount) {
+            try StepTimeSimulation(program, costs: $0, keepSpans: false)
+        }
+    }
+
+    /// The median step of `costs.spreadReplays` replays drawing from `costs.spread` (seeds 1, 2, …), fewer for
+    /// large steps (at most about 2·10⁷ actions in all); the typical replay's step without a spread.
+    static func spreadStep(_ typical: StepTimeSimulation, costs: StepTimeCosts, step: StepCosts, actions: Int,
+                           replay: (StepCosts) throws -> StepTimeSimulation) throws -> Double {
+        guard let spread = costs.spread, !(spread.compute.isEmpty && spread.send.isEmpty) else { return typical.stepSeconds }
+        let replays = max(1, min(costs.spreadReplays, 20_000_000 / max(actions, 1)))
+        var steps: [Double] = []
+        for seed in 1...replays {
+            var c = step
+            c.spread = spread
+            c.spread!.seed = UInt64(seed)
+            steps.append(try replay(c).stepSeconds)
+        }
+        return CalibrationMath.median(steps)
     }
 
     /// Simulates every variant of `compare` (standard first) and sets each beside standard.
     public static func all(_ t: Topology, costs: StepTimeCosts, keepSpans: Bool) throws -> [SimulatedVariant] {
         var out = try comparisonVariants(of: t).map { try SimulatedVariant($0, costs: costs, keepSpans: keepSpans) }
-        let base = out[0].simulation.stepSeconds
-        for i in out.indices { out[i].overheadVsStandard = base > 0 ? out[i].simulation.stepSeconds / base - 1 : nil }
+        let base = out[0].stepSeconds
+        for i in out.indices { out[i].overheadVsStandard = base > 0 ? out[i].stepSeconds / base - 1 : nil }
         return out
     }
 }
@@ -93,7 +133,7 @@ public enum StepTimeReport {
             let (r, c) = variantName(v)
             let worst = s.exposedComm.max { $0.seconds < $1.seconds }
             let split = s.criticalPathSplit
-            rows.append([r, c, seconds(s.stepSeconds), v.overheadVsStandard.map { String(format: "%+.2f%%", 100 * $0) } ?? "-",
+            rows.append([r, c, seconds(v.stepSeconds), v.overheadVsStandard.map { String(format: "%+.2f%%", 100 * $0) } ?? "-",
                          s.bubble.map { String(format: "%.1f%%", 100 * $0) }.joined(separator: " "),
                          worst.map { "\(seconds($0.seconds)) \($0.src)→\($0.dst) \($0.direction.rawValue)" } ?? "-",
                          split.map { "\(seconds($0.compute)) / \(seconds($0.communication))" } ?? "-"])
@@ -137,7 +177,7 @@ public enum StepTimeReport {
         doc["runs"] = runs.map { v -> [String: Any] in
             let s = v.simulation
             var sim: [String: Any] = [
-                "step_seconds": s.stepSeconds,
+                "step_seconds": v.stepSeconds,
                 "pipeline_seconds": s.pipelineSeconds,
                 "bubble": s.bubble,
                 "exposed_comm_seconds": s.exposedComm.map { ["src": $0.src, "dst": $0.dst, "direction": $0.direction.rawValue, "seconds": $0.seconds] },
@@ -163,7 +203,7 @@ public enum StepTimeReport {
     /// The simulated step as the records a traced run produces, so `ChromeTrace` writes it in the same format.
     public static func traceRecords(_ s: StepTimeSimulation) -> [Int: [TraceRecord]] {
         var out: [Int: [TraceRecord]] = [:]
-        for r in 0..<s.schedule.layout.ranks { out[r] = [] }
+        for r in 0..<s.layout.ranks { out[r] = [] }
         for sp in s.spans ?? [] {
             let kind: TraceRecord.Kind
             if case .forward = sp.action { kind = .forward } else { kind = .backward }
@@ -171,7 +211,7 @@ public enum StepTimeReport {
         }
         for m in s.messages ?? [] {
             let back = m.key.direction == .backward
-            out[m.src]!.append(TraceRecord(kind: .send, start: m.sent, end: m.sent, step: 0, chunk: -1, microbatch: m.key.microbatch,
+            out[m.src]!.append(TraceRecord(kind: .send, start: m.sent, end: m.sent + m.sendSeconds, step: 0, chunk: -1, microbatch: m.key.microbatch,
                                            hop: m.key.hop, backward: back, peer: m.dst, bytes: m.bytes))
             out[m.dst]!.append(TraceRecord(kind: .arrive, start: m.arrived, end: m.arrived, step: 0, chunk: -1, microbatch: m.key.microbatch,
                                            hop: m.key.hop, backward: back, peer: m.src, bytes: m.bytes))
@@ -198,9 +238,13 @@ extension SimulatedVariant {
                                            plan: HopPlan(layout: layout, residual: t.residualConfig), activationBytes: t.trafficConfig.activationBytes,
                                            link: costs.link, overrides: costs.overrides, sendOverhead: costs.sendOverhead,
                                            receiveOverhead: costs.receiveOverhead)
+        costs.setMessageCosts(&step)
         step.backward = step.backward.map { _ in 0 }
         step.optimizer = []
         simulation = try StepTimeSimulation(schedule, costs: step, keepSpans: keepSpans)
+        stepSeconds = try SimulatedVariant.spreadStep(simulation, costs: costs, step: step, actions: schedule.actions.reduce(0) { $0 + $1.count }) {
+            try StepTimeSimulation(schedule, costs: $0, keepSpans: false)
+        }
         self.twoPhase = twoPhase
     }
 
@@ -214,8 +258,8 @@ extension SimulatedVariant {
             var v = t; v.residual = kind
             for two in [false, true] { out.append(try SimulatedVariant(inference: v, twoPhase: two, costs: costs, keepSpans: keep)) }
         }
-        let base = out[0].simulation.stepSeconds
-        for i in out.indices { out[i].overheadVsStandard = base > 0 ? out[i].simulation.stepSeconds / base - 1 : nil }
+        let base = out[0].stepSeconds
+        for i in out.indices { out[i].overheadVsStandard = base > 0 ? out[i].stepSeconds / base - 1 : nil }
         return out
     }
 }

@@ -42,6 +42,9 @@ public struct Topology: Codable, Sendable, Equatable {
     /// `security: {curve: DIR}`: the CURVE key directory (absolute; the file gives it relative to itself) that turns
     /// on authenticated, encrypted control and data links (CurveKeys, docs/protocol.md "Authentication"); nil = plain.
     public var curveDirectory: String?
+    /// The device and links `attnres simulate` prices this pipeline on (the `hardware:` key: a profile file's path,
+    /// relative to the topology file, or the profile's keys inline); nil = none given. Runs ignore it.
+    public var hardware: HardwareProfile?
     /// Where the file came from (for error messages).
     public var source = "<built-in>"
 
@@ -61,6 +64,11 @@ public struct Topology: Codable, Sendable, Equatable {
     /// The schedule every rank runs (one place that passes every schedule key).
     public func makeSchedule() throws -> Schedule {
         try Schedule(kind: schedule, layout: layout, microbatches: microbatches, microbatchGroup: microbatchGroup)
+    }
+
+    /// The same schedule, generated per rank as it is read rather than stored (for replays at scale).
+    public func makeScheduleProgram() throws -> ScheduleProgram {
+        try ScheduleProgram(kind: schedule, layout: layout, microbatches: microbatches, microbatchGroup: microbatchGroup)
     }
 }
 
@@ -116,7 +124,7 @@ extension Topology {
         var seen: Set<String> = []
         let p = Parser(file: source)
         try p.each(top, path: "", known: ["name", "mode", "seed", "steps", "lr", "model", "residual", "cache", "pipeline",
-                                         "transport", "coordinator", "security"]) { key, node in
+                                         "transport", "coordinator", "security", "hardware"]) { key, node in
             seen.insert(key)
             switch key {
             case "name": t.name = try p.string(node, key)
@@ -129,6 +137,7 @@ extension Topology {
                 if let problem = Self.endpointProblem(endpoint) { throw p.bad(node, key, "'\(Parser.clip(endpoint))': \(problem)") }
                 t.coordinator = endpoint
             case "security": t.curveDirectory = try p.security(node, relativeTo: source)
+            case "hardware": t.hardware = try Topology.hardware(node, parser: p, topologyFile: source)
             case "lr":
                 guard let v = node.scalar.flatMap({ Float($0.string) }), v > 0, v.isFinite else {
                     throw p.bad(node, key, "must be a positive number")
@@ -195,6 +204,21 @@ extension Topology {
                                 problem: "only residual kind 'block' takes blocks (kind is '\(t.residual.rawValue)')")
         }
         return (t, seen)
+    }
+
+    /// The `hardware:` key: a path (relative to the topology file's folder; to the working directory for a topology
+    /// that is not a file) whose profile errors name that file, or an inline mapping with a profile file's keys
+    /// whose errors name `hardware.…` in the topology file.
+    static func hardware(_ node: Node, parser p: Parser, topologyFile: String) throws -> HardwareProfile {
+        guard let path = node.scalar?.string else {
+            return try HardwareProfile.parse(node, parser: p, prefix: "hardware.", name: "hardware of \(topologyFile)")
+        }
+        guard !path.isEmpty else { throw p.bad(node, "hardware", "must be a profile file's path or a mapping of its keys, got ''") }
+        let folder = topologyFile.hasPrefix("<") ? "" : (topologyFile as NSString).deletingLastPathComponent
+        let resolved = path.hasPrefix("/") || folder.isEmpty ? path : (folder as NSString).appendingPathComponent(path)
+        do { return try HardwareProfile.load(path: resolved) } catch let e as TopologyError where e.key == "(file)" && e.file == resolved {
+            throw p.bad(node, "hardware", "profile '\(Parser.clip(path))' (\(resolved)): \(e.problem)")
+        }
     }
 
     /// Checks the topology as a whole. `overridden` maps a key to the flag that set it, for the message.

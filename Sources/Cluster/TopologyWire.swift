@@ -13,10 +13,11 @@ import Wire
 ///                                                 // microbatch_group optional (interleaved-1f1b only)
 ///      "transport": {"kind", "ranks": [{"host", "port"}]},
 ///      "coordinator", "source",                   // optional
-///      "security": {"curve": DIR}}                // optional: CURVE on (DIR absolute, the coordinator's)
+///      "security": {"curve": DIR},                // optional: CURVE on (DIR absolute, the coordinator's)
+///      "hardware": {…}}                           // optional: the resolved profile (HardwareWire.swift)
 extension Topology {
     enum WireKey: String, CodingKey {
-        case name, mode, seed, steps, lr, model, residual, cache, pipeline, transport, coordinator, source, security
+        case name, mode, seed, steps, lr, model, residual, cache, pipeline, transport, coordinator, source, security, hardware
     }
     enum SecurityKey: String, CodingKey { case curve }
     enum ModelKey: String, CodingKey { case layers, hidden, heads, seq, vocab }
@@ -63,6 +64,7 @@ extension Topology {
         if c.contains(.security) {
             curveDirectory = try c.nestedContainer(keyedBy: SecurityKey.self, forKey: .security).decodeIfPresent(String.self, forKey: .curve)
         }
+        hardware = try c.decodeIfPresent(HardwareProfile.self, forKey: .hardware)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -92,6 +94,7 @@ extension Topology {
             var sec = c.nestedContainer(keyedBy: SecurityKey.self, forKey: .security)
             try sec.encode(curveDirectory, forKey: .curve)
         }
+        try c.encodeIfPresent(hardware, forKey: .hardware)
     }
 
     /// The largest frame any data message of this topology can have, for every residual variant on the same model

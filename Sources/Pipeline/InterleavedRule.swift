@@ -46,44 +46,11 @@ public struct InterleavedRule: Sendable, Equatable {
         }
     }
 
-    /// Rank r's compute order: (forward, global chunk, microbatch) in program order.
+    /// Rank r's compute order: (forward, global chunk, microbatch) in program order, as `ComputeOrder` generates it
+    /// (the one implementation of the warm-up and of each forward's and backward's item).
     public func order(rank r: Int, virtualStages v: Int, microbatches m: Int) -> [(forward: Bool, chunk: Int, microbatch: Int)] {
-        let p = ranks, total = m * v
-        // Each rule as (warm-up forwards, forward k's local stage and microbatch, backward j's).
-        let warmup: Int
-        let forwardItem: (Int) -> (stage: Int, microbatch: Int)
-        let backwardItem: (Int) -> (stage: Int, microbatch: Int)
-        switch source {
-        case .megatron:
-            let n = megatronGroup
-            let table = InterleavedRule.megatronTable(microbatches: m, chunks: v, group: n)
-            warmup = min((p - r - 1) * 2 + (v - 1) * n, total)
-            forwardItem = { k in (table[k].chunk, table[k].microbatch) }
-            backwardItem = { j in (v - 1 - table[j].chunk, table[j].microbatch) }
-        case .torch:
-            let mpr = microbatchesPerRound(m)
-            warmup = min((v - 1) * mpr + 2 * (p - 1 - r), total)
-            // Each stage runs its microbatches in order: the k-th op on a stage takes that stage's next microbatch.
-            var forwardsRun = [Int](repeating: 0, count: v), backwardsRun = [Int](repeating: 0, count: v)
-            forwardItem = { k in
-                let s = (k / mpr) % v
-                defer { forwardsRun[s] += 1 }
-                return (s, forwardsRun[s])
-            }
-            backwardItem = { j in
-                let s = v - 1 - (j / mpr) % v
-                defer { backwardsRun[s] += 1 }
-                return (s, backwardsRun[s])
-            }
-        }
-        var order: [(forward: Bool, chunk: Int, microbatch: Int)] = []
-        order.reserveCapacity(2 * total)
-        func forward(_ k: Int) { let (s, mb) = forwardItem(k); order.append((true, s * p + r, mb)) }
-        func backward(_ j: Int) { let (s, mb) = backwardItem(j); order.append((false, s * p + r, mb)) }
-        for k in 0..<warmup { forward(k) }
-        for i in 0..<(total - warmup) { forward(warmup + i); backward(i) }
-        for j in (total - warmup)..<total { backward(j) }
-        return order
+        Array(ComputeOrder(source == .torch ? .interleaved1F1BTorch : .interleaved1F1B, layout: Layout(ranks: ranks, virtualStages: v, layers: ranks * v),
+                           microbatches: m, microbatchGroup: group, rank: r))
     }
 
     /// Megatron's `get_schedule_table`: for each group of N consecutive microbatches (the last takes all that

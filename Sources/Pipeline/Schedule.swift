@@ -118,49 +118,12 @@ public struct Schedule: Sendable, Equatable {
         self.layout = layout
         self.microbatches = microbatches
         self.microbatchGroup = microbatchGroup
-        actions = (0..<layout.ranks).map { r in
-            let order: [(forward: Bool, chunk: Int, microbatch: Int)]
-            switch kind {
-            case .gpipe: order = Schedule.gpipeOrder(rank: r, layout: layout, microbatches: microbatches)
-            case .oneFOneB: order = Schedule.oneFOneBOrder(rank: r, layout: layout, microbatches: microbatches)
-            case .interleaved1F1B, .interleaved1F1BTorch:
-                order = InterleavedRule(kind, ranks: layout.ranks, group: microbatchGroup)
-                    .order(rank: r, virtualStages: layout.virtualStages, microbatches: microbatches)
-            }
-            return Schedule.withCommunication(order, chunks: layout.chunks)
-        }
+        let program = try ScheduleProgram(kind: kind, layout: layout, microbatches: microbatches, microbatchGroup: microbatchGroup)
+        actions = (0..<layout.ranks).map { Array(program.program(rank: $0)) }
     }
 
     /// Wraps each compute action in the receives it needs and the sends it produces.
-    static func withCommunication(_ order: [(forward: Bool, chunk: Int, microbatch: Int)], chunks: Int) -> [Action] {
-        var out: [Action] = []
-        for (forward, c, m) in order {
-            if forward {
-                if c > 0 { out.append(.recvForward(chunk: c, microbatch: m)) }
-                out.append(.forward(chunk: c, microbatch: m))
-                if c < chunks - 1 { out.append(.sendForward(chunk: c, microbatch: m)) }
-            } else {
-                if c < chunks - 1 { out.append(.recvBackward(chunk: c, microbatch: m)) }
-                out.append(.backward(chunk: c, microbatch: m))
-                if c > 0 { out.append(.sendBackward(chunk: c, microbatch: m)) }
-            }
-        }
-        return out
-    }
-
-    static func gpipeOrder(rank r: Int, layout: Layout, microbatches m: Int) -> [(forward: Bool, chunk: Int, microbatch: Int)] {
-        (0..<m).map { (true, r, $0) } + (0..<m).map { (false, r, $0) }
-    }
-
-    /// Warm-up of P−r−1 forwards, then alternate one forward and one backward, then cool down.
-    static func oneFOneBOrder(rank r: Int, layout: Layout, microbatches m: Int) -> [(forward: Bool, chunk: Int, microbatch: Int)] {
-        let warmup = min(layout.ranks - r - 1, m)
-        var order: [(Bool, Int, Int)] = (0..<warmup).map { (true, r, $0) }
-        for i in 0..<(m - warmup) {
-            order.append((true, r, warmup + i))
-            order.append((false, r, i))
-        }
-        for i in (m - warmup)..<m { order.append((false, r, i)) }
-        return order
+    static func withCommunication(_ order: [ComputeItem], chunks: Int) -> [Action] {
+        Array(RankProgram(order.makeIterator(), chunks: chunks))
     }
 }

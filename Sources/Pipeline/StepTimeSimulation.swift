@@ -33,6 +33,17 @@ public struct StepCosts: Sendable {
     /// Per-rank factor on every compute duration of the rank (forward, backward, optimizer): a straggler
     /// (`--fault slow:R×F`) has F; empty = 1 for every rank.
     public var computeScaleByRank: [Double] = []
+    /// Seconds per payload byte a send keeps its rank busy on top of its overhead (encoding the tensors into a
+    /// frame and handing it to the transport copy every byte), 0 by default.
+    public var sendSecondsPerByte: Double = 0
+    /// Seconds per payload byte a receive keeps its rank busy on top of its overhead (decoding), 0 by default.
+    public var receiveSecondsPerByte: Double = 0
+    /// Seconds a rank spends before every forward and backward outside the compute itself (the executor's
+    /// book-keeping: gathering inputs, the cache), 0 by default. Not counted as busy.
+    public var actionOverhead: Double = 0
+    /// Draw each compute duration and send cost from a real run's spread around its typical value (nil: every
+    /// action takes its typical value).
+    public var spread: DurationSpread?
     /// Payload bytes of hop k's message (forward; its gradient going back weighs the same).
     public var hopBytes: [Int]
     /// Link cost of src → dst; every link not named in `overrides` costs `defaultLink`.
@@ -71,7 +82,9 @@ public struct StepCosts: Sendable {
 /// sent, and the replay needs no global event queue. It advances a rank until it waits for a message that has not
 /// been sent, and wakes the rank when that message is sent: O(actions) in all.
 public struct StepTimeSimulation: Sendable {
-    public let schedule: Schedule
+    /// The replayed schedule's layout and microbatch count.
+    public let layout: Layout
+    public let microbatches: Int
     /// The step's length: the last rank's end, optimizer included.
     public let stepSeconds: Double
     /// End of the last forward or backward anywhere (the pipeline's span, optimizer excluded).
@@ -117,6 +130,8 @@ public struct StepTimeSimulation: Sendable {
         public let bytes: Int
         /// When the send was issued, when the link took it, when it arrived.
         public let sent: Double, onLink: Double, arrived: Double
+        /// Seconds the send kept its rank busy (its overhead and per-byte cost).
+        public var sendSeconds: Double = 0
     }
 
     /// One link of the critical path: a compute action, or a message that kept its receiver waiting.
@@ -142,8 +157,20 @@ public struct StepTimeSimulation: Sendable {
     /// Replays `schedule` with `costs`; `keepSpans` records every compute action and message (for the trace and the
     /// critical path).
     public init(_ schedule: Schedule, costs: StepCosts, keepSpans: Bool = true) throws {
-        let layout = schedule.layout
-        let p = layout.ranks, chunks = layout.chunks, hops = layout.hops, m = schedule.microbatches
+        try self.init(layout: schedule.layout, microbatches: schedule.microbatches,
+                      programs: schedule.actions.map { $0.makeIterator() }, costs: costs, keepSpans: keepSpans)
+    }
+
+    /// Replays a built-in schedule without storing it: each rank's actions are generated as the replay reaches them,
+    /// so memory is O(messages) rather than O(actions). The same timing as replaying `Schedule(program)`.
+    public init(_ program: ScheduleProgram, costs: StepCosts, keepSpans: Bool = true) throws {
+        try self.init(layout: program.layout, microbatches: program.microbatches,
+                      programs: (0..<program.layout.ranks).map { program.program(rank: $0) }, costs: costs, keepSpans: keepSpans)
+    }
+
+    private init<Program: IteratorProtocol>(layout: Layout, microbatches m: Int, programs: [Program], costs: StepCosts,
+                                            keepSpans: Bool) throws where Program.Element == Action {
+        let p = layout.ranks, chunks = layout.chunks, hops = layout.hops
         guard costs.forward.count == chunks, costs.backward.count == chunks else {
             throw Failure.mismatch("\(costs.forward.count) forward and \(costs.backward.count) backward durations for \(chunks) chunks")
         }
@@ -158,7 +185,9 @@ public struct StepTimeSimulation: Sendable {
         guard costs.optimizer.isEmpty || costs.optimizer.count == p else {
             throw Failure.mismatch("\(costs.optimizer.count) optimizer durations for \(p) ranks")
         }
-        self.schedule = schedule
+        self.layout = layout
+        self.microbatches = m
+        var programs = programs
         // Message index: (direction, hop, microbatch); link index: src·2 + (0 towards rank+1, 1 towards rank−1).
         func index(_ backward: Bool, _ hop: Int, _ mb: Int) -> Int { ((backward ? hops : 0) + hop) * m + mb }
         func linkIndex(_ src: Int, _ dst: Int) -> Int { src * 2 + (dst == (src + 1) % p ? 0 : 1) }
@@ -167,17 +196,21 @@ public struct StepTimeSimulation: Sendable {
             links[linkIndex(r, (r + 1) % p)] = costs.link(src: r, dst: (r + 1) % p)
             if (r + p - 1) % p != (r + 1) % p { links[linkIndex(r, (r + p - 1) % p)] = costs.link(src: r, dst: (r + p - 1) % p) }
         }
+        let occupancy = costs.hopBytes.map { Double($0) }
         var linkFree = [Double](repeating: 0, count: 2 * p)
         /// The message that last occupied each link (for the critical path), −1 = none.
         var linkLast = [Int](repeating: -1, count: 2 * p)
         let count = 2 * max(hops, 0) * m
-        var arrival = [Double](repeating: .nan, count: count)
-        var sentAt = [Double](repeating: 0, count: count)
-        var waiter = [Int](repeating: -1, count: count)
+        /// Per message i: its arrival at 2i (NaN until sent) and when it was sent at 2i + 1, side by side because
+        /// the receive reads both. The only per-message state: 16 bytes.
+        var message = [Double](repeating: .nan, count: 2 * count)
+        /// The message each rank is blocked on, −1 = none: a send to that rank of that message wakes it.
+        var waitingOn = [Int](repeating: -1, count: p)
+        /// The action a blocked rank stopped at (its receive), replayed first when it wakes.
+        var pending = [Action?](repeating: nil, count: p)
         var clock = [Double](repeating: 0, count: p)
         var busy = [Double](repeating: 0, count: p)
         var waited = [Double](repeating: 0, count: p)
-        var pc = [Int](repeating: 0, count: p)
         var exposed = [Double](repeating: 0, count: 4 * p)  // (link index, direction)
         var events = 0
         // Spans and their causes, kept only when asked.
@@ -192,36 +225,41 @@ public struct StepTimeSimulation: Sendable {
         var messageProducer: [Int] = [], messageQueuedBehind: [Int] = []
         var lastSpan = [Int](repeating: -1, count: p)
         var pendingCause = [Int](repeating: -1, count: p)
+        let sendOverhead = costs.sendOverheadByRank.isEmpty ? [Double](repeating: costs.sendOverhead, count: p) : costs.sendOverheadByRank
 
+        var draws = DurationSpread.Draws(state: costs.spread?.seed ?? 0)
+        let computeSpread = costs.spread?.compute ?? [], sendSpread = costs.spread?.send ?? []
         var ready = Array((0..<p).reversed())
         while let r = ready.popLast() {
-            let actions = schedule.actions[r]
             var t = clock[r]
-            replay: while pc[r] < actions.count {
-                let a = actions[pc[r]]
+            var next = pending[r]
+            pending[r] = nil
+            if next == nil { next = programs[r].next() }
+            replay: while let a = next {
                 switch a {
                 case .recvForward, .recvBackward:
                     let k = a.message!, backward = k.direction == .backward
                     let i = index(backward, k.hop, k.microbatch)
-                    guard !arrival[i].isNaN else { waiter[i] = r; break replay }
+                    let arrival = message[2 * i]
+                    guard !arrival.isNaN else { waitingOn[r] = i; pending[r] = a; break replay }
                     events += 1
-                    if arrival[i] > t {
-                        waited[r] += arrival[i] - t
+                    if arrival > t {
+                        waited[r] += arrival - t
                         let src = k.source(layout)
-                        exposed[linkIndex(src, r) * 2 + (backward ? 1 : 0)] += arrival[i] - max(t, sentAt[i])
+                        exposed[linkIndex(src, r) * 2 + (backward ? 1 : 0)] += arrival - max(t, message[2 * i + 1])
                         if keepSpans {
                             pendingCause[r] = messageSlot[i]
-                            waits.append(Wait(rank: r, key: messages[messageSlot[i]].key, start: t, end: arrival[i]))
+                            waits.append(Wait(rank: r, key: messages[messageSlot[i]].key, start: t, end: arrival))
                         }
-                        t = arrival[i]
+                        t = arrival
                     }
-                    t += costs.receiveOverhead
-                    pc[r] += 1
-                    continue
+                    t += costs.receiveOverhead + costs.receiveSecondsPerByte * occupancy[k.hop]
                 case .forward(let c, _), .backward(let c, _):
                     guard layout.rank(ofChunk: c) == r else { throw Failure.mismatch("rank \(r) runs \(a) of rank \(layout.rank(ofChunk: c))") }
-                    let d: Double
+                    var d: Double
                     if case .forward = a { d = costs.forward[c] * scale(r) } else { d = costs.backward[c] * scale(r) }
+                    if !computeSpread.isEmpty { d *= draws.next(computeSpread) }
+                    t += costs.actionOverhead
                     if keepSpans {
                         spans.append(Span(rank: r, action: a, start: t, end: t + d))
                         spanCause.append(pendingCause[r]); spanPrevious.append(lastSpan[r])
@@ -234,31 +272,35 @@ public struct StepTimeSimulation: Sendable {
                 case .sendForward, .sendBackward:
                     let key = a.message!, backward = key.direction == .backward
                     let i = index(backward, key.hop, key.microbatch)
-                    guard arrival[i].isNaN else { throw Failure.mismatch("\(a) on rank \(r): message sent twice") }
+                    guard message[2 * i].isNaN else { throw Failure.mismatch("\(a) on rank \(r): message sent twice") }
                     let dst = key.destination(layout)
                     let l = linkIndex(r, dst)
                     let start = max(t, linkFree[l])
-                    let occupied = links[l].occupancy(bytes: costs.hopBytes[key.hop])
+                    let link = links[l]
+                    let occupied = link.bandwidth.isInfinite ? 0 : occupancy[key.hop] / link.bandwidth
                     linkFree[l] = start + occupied
-                    arrival[i] = start + occupied + links[l].latency
-                    sentAt[i] = t
+                    message[2 * i] = start + occupied + link.latency
+                    message[2 * i + 1] = t
+                    var sendCost = sendOverhead[r] + costs.sendSecondsPerByte * occupancy[key.hop]
+                    if !sendSpread.isEmpty { sendCost *= draws.next(sendSpread) }
                     if keepSpans {
                         messageSlot[i] = messages.count
                         messageProducer.append(lastSpan[r])
                         messageQueuedBehind.append(start > t ? linkLast[l] : -1)
                         linkLast[l] = messages.count
-                        messages.append(Message(key: key, src: r, dst: dst, bytes: costs.hopBytes[key.hop], sent: t, onLink: start, arrived: arrival[i]))
+                        messages.append(Message(key: key, src: r, dst: dst, bytes: costs.hopBytes[key.hop], sent: t, onLink: start, arrived: message[2 * i],
+                                                sendSeconds: sendCost))
                     }
-                    t += costs.sendOverheadByRank.isEmpty ? costs.sendOverhead : costs.sendOverheadByRank[r]
+                    t += sendCost
                     events += 1
-                    if waiter[i] >= 0 { ready.append(waiter[i]); waiter[i] = -1 }
+                    if waitingOn[dst] == i { ready.append(dst); waitingOn[dst] = -1 }
                 }
-                pc[r] += 1
+                next = programs[r].next()
             }
             clock[r] = t
         }
-        let stuck = (0..<p).filter { pc[$0] < schedule.actions[$0].count }
-        guard stuck.isEmpty else { throw Failure.deadlock(stuck: stuck.map { ($0, schedule.actions[$0][pc[$0]]) }) }
+        let stuck = (0..<p).compactMap { r in pending[r].map { (rank: r, action: $0) } }
+        guard stuck.isEmpty else { throw Failure.deadlock(stuck: stuck) }
 
         pipelineSeconds = clock.max() ?? 0
         stepSeconds = (0..<p).map { clock[$0] + (costs.optimizer.isEmpty ? 0 : costs.optimizer[$0] * scale($0)) }.max() ?? 0

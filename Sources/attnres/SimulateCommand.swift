@@ -11,7 +11,8 @@ struct Simulate: ParsableCommand {
         durations from the exact model's work and a device, and each message at latency + bytes / bandwidth, one \
         transfer at a time per link direction. Prints, per variant (like `compare`), step time, overhead vs \
         standard, bubble per rank, the most exposed link and the critical path. Costs come from a hardware profile \
-        (--hardware) or from a real run's trace (--calibrate). docs/step-time.md has the formulas.
+        (--hardware, or the topology's hardware: key, which --hardware overrides) or from a real run's trace \
+        (--calibrate). docs/step-time.md has the formulas.
 
         Examples:
           attnres simulate topologies/paper-scale.yaml --hardware topologies/hardware/h100-sxm-ndr400.yaml
@@ -34,20 +35,35 @@ struct Simulate: ParsableCommand {
 
     func run() throws {
         try OutputPath.check([OutputPath("--json", json, .file), OutputPath("--trace", trace, .file)])
-        guard (hardware == nil) != (calibrate == nil) else {
-            throw UsageError(description: hardware == nil ? "give --hardware FILE or --calibrate TRACE.json (where the costs come from)"
-                                                          : "--hardware and --calibrate are exclusive: costs come from one of them")
+        guard hardware == nil || calibrate == nil else {
+            throw UsageError(description: "--hardware and --calibrate are exclusive: costs come from one of them")
+        }
+        let measuredTrace = try measured.map { try MeasuredTrace(file: $0) }
+        let t = try measuredTrace?.topology ?? topology.resolve(holdsTensors: false)
+        // Where the costs come from: --hardware, else --calibrate, else the topology's hardware: key.
+        let profile: (profile: HardwareProfile, file: String, key: String)?
+        if let hardware {
+            profile = (try HardwareProfile.load(path: hardware), hardware, "links")
+        } else if calibrate == nil, let h = t.hardware {
+            profile = (h, t.source, "hardware.links")
+        } else {
+            profile = nil
+        }
+        guard profile != nil || calibrate != nil else {
+            throw UsageError(description: "give --hardware FILE, a hardware: key in the topology (\(t.source)), or --calibrate TRACE.json (where the costs come from)")
         }
         var costs: StepTimeCosts
-        let profile = try hardware.map { try HardwareProfile.load(path: $0) }
         if let profile {
-            costs = StepTimeCosts(profile)
+            try profile.profile.checkLinks(t.layout, file: profile.file, key: profile.key)
+            costs = StepTimeCosts(profile.profile)
         } else {
             let c = try Calibration(try MeasuredTrace(file: calibrate!))
             costs = StepTimeCosts(c)
             print("calibrated on \(c.source): forward \(describe(c.compute.forward)), backward \(describe(c.compute.backward)); "
                   + "link α \(StepTimeReport.seconds(c.link.latency)), \(c.link.bandwidth.isInfinite ? "∞" : String(format: "%.2f GB/s", c.link.bandwidth / 1e9)); "
-                  + "send \(StepTimeReport.seconds(c.sendOverhead)); "
+                  + "send \(StepTimeReport.seconds(c.sendOverhead)) + \(perKiB(c.sendSecondsPerByte)), "
+                  + "receive \(StepTimeReport.seconds(c.receiveOverhead)) + \(perKiB(c.receiveSecondsPerByte)), "
+                  + "before each compute \(StepTimeReport.seconds(c.actionOverhead)); "
                   + String(format: "fit error (rms, per chunk) forward %.1f%%, backward %.1f%%", 100 * c.residual.forward, 100 * c.residual.backward))
         }
         if let g = linkGbit {
@@ -60,9 +76,6 @@ struct Simulate: ParsableCommand {
             costs.link.latency = l * 1e-6
             for k in costs.overrides.keys { costs.overrides[k]!.latency = l * 1e-6 }
         }
-        let measuredTrace = try measured.map { try MeasuredTrace(file: $0) }
-        let t = try measuredTrace?.topology ?? topology.resolve(holdsTensors: false)
-        if let profile, let hardware { try profile.checkLinks(t.layout, file: hardware) }
         for f in try parseFaults(faults) {
             guard case .slow(let r, let factor) = f else {
                 throw UsageError(description: "--fault \(f): a simulation models only stragglers (slow:RANK×F)")
@@ -88,9 +101,10 @@ struct Simulate: ParsableCommand {
         print("\(own.topology.residual.rawValue)/\(own.topology.cache.rawValue):")
         print(StepTimeReport.details(own))
         if let m = measuredTrace {
-            let real = m.typicalStepSeconds, predicted = own.simulation.stepSeconds
-            print(String(format: "\nmeasured step %@ (mean of %d steps), predicted %@, error %+.1f%%", StepTimeReport.seconds(real),
-                         max(1, m.stepSeconds.count - (m.stepSeconds.count >= 3 ? 1 : 0)), StepTimeReport.seconds(predicted), 100 * (predicted / real - 1)))
+            let real = m.typicalStepSeconds, predicted = own.stepSeconds
+            print(String(format: "\nmeasured step %@ (mean of %d typical steps), predicted %@, error %+.1f%%", StepTimeReport.seconds(real),
+                         m.typicalSteps.count, StepTimeReport.seconds(predicted), 100 * (predicted / real - 1)))
+            if let b = StepTimeBreakdown(m, own.simulation) { print(b.table) }
         }
         if let json { try StepTimeReport.writeJSON(runs, origin: costs.origin, to: json, measured: measuredTrace?.typicalStepSeconds) }
         if let trace {
@@ -100,6 +114,8 @@ struct Simulate: ParsableCommand {
             try ChromeTrace.write(StepTimeReport.traceRecords(own.simulation), ranks: t.ranks, to: trace, topology: own.topology)
         }
     }
+
+    private func perKiB(_ secondsPerByte: Double) -> String { String(format: "%.3g µs/KiB", secondsPerByte * 1024 * 1e6) }
 
     private func describe(_ c: ComputeCost) -> String {
         String(format: "%.3g s/flop + %.3g s/B + %.3g s/kernel + %.3g s/action", c.secondsPerFlop, c.secondsPerByte, c.secondsPerKernel, c.secondsPerAction)

@@ -29,17 +29,21 @@ final class StepTimeTests: XCTestCase {
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         // No per-action constant: calibration does not fit one (docs/step-time.md, "Calibration").
-        let truth = StepTimeCosts(compute: ComputeCosts(forward: ComputeCost(secondsPerFlop: 2e-10, secondsPerByte: 2e-9, secondsPerKernel: 3e-6),
+        var truth = StepTimeCosts(compute: ComputeCosts(forward: ComputeCost(secondsPerFlop: 2e-10, secondsPerByte: 2e-9, secondsPerKernel: 3e-6),
                                                         backward: ComputeCost(secondsPerFlop: 3e-10, secondsPerByte: 1e-9, secondsPerKernel: 5e-6),
                                                         optimizer: ComputeCost(secondsPerFlop: 0, secondsPerByte: 0, secondsPerKernel: 0)),
                                   link: LinkCost(latency: 2e-4, bandwidth: 1e8), origin: "truth")
+        // Message costs on the ranks: fixed and per byte, for sends and receives, and a cost before every compute.
+        truth.sendOverhead = 3e-5; truth.sendSecondsPerByte = 2e-9
+        truth.receiveOverhead = 2e-5; truth.receiveSecondsPerByte = 1e-9; truth.actionOverhead = 1e-5
         let cal = try topology { _ in }
         let sim = try SimulatedVariant(cal, costs: truth, keepSpans: true)
         let file = dir.appendingPathComponent("sim.json").path
         try ChromeTrace.write(StepTimeReport.traceRecords(sim.simulation), ranks: cal.ranks, to: file, topology: cal)
         let measured = try MeasuredTrace(file: file)
         XCTAssertEqual(measured.topology, { var t = cal; t.source = measured.topology.source; return t }())
-        XCTAssertEqual(measured.typicalStepSeconds, sim.simulation.pipelineSeconds, accuracy: 2e-6)
+        // A traced step starts at its first forward, after the replay's first action overhead.
+        XCTAssertEqual(measured.typicalStepSeconds, sim.simulation.pipelineSeconds - truth.actionOverhead, accuracy: 2e-6)
         let fitted = try Calibration(measured)
         let work = ChunkWork(model: cal.modelConfig, layout: cal.layout, microbatchSize: cal.microbatchSize)
         for k in 0..<cal.layout.chunks {
@@ -48,6 +52,12 @@ final class StepTimeTests: XCTestCase {
         }
         XCTAssertEqual(fitted.link.latency, 2e-4, accuracy: 5e-6)
         XCTAssertEqual(1 / fitted.link.bandwidth, 1e-8, accuracy: 2e-10)
+        // The trace stores whole microseconds: each fixed cost to 1 µs, each per-byte cost to 1 µs per 16 KiB tensor.
+        for (rank, a) in fitted.sendOverheadByRank.enumerated() { XCTAssertEqual(a, 3e-5, accuracy: 1e-6, "rank \(rank)") }
+        XCTAssertEqual(fitted.sendSecondsPerByte, 2e-9, accuracy: 6e-11)
+        XCTAssertEqual(fitted.receiveOverhead, 2e-5, accuracy: 1e-6)
+        XCTAssertEqual(fitted.receiveSecondsPerByte, 1e-9, accuracy: 6e-11)
+        XCTAssertEqual(fitted.actionOverhead, 1e-5, accuracy: 1e-6)
         let costs = StepTimeCosts(fitted)
         for other in [try topology { $0.microbatches = 8 }, try topology { $0.virtualStages = 1; $0.schedule = .oneFOneB },
                       try topology { $0.residual = .full; $0.cache = .none }, try topology { $0.virtualStages = 4; $0.microbatches = 6 },
