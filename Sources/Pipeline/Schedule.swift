@@ -112,13 +112,13 @@ public struct Schedule: Sendable, Equatable {
         }
     }
 
+    /// The actions `ScheduleProgram` generates (it validates the configuration), stored.
     public init(kind: ScheduleKind, layout: Layout, microbatches: Int, microbatchGroup: Int? = nil) throws {
-        try Schedule.validate(kind, layout: layout, microbatches: microbatches, microbatchGroup: microbatchGroup)
-        self.kind = kind
-        self.layout = layout
-        self.microbatches = microbatches
-        self.microbatchGroup = microbatchGroup
         let program = try ScheduleProgram(kind: kind, layout: layout, microbatches: microbatches, microbatchGroup: microbatchGroup)
+        self.kind = program.kind
+        self.layout = program.layout
+        self.microbatches = program.microbatches
+        self.microbatchGroup = program.microbatchGroup
         actions = (0..<layout.ranks).map { Array(program.program(rank: $0)) }
     }
 
