@@ -32,7 +32,7 @@ FUZZ_SWIFTC := $(SWIFTC) -sanitize=fuzzer,address -parse-as-library -use-ld=lld
 # Swift modules' objects are read from SwiftPM's output-file-map.json (a stale object of a deleted source would
 # clash); the C modules' are all their .o files.
 FUZZ_SWIFT_MODULES := Cluster Pipeline Wire Model Numerics Yams Logging
-FUZZ_C_MODULES := CSys CYaml
+FUZZ_C_MODULES := CSys CKernels CYaml
 
 help: ## list the workflows
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
@@ -91,7 +91,7 @@ fuzz-build: deps ## build the libFuzzer binaries (see the comment above) into .b
 	@set -e; bin=$$($(SWIFT) build --build-path $(FUZZ_DIR)/spm --show-bin-path); \
 	  objects=$$(for m in $(FUZZ_SWIFT_MODULES); do grep -o '"object": *"[^"]*"' $$bin/$$m.build/output-file-map.json | cut -d'"' -f4; done; \
 	    for m in $(FUZZ_C_MODULES); do find $$bin/$$m.build -name '*.o'; done); \
-	  flags="-I $$bin/Modules -I Sources/CZeroMQ -I Sources/COpenBLAS -Xcc -fmodule-map-file=$$bin/CSys.build/module.modulemap \
+	  flags="-I $$bin/Modules -I Sources/CZeroMQ -I Sources/COpenBLAS -Xcc -fmodule-map-file=$$bin/CSys.build/module.modulemap -Xcc -fmodule-map-file=$$bin/CKernels.build/module.modulemap \
 	    -Xcc -fmodule-map-file=$(FUZZ_DIR)/spm/checkouts/Yams/Sources/CYaml/include/module.modulemap \
 	    $$(pkg-config --cflags openblas | sed 's/-I/-Xcc -I/g') $$objects -lzmq $$(pkg-config --libs openblas)"; \
 	  echo "linking $(FUZZ_DIR)/{data-frame,control-message,topology-yaml} against $$(echo $$objects | wc -w) object files of $$bin"; \

@@ -49,7 +49,7 @@ public enum DepthAttentionTwoPhase {
             stacked.withUnsafeMutableBufferPointer { out in
                 for r in 0..<n {
                     let row = v.baseAddress! + r * d, o = out.baseAddress! + start + r * d
-                    let s = DepthAttention.rowRstd(row, d)
+                    let s = DepthAttention.rowRstd(row, d, kernel: .current)
                     rstd.append(s)
                     for j in 0..<d { o[j] = row[j] * s }
                 }
@@ -83,14 +83,16 @@ public enum DepthAttentionTwoPhase {
     }
 
     /// Phase 2 for the first layer of a block (no partial): h = o⁽¹⁾ / ℓ⁽¹⁾. sources K × [n, d] -> [n, d].
-    public static func normalize(_ stats: Stats, sources: [Tensor]) -> Tensor {
-        combine(stats, sources: sources, partial: nil, partialWeight: { _ in 0 }, scale: { 1 / stats.sum[$0] })
+    public static func normalize(_ stats: Stats, sources: [Tensor], kernel: DepthKernel = .current) -> Tensor {
+        combine(stats, sources: sources, partial: nil, partialWeight: { _ in 0 }, scale: { 1 / stats.sum[$0] },
+                kernel: kernel)
     }
 
     /// Phase 2 for a later layer: merges the partial b_n^{i} (a single source with key RMSNorm(partial)) into the
     /// phase-1 stats with an online softmax, m = max(m1, z2), h = (e^{m1−m} o⁽¹⁾ + e^{z2−m} partial) /
     /// (e^{m1−m} ℓ⁽¹⁾ + e^{z2−m}). query [d], sources K × [n, d], partial [n, d] -> h [n, d].
-    public static func merge(_ stats: Stats, sources: [Tensor], query: Tensor, partial: Tensor) -> Tensor {
+    public static func merge(_ stats: Stats, sources: [Tensor], query: Tensor, partial: Tensor,
+                             kernel: DepthKernel = .current) -> Tensor {
         let n = partial.rows, d = partial.cols
         var a = [Float](repeating: 0, count: n), b = [Float](repeating: 0, count: n)
         partial.data.withUnsafeBufferPointer { pp in
@@ -106,14 +108,15 @@ public enum DepthAttentionTwoPhase {
                 }
             }
         }
-        return combine(stats, sources: sources, partial: partial, partialWeight: { b[$0] }, scale: { a[$0] })
+        return combine(stats, sources: sources, partial: partial, partialWeight: { b[$0] }, scale: { a[$0] },
+                       kernel: kernel)
     }
 
     /// One pass over the values: h[r] = scale(r) · Σ_i weights_i[r] v_i[r] + partialWeight(r) · partial[r]
     /// (as Σ_i (weights_i[r]·scale(r)) v_i[r] + partialWeight(r) · partial[r], in that order; `DepthAttention.mix`).
     @inline(__always)
     static func combine(_ stats: Stats, sources: [Tensor], partial: Tensor?, partialWeight: (Int) -> Float,
-                        scale: (Int) -> Float) -> Tensor {
+                        scale: (Int) -> Float, kernel: DepthKernel = .current) -> Tensor {
         let n = sources[0].rows, d = sources[0].cols, kCount = sources.count
         var c = [Float](repeating: 0, count: (kCount + (partial == nil ? 0 : 1)) * n)
         for r in 0..<n {
@@ -125,7 +128,7 @@ public enum DepthAttentionTwoPhase {
         h.withUnsafeMutableBufferPointer { hp in
             c.withUnsafeBufferPointer { cp in
                 DepthAttention.mix(sources: partial.map { sources + [$0] } ?? sources, weights: cp,
-                                   into: hp.baseAddress!, rows: n, cols: d, accumulate: false)
+                                   into: hp.baseAddress!, rows: n, cols: d, accumulate: false, kernel: kernel)
             }
         }
         return Tensor(shape: [n, d], data: h)

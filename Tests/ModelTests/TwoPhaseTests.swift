@@ -89,7 +89,8 @@ final class TwoPhaseTests: XCTestCase {
             var m1 = tensor([5, d], 1).data, m2 = m1
             weights.withUnsafeBufferPointer { wp in
                 m1.withUnsafeMutableBufferPointer {
-                    DepthAttention.mix(sources: sources, weights: wp, into: $0.baseAddress!, rows: 5, cols: d)
+                    DepthAttention.mix(sources: sources, weights: wp, into: $0.baseAddress!, rows: 5, cols: d,
+                                       kernel: .baseline)
                 }
                 m2.withUnsafeMutableBufferPointer {
                     DepthAttention.mixReference(sources: sources, weights: wp, into: $0.baseAddress!, rows: 5, cols: d)
@@ -106,7 +107,7 @@ final class TwoPhaseTests: XCTestCase {
                     for j in 0..<d { plain.data[r * d + j] += c * sources[i].data[r * d + j] }
                 }
             }
-            XCTAssertEqual(DepthAttentionTwoPhase.normalize(stats, sources: sources).data.map(\.bitPattern),
+            XCTAssertEqual(DepthAttentionTwoPhase.normalize(stats, sources: sources, kernel: .baseline).data.map(\.bitPattern),
                            plain.data.map(\.bitPattern), "d = \(d)")
             var rstd: [Float] = [], stacked: [Float] = []
             for src in sources { stacked += DepthAttentionTwoPhase.keys([src], rstd: &rstd).data }
