@@ -61,6 +61,10 @@ AVX2 static inline void dot_and_squares(const float *w, const float *x, long d, 
     *wx = s; *xx = q;
 }
 
+AVX2 void attnres_avx2_dot_and_squares(const float *w, const float *x, long d, float *wx, float *xx) {
+    dot_and_squares(w, x, d, wx, xx);
+}
+
 AVX2 float attnres_avx2_sum_squares(const float *x, long d) {
     __m256 q0 = _mm256_setzero_ps(), q1 = _mm256_setzero_ps();
     long j = 0;
@@ -214,6 +218,25 @@ AVX2 void attnres_avx2_depth_backward(const float *dh, const float *w, const flo
     }
 }
 
+AVX2 void attnres_avx2_depth_phase1(const float *queries, long S, const float *const *sources, const float *rstd,
+                                    long K, long n, long d, float *weights, float *max, float *sum) {
+    for (long r = 0; r < n; r++) {
+        for (long s = 0; s < S; s++) {
+            const float *q = queries + s * d;
+            float *z = weights + s * K * n;
+            float m = -INFINITY;
+            for (long i = 0; i < K; i++) {
+                const float zi = rstd[i * n + r] * dot(q, sources[i] + r * d, d);
+                z[i * n + r] = zi;
+                m = fmaxf(m, zi);
+            }
+            float l = 0;
+            for (long i = 0; i < K; i++) { const float e = exp_shifted(z[i * n + r] - m); z[i * n + r] = e; l += e; }
+            max[s * n + r] = m; sum[s * n + r] = l;
+        }
+    }
+}
+
 AVX2 void attnres_avx2_depth_mix(const float *const *sources, const float *weights, long K, long n, long d,
                                  float *out, int accumulate) {
     const float *rows[K];
@@ -228,6 +251,9 @@ AVX2 void attnres_avx2_depth_mix(const float *const *sources, const float *weigh
 
 int attnres_avx2_fma_available(void) { return 0; }
 float attnres_avx2_sum_squares(const float *x, long d) { (void)x; (void)d; return NAN; }
+void attnres_avx2_dot_and_squares(const float *w, const float *x, long d, float *wx, float *xx) {
+    (void)w; (void)x; (void)d; *wx = NAN; *xx = NAN;
+}
 void attnres_avx2_depth_forward(const float *w, const float *const *sources, long K, long n, long d, float *rstd,
                                 const unsigned char *known, float *logits, float *alpha, float *out) {
     (void)w; (void)sources; (void)K; (void)n; (void)d; (void)rstd; (void)known; (void)logits; (void)alpha; (void)out;
@@ -237,6 +263,10 @@ void attnres_avx2_depth_backward(const float *dh, const float *w, const float *c
                                  float *dw, int accumulate) {
     (void)dh; (void)w; (void)sources; (void)dsources; (void)K; (void)n; (void)d; (void)alpha; (void)rstd;
     (void)logits; (void)dw; (void)accumulate;
+}
+void attnres_avx2_depth_phase1(const float *queries, long S, const float *const *sources, const float *rstd, long K,
+                               long n, long d, float *weights, float *max, float *sum) {
+    (void)queries; (void)S; (void)sources; (void)rstd; (void)K; (void)n; (void)d; (void)weights; (void)max; (void)sum;
 }
 void attnres_avx2_depth_mix(const float *const *sources, const float *weights, long K, long n, long d, float *out,
                             int accumulate) {

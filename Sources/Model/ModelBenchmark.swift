@@ -65,7 +65,7 @@ public enum ModelBenchmark {
             let mb = BatchSource.synthetic(seq: config.model.seq, vocab: config.model.vocab, seed: config.seed)
                 .batch(step: 1, microbatches: 1, microbatchSize: config.microbatchSize)[0]
             let inference = try Inference(config: config.model)
-            return { inference.forward(mb, parameters: p, mode: mode).logits.data[0] }
+            return { inference.forward(mb, parameters: p, mode: mode, recordingLayerInputs: false).logits.data[0] }
         }
     }
 

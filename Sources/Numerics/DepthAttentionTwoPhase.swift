@@ -1,3 +1,5 @@
+import CKernels
+
 /// The two-phase form of depth attention for inference (paper §4.2, Algorithm 1; DESIGN §3).
 ///
 /// Phase 1 attends all S pseudo-queries of a block over the completed blocks at once: one `sgemm` of the queries
@@ -82,6 +84,33 @@ public enum DepthAttentionTwoPhase {
         }
     }
 
+    /// Phase 1 without stacked keys, for the AVX2 kernel: queries S × [d] over the completed blocks K × [n, d] with
+    /// their key statistics `rstd` ([K·n], each block's `DepthAttention.rstd`, source-major) -> S stats. The same
+    /// logits rstd·(q·v) as the product with the normalised keys, computed by `attnres_avx2_depth_phase1` in one pass
+    /// over each token's K rows instead of by sgemm: at the widths here (S = L/N queries, d ≤ 256) sgemm's packing of
+    /// a normalised copy of every block costs more than the dots themselves.
+    public static func phase1(queries: [Tensor], sources: [Tensor], rstd: [Float]) -> [Stats] {
+        let sCount = queries.count, kCount = sources.count, n = sources[0].rows, d = sources[0].cols
+        precondition(rstd.count == kCount * n && queries.allSatisfy { $0.count == d })
+        precondition(DepthKernel.avx2.isAvailable, "phase1(queries:sources:rstd:) runs the AVX2 kernel")
+        let q = queries.flatMap(\.data)
+        var w = [Float](unsafeUninitializedCapacity: sCount * kCount * n) { $1 = sCount * kCount * n }
+        var m = [Float](unsafeUninitializedCapacity: sCount * n) { $1 = sCount * n }, l = m
+        q.withUnsafeBufferPointer { qp in
+        rstd.withUnsafeBufferPointer { rs in
+        w.withUnsafeMutableBufferPointer { wp in
+        m.withUnsafeMutableBufferPointer { mp in
+        l.withUnsafeMutableBufferPointer { lp in
+        DepthAttention.withBasePointers(sources) { vs in
+            attnres_avx2_depth_phase1(qp.baseAddress!, sCount, vs.map { Optional($0) }, rs.baseAddress!, kCount, n, d,
+                                      wp.baseAddress!, mp.baseAddress!, lp.baseAddress!)
+        }}}}}}
+        return (0..<sCount).map { s in
+            Stats(weights: Array(w[(s * kCount * n)..<((s + 1) * kCount * n)]), max: Array(m[(s * n)..<((s + 1) * n)]),
+                  sum: Array(l[(s * n)..<((s + 1) * n)]))
+        }
+    }
+
     /// Phase 2 for the first layer of a block (no partial): h = o⁽¹⁾ / ℓ⁽¹⁾. sources K × [n, d] -> [n, d].
     public static func normalize(_ stats: Stats, sources: [Tensor], kernel: DepthKernel = .current) -> Tensor {
         combine(stats, sources: sources, partial: nil, partialWeight: { _ in 0 }, scale: { 1 / stats.sum[$0] },
@@ -99,7 +128,11 @@ public enum DepthAttentionTwoPhase {
             query.data.withUnsafeBufferPointer { w in
                 for r in 0..<n {
                     let row = pp.baseAddress! + r * d
-                    let (dot, ss) = VectorKernels.treeDotAndSquares(w.baseAddress!, row, d)
+                    var dot: Float = 0, ss: Float = 0
+                    switch kernel {
+                    case .baseline: (dot, ss) = VectorKernels.treeDotAndSquares(w.baseAddress!, row, d)
+                    case .avx2: attnres_avx2_dot_and_squares(w.baseAddress!, row, d, &dot, &ss)
+                    }
                     let z2 = DepthAttention.rstd(sumOfSquares: ss, d) * dot  // w · RMSNorm(partial), as one-pass
                     let m = Swift.max(stats.max[r], z2)
                     let e1 = _expShifted(stats.max[r] - m), e2 = _expShifted(z2 - m)

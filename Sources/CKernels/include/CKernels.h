@@ -18,6 +18,10 @@ int attnres_avx2_fma_available(void);
 /// RMS equals a recomputed one bit for bit).
 float attnres_avx2_sum_squares(const float *x, long d);
 
+/// (Σ w[j]·x[j], Σ x[j]²) in one pass: bitwise the logit dot and the key statistic the fused forward computes for an
+/// uncached source (two-phase inference's merge uses it for the partial).
+void attnres_avx2_dot_and_squares(const float *w, const float *x, long d, float *wx, float *xx);
+
 /// Fused depth-attention forward, token by token: logits z = rstd·(w·v_i[r]) (rstd[i·n+r] read when known[i],
 /// else computed and written), the softmax over the K sources, and out[r] = Σ_i α_i v_i[r] with the K rows in L1.
 /// sources: K pointers to [n, d]; rstd, logits, alpha: [K·n] source-major; out: [n, d] (written, not read).
@@ -31,6 +35,13 @@ void attnres_avx2_depth_forward(const float *w, const float *const *sources, lon
 void attnres_avx2_depth_backward(const float *dh, const float *w, const float *const *sources,
                                  float *const *dsources, long K, long n, long d, const float *alpha,
                                  const float *rstd, const float *logits, float *dw, int accumulate);
+
+/// Two-phase phase 1 straight from the completed blocks: for each of the S queries (rows of `queries`, [S, d]) and token
+/// r, the logits z_i = rstd[i·n+r]·(q · v_i[r]) over the K sources, their max m and normaliser ℓ = Σ_i e^{z_i − m},
+/// and the unnormalised weights e^{z_i − m}. Outputs: weights [S][K·n] (source-major per query), max and sum [S][n].
+/// The rows of token r are read once per query while in L1; no normalised copy of the keys is made.
+void attnres_avx2_depth_phase1(const float *queries, long S, const float *const *sources, const float *rstd, long K,
+                               long n, long d, float *weights, float *max, float *sum);
 
 /// out[r] (+)= Σ_i weights[i·n+r] · v_i[r], sources in order (accumulate = 0: the sums start from 0 and out is
 /// only written). The weighted value sum of two-phase inference's phase 2.
