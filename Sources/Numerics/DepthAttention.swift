@@ -261,16 +261,23 @@ public enum DepthAttention {
                             let a = al[k], c = cf[2 &* k], ck = cf[2 &* k &+ 1]
                             let gr = g.baseAddress! + off, row = v.baseAddress! + off, out = dv.baseAddress! + off
                             var j = 0
-                            while j < tiled {
-                                let gv = UnsafeRawPointer(gr + j).loadUnaligned(as: SIMD8<Float>.self)
-                                let x = UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<Float>.self)
-                                let wv = UnsafeRawPointer(wp + j).loadUnaligned(as: SIMD8<Float>.self)
-                                let o = UnsafeMutableRawPointer(out + j)
-                                let old = accumulate ? o.loadUnaligned(as: SIMD8<Float>.self) : SIMD8<Float>(repeating: 0)
-                                o.storeBytes(of: old + (a * gv + c * (wv - ck * x)), as: SIMD8<Float>.self)
-                                let dwt = UnsafeMutableRawPointer(dwp + j)
-                                dwt.storeBytes(of: dwt.loadUnaligned(as: SIMD8<Float>.self) + c * x, as: SIMD8<Float>.self)
-                                j &+= 8
+                            // two copies of the tile loop, so the accumulating one (every layer) has no branch per tile
+                            @inline(__always) func tiles(_ old: (UnsafeMutableRawPointer) -> SIMD8<Float>) {
+                                while j < tiled {
+                                    let gv = UnsafeRawPointer(gr + j).loadUnaligned(as: SIMD8<Float>.self)
+                                    let x = UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<Float>.self)
+                                    let wv = UnsafeRawPointer(wp + j).loadUnaligned(as: SIMD8<Float>.self)
+                                    let o = UnsafeMutableRawPointer(out + j)
+                                    o.storeBytes(of: old(o) + (a * gv + c * (wv - ck * x)), as: SIMD8<Float>.self)
+                                    let dwt = UnsafeMutableRawPointer(dwp + j)
+                                    dwt.storeBytes(of: dwt.loadUnaligned(as: SIMD8<Float>.self) + c * x, as: SIMD8<Float>.self)
+                                    j &+= 8
+                                }
+                            }
+                            if accumulate {
+                                tiles { $0.loadUnaligned(as: SIMD8<Float>.self) }
+                            } else {
+                                tiles { _ in SIMD8<Float>(repeating: 0) }
                             }
                             while j < d {
                                 out[j] = (accumulate ? out[j] : 0) + (a * gr[j] + c * (wp[j] - ck * row[j]))
