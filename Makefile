@@ -35,7 +35,7 @@ FUZZ_SWIFTC := $(SWIFTC) -sanitize=fuzzer,address -parse-as-library -use-ld=lld
 # Swift modules' objects are read from SwiftPM's output-file-map.json (a stale object of a deleted source would
 # clash); the C modules' are all their .o files.
 FUZZ_SWIFT_MODULES := Cluster Pipeline Wire Model Numerics Yams Logging
-FUZZ_C_MODULES := CSys CYaml
+FUZZ_C_MODULES := CSys CKernels CYaml
 
 help: ## list the workflows
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
@@ -89,11 +89,13 @@ sweeps: build ## regenerate the sweep plots of docs/sweeps.md
 	$(RELEASE_BIN) sweep topologies/paper-scale.yaml --blocks 1,2,3,6,9,18,27,54 --csv docs/sweeps/paper-blocks.csv --svg docs/sweeps/paper-blocks.svg
 
 # bench model runs twice: the default d = 64 model and a wider d = 256 one (the goals differ by width,
-# docs/benchmarks-model.md); the sgemm kernel table is printed once.
+# docs/benchmarks-model.md); the sgemm kernel table is printed once. Both use the depth-attention kernel the CPU
+# allows (AVX2 + FMA where present); a third run pins the baseline kernel (what a CPU without AVX2 runs), no peers.
 bench: build ## run the benchmarks (ratios against baselines measured in the same run)
 	$(RELEASE_BIN) bench wire
 	$(RELEASE_BIN) bench model --repetitions 50
 	$(RELEASE_BIN) bench model --layers 16 --hidden 256 --heads 8 --seq 64 --blocks 4 --repetitions 15 --no-kernels
+	ATTNRES_DEPTH_KERNEL=baseline $(RELEASE_BIN) bench model --repetitions 50 --no-kernels --no-torch
 	$(RELEASE_BIN) bench pipeline
 	$(RELEASE_BIN) bench simulate
 
@@ -102,7 +104,7 @@ fuzz-build: deps ## build the libFuzzer binaries (see the comment above) into .b
 	@set -e; bin=$$($(SWIFT) build --build-path $(FUZZ_DIR)/spm --show-bin-path); \
 	  objects=$$(for m in $(FUZZ_SWIFT_MODULES); do grep -o '"object": *"[^"]*"' $$bin/$$m.build/output-file-map.json | cut -d'"' -f4; done; \
 	    for m in $(FUZZ_C_MODULES); do find $$bin/$$m.build -name '*.o'; done); \
-	  flags="-I $$bin/Modules -I Sources/CZeroMQ -I Sources/COpenBLAS -Xcc -fmodule-map-file=$$bin/CSys.build/module.modulemap \
+	  flags="-I $$bin/Modules -I Sources/CZeroMQ -I Sources/COpenBLAS -Xcc -fmodule-map-file=$$bin/CSys.build/module.modulemap -Xcc -fmodule-map-file=$$bin/CKernels.build/module.modulemap \
 	    -Xcc -fmodule-map-file=$(FUZZ_DIR)/spm/checkouts/Yams/Sources/CYaml/include/module.modulemap \
 	    $$(pkg-config --cflags openblas | sed 's/-I/-Xcc -I/g') $$objects -lzmq $$(pkg-config --libs openblas)"; \
 	  echo "linking $(FUZZ_DIR)/{data-frame,control-message,topology-yaml} against $$(echo $$objects | wc -w) object files of $$bin"; \

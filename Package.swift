@@ -22,7 +22,9 @@ let package = Package(
         // OpenBLAS has no cblas.pc; `pkg-config openblas` supplies the include directory holding cblas.h (DESIGN §6).
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
-        .target(name: "Numerics", dependencies: ["COpenBLAS"]),
+        // AVX2 + FMA depth-attention kernels, chosen at run time by Numerics' DepthKernel (the package stays baseline x86-64).
+        .target(name: "CKernels"),
+        .target(name: "Numerics", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "Model", dependencies: ["Numerics"]),
         .target(name: "Wire", dependencies: ["CZeroMQ"]),
         .target(name: "Pipeline", dependencies: ["Wire", "Model", "Numerics"]),
@@ -37,7 +39,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "NumericsTests", dependencies: ["Numerics"]),
+        .testTarget(name: "NumericsTests", dependencies: ["Numerics", "CKernels"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Numerics"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Model"]),

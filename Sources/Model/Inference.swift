@@ -19,8 +19,11 @@ public struct Inference: Sendable {
     public let config: ModelConfig
     public init(config: ModelConfig) throws { try config.validate(); AllocatorTuning.apply(); self.config = config }
 
-    /// Runs the whole model on one microbatch.
-    public func forward(_ mb: Microbatch, parameters p: ParameterSet, mode: Mode = .twoPhase) -> Result {
+    /// Runs the whole model on one microbatch. `recordingLayerInputs: false` leaves `Result.layerInputs` empty: keeping
+    /// them costs the standard residual a copy of h per layer (the stream is updated in place), which a benchmark
+    /// must not charge to it.
+    public func forward(_ mb: Microbatch, parameters p: ParameterSet, mode: Mode = .twoPhase,
+                        recordingLayerInputs: Bool = true) -> Result {
         let c = config, b = mb.sequences
         var v0 = Embedding.forward(ids: mb.tokens, table: p["embed.weight"])
         v0.add(Embedding.forward(ids: (0..<(b * c.seq)).map { Int32($0 % c.seq) }, table: p["pos.weight"]))
@@ -29,7 +32,7 @@ public struct Inference: Sendable {
         if !c.usesDepthAttention {
             var h = v0
             for l in 1...c.layers {
-                inputs.append(h)
+                if recordingLayerInputs { inputs.append(h) }
                 h.add(Sublayer.forward(layer: l, h, batch: b, config: c, parameters: p).0)
             }
             o = h
@@ -39,10 +42,13 @@ public struct Inference: Sendable {
             // are normalised once, when it completes, and appended (row-wise the same values `keys(blocks)` gives).
             // The key statistics (reciprocal RMS) of each completed block likewise serve every later one-pass layer and
             // the output attention.
+            // With the AVX2 kernel, phase 1 reads the blocks themselves (`phase1(queries:sources:rstd:)`) and no keys
+            // are stacked.
+            let stackedKeys = mode == .twoPhase && DepthKernel.current == .baseline
             var keys: [Float] = [], blockRstd: [[Float]?] = []
-            if mode == .twoPhase { keys.reserveCapacity(c.effectiveBlocks * v0.count) }
+            if stackedKeys { keys.reserveCapacity(c.effectiveBlocks * v0.count) }
             func completed(_ block: Tensor, last: Bool) {
-                if mode == .twoPhase && !last {
+                if stackedKeys && !last {
                     var rstd: [Float] = []
                     DepthAttentionTwoPhase.appendKeys(of: block, to: &keys, rstd: &rstd)
                     blockRstd.append(rstd)
@@ -60,18 +66,22 @@ public struct Inference: Sendable {
                     for (i, l) in (first...last).enumerated() {
                         let sources = partial.map { blocks + [$0] } ?? blocks
                         let h = DepthAttention.forward(query: queries[i], sources: sources, rstd: blockRstd).0
-                        inputs.append(h)
+                        if recordingLayerInputs { inputs.append(h) }
                         let v = Sublayer.forward(layer: l, h, batch: b, config: c, parameters: p).0
                         if partial == nil { partial = v } else { partial!.add(v) }
                     }
                 case .twoPhase:
-                    let stats = DepthAttentionTwoPhase.phase1(
-                        queries: queries, keys: Tensor(shape: [keys.count / c.hidden, c.hidden], data: keys), tokens: v0.rows)
+                    let stats = stackedKeys
+                        ? DepthAttentionTwoPhase.phase1(queries: queries,
+                                                        keys: Tensor(shape: [keys.count / c.hidden, c.hidden], data: keys),
+                                                        tokens: v0.rows)
+                        : DepthAttentionTwoPhase.phase1(queries: queries, sources: blocks,
+                                                        rstd: blockRstd.flatMap { $0! })
                     for (i, l) in (first...last).enumerated() {
                         let h = partial.map {
                             DepthAttentionTwoPhase.merge(stats[i], sources: blocks, query: queries[i], partial: $0)
                         } ?? DepthAttentionTwoPhase.normalize(stats[i], sources: blocks)
-                        inputs.append(h)
+                        if recordingLayerInputs { inputs.append(h) }
                         let v = Sublayer.forward(layer: l, h, batch: b, config: c, parameters: p).0
                         if partial == nil { partial = v } else { partial!.add(v) }
                     }

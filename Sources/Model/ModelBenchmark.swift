@@ -54,14 +54,61 @@ public enum ModelBenchmark {
 
     /// Median and minimum ms of an inference forward of one microbatch for each (config, mode).
     public static func inferenceTimings(_ variants: [(TrainConfig, Inference.Mode)], repetitions: Int) throws -> [Timing] {
-        let bodies: [() -> Float] = try variants.map { (config, mode) in
+        interleavedTimings(repetitions: repetitions, try inferenceBodies(variants))
+    }
+
+    /// One closure per (config, mode): an inference forward of one microbatch, returning its first logit.
+    static func inferenceBodies(_ variants: [(TrainConfig, Inference.Mode)]) throws -> [() -> Float] {
+        try variants.map { (config, mode) in
             let model = try Transformer(config: config.model)
             let p = model.initialParameters(seed: config.seed)
             let mb = BatchSource.synthetic(seq: config.model.seq, vocab: config.model.vocab, seed: config.seed)
                 .batch(step: 1, microbatches: 1, microbatchSize: config.microbatchSize)[0]
             let inference = try Inference(config: config.model)
-            return { inference.forward(mb, parameters: p, mode: mode).logits.data[0] }
+            return { inference.forward(mb, parameters: p, mode: mode, recordingLayerInputs: false).logits.data[0] }
         }
-        return interleavedTimings(repetitions: repetitions, bodies)
+    }
+
+    /// One variant of the benchmark run alone, for instruction counts (`valgrind --tool=callgrind`), where the
+    /// difference block − standard is read per function between two processes that do nothing else.
+    public enum ProfileVariant: String, Sendable, CaseIterable {
+        case trainStandard = "train-standard", trainFull = "train-full", trainBlock = "train-block"
+        case inferStandard = "infer-standard"
+        case inferBlockTwoPhase = "infer-block-twoPhase", inferBlockOnePass = "infer-block-onePass"
+        case inferFullTwoPhase = "infer-full-twoPhase", inferFullOnePass = "infer-full-onePass"
+
+        /// The residual kind's raw value (`ResidualKind`).
+        public var residual: String {
+            switch self {
+            case .trainStandard, .inferStandard: return "standard"
+            case .trainFull, .inferFullTwoPhase, .inferFullOnePass: return "full"
+            case .trainBlock, .inferBlockTwoPhase, .inferBlockOnePass: return "block"
+            }
+        }
+
+        /// nil for a train step, else the inference mode.
+        public var inference: Inference.Mode? {
+            switch self {
+            case .trainStandard, .trainFull, .trainBlock: return nil
+            case .inferStandard, .inferBlockOnePass, .inferFullOnePass: return .onePass
+            case .inferBlockTwoPhase, .inferFullTwoPhase: return .twoPhase
+            }
+        }
+    }
+
+    /// Runs `variant` of `config` (whose residual kind must be the variant's) `repetitions` times after one warm-up
+    /// and returns the sum of its results (train: losses; inference: the first logit), so nothing is optimised away.
+    public static func profile(_ variant: ProfileVariant, config: TrainConfig, repetitions: Int) throws -> Float {
+        precondition(config.model.residual.rawValue == variant.residual)
+        var sink: Float = 0
+        if let mode = variant.inference {
+            let body = try inferenceBodies([(config, mode)])[0]
+            for _ in 0...repetitions { sink += body() }
+        } else {
+            var trainer = try Trainer(config: config, data: .synthetic(seq: config.model.seq, vocab: config.model.vocab,
+                                                                       seed: config.seed))
+            for _ in 0...repetitions { sink += trainer.step().loss }
+        }
+        return sink
     }
 }

@@ -170,10 +170,13 @@ public struct ModelChunk: Sendable {
             RMSNorm.backward(dnormed, x: head.o, gain: p["final_norm.gain"], saved: head.norm, dx: &do_, dgain: &dgain)
             g.modify("final_norm.gain") { $0.add(dgain!) }
             if c.usesDepthAttention {
-                var dsources = head.sources.map { Tensor(zeros: $0.shape) }
+                // the blocks' gradients start here: written, not accumulated into zero fills (bitwise the same)
+                var dsources = head.sources.map { src in
+                    Tensor(shape: src.shape, data: [Float](unsafeUninitializedCapacity: src.count) { $1 = src.count })
+                }
                 var dq = Tensor(zeros: [c.hidden])
                 DepthAttention.backward(do_, query: p["layers.\(c.layers + 1).query"], sources: head.sources,
-                                        saved: head.depth!, dsources: &dsources, dquery: &dq)
+                                        saved: head.depth!, dsources: &dsources, dquery: &dq, accumulate: false)
                 g.modify("layers.\(c.layers + 1).query") { $0.add(dq) }
                 grad = HopActivations(blocks: dsources)
             } else {
@@ -192,9 +195,10 @@ public struct ModelChunk: Sendable {
                 }
                 let dv = grad.partial!  // partial^i = partial^{i-1} + v_l: v_l and partial^{i-1} share the gradient
                 if !rec.hadPartial { grad.partial = nil }
-                var dh = Tensor(zeros: dv.shape)
+                // dh is written, not accumulated: no zero fill (bitwise the same as into zeros)
+                var dh = Tensor(shape: dv.shape, data: [Float](unsafeUninitializedCapacity: dv.count) { $1 = dv.count })
                 Sublayer.backward(layer: l, dv, saved: rec.sublayer, batch: b, config: c, parameters: p,
-                                  gradients: &g, dh: &dh)
+                                  gradients: &g, dh: &dh, accumulate: false)
                 if let partial = grad.partial { grad.blocks.append(partial); grad.partial = nil }
                 var dq = Tensor(zeros: [c.hidden])
                 DepthAttention.backward(dh, query: p["layers.\(l).query"], sources: rec.sources, saved: rec.depth!,

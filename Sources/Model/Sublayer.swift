@@ -36,8 +36,10 @@ public enum Sublayer {
     }
 
     /// Backward. dout [b·s, d] -> dh [b·s, d] += …, and the layer's parameter gradients += ….
+    /// `accumulate: false` writes dh instead (bitwise as if it were zero-filled; `RMSNorm.backward`).
     public static func backward(layer l: Int, _ dout: Tensor, saved s: Saved, batch: Int, config c: ModelConfig,
-                                parameters p: ParameterSet, gradients g: inout ParameterSet, dh: inout Tensor) {
+                                parameters p: ParameterSet, gradients g: inout ParameterSet, dh: inout Tensor,
+                                accumulate: Bool = true) {
         var dxn = Tensor(zeros: s.normed.shape)
         if c.isAttention(l) {
             let pre = "layers.\(l).attn."
@@ -64,7 +66,7 @@ public enum Sublayer {
         let gainName = "layers.\(l).norm.gain"
         var dgain: Tensor? = g[gainName]
         g[gainName] = Tensor(zeros: [0])  // release the stored buffer so the accumulation below does not copy it
-        RMSNorm.backward(dxn, x: s.input, gain: p[gainName], saved: s.norm, dx: &dh, dgain: &dgain)
+        RMSNorm.backward(dxn, x: s.input, gain: p[gainName], saved: s.norm, dx: &dh, dgain: &dgain, accumulate: accumulate)
         g.modify(gainName) { $0 = dgain! }
     }
 }

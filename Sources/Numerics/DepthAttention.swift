@@ -1,3 +1,5 @@
+import CKernels
+
 /// Depth attention, the AttnRes operator (paper Eqs. 2–6; DESIGN §3): for every token r,
 ///     h[r] = Σ_i α_i[r] · v_i[r],   α_·[r] = softmax_i( w · RMSNorm(v_i[r]) )
 /// over K sources v_0 … v_{K-1} (block representations and, inside a block, the partial), with one learned
@@ -18,22 +20,25 @@ public enum DepthAttention {
     /// A completed block never changes within a forward, so a caller attending over it from several layers computes
     /// this once and passes it to `forward(query:sources:rstd:)`; it is the very expression `forward` evaluates, so
     /// the result is bitwise the same.
-    public static func rstd(_ source: Tensor) -> [Float] {
+    public static func rstd(_ source: Tensor, kernel: DepthKernel = .current) -> [Float] {
         let n = source.rows, d = source.cols
         var out = [Float](repeating: 0, count: n)
         source.data.withUnsafeBufferPointer { v in
             out.withUnsafeMutableBufferPointer { rs in
-                for r in 0..<n { rs[r] = rowRstd(v.baseAddress! + r * d, d) }
+                for r in 0..<n { rs[r] = rowRstd(v.baseAddress! + r * d, d, kernel: kernel) }
             }
         }
         return out
     }
 
     /// 1 / √(mean(row²) + eps), shared by `rstd`, `forward` and the two-phase keys so a cached value equals a
-    /// recomputed one bit for bit.
+    /// recomputed one bit for bit (per kernel: each sums the squares in the order its fused forward does).
     @inline(__always)
-    static func rowRstd(_ row: UnsafePointer<Float>, _ d: Int) -> Float {
-        rstd(sumOfSquares: VectorKernels.treeDot(row, row, d), d)
+    static func rowRstd(_ row: UnsafePointer<Float>, _ d: Int, kernel: DepthKernel) -> Float {
+        switch kernel {
+        case .baseline: return rstd(sumOfSquares: VectorKernels.treeDot(row, row, d), d)
+        case .avx2: return rstd(sumOfSquares: attnres_avx2_sum_squares(row, d), d)
+        }
     }
 
     /// 1 / √(ss/d + eps) from a row's sum of squares (`VectorKernels.treeDot(row, row, d)`).
@@ -52,7 +57,9 @@ public enum DepthAttention {
     /// for w·v and, when not cached, Σv²), the softmax over depth, then the weighted sum in column tiles of 16 kept in
     /// registers across the sources. Every source is read from memory once; the only buffers allocated are the
     /// output and the `Saved` statistics. `forwardReference` is the plain form it is tested against.
-    public static func forward(query: Tensor, sources: [Tensor], rstd cached: [[Float]?]) -> (Tensor, Saved) {
+    /// `kernel` chooses the implementation (`DepthKernel`; tests pass each, everything else takes the default).
+    public static func forward(query: Tensor, sources: [Tensor], rstd cached: [[Float]?],
+                               kernel: DepthKernel = .current) -> (Tensor, Saved) {
         precondition(!sources.isEmpty, "DepthAttention needs at least one source")
         let n = sources[0].rows, d = sources[0].cols, kCount = sources.count
         precondition(query.count == d && cached.count <= kCount)
@@ -69,6 +76,21 @@ public enum DepthAttention {
         var z = [Float](unsafeUninitializedCapacity: kCount * n) { _, count in count = kCount * n }
         var alpha = [Float](unsafeUninitializedCapacity: kCount * n) { _, count in count = kCount * n }
         var out = [Float](unsafeUninitializedCapacity: n * d) { _, count in count = n * d }
+        if kernel == .avx2 {
+            let knownBytes = known.map { UInt8($0 ? 1 : 0) }
+            query.data.withUnsafeBufferPointer { wb in
+            rstd.withUnsafeMutableBufferPointer { rs in
+            z.withUnsafeMutableBufferPointer { zs in
+            alpha.withUnsafeMutableBufferPointer { al in
+            out.withUnsafeMutableBufferPointer { hb in
+            knownBytes.withUnsafeBufferPointer { kn in
+            withBasePointers(sources) { vs in
+                let rows = vs.map { Optional($0) }
+                attnres_avx2_depth_forward(wb.baseAddress!, rows, kCount, n, d, rs.baseAddress!, kn.baseAddress!,
+                                           zs.baseAddress!, al.baseAddress!, hb.baseAddress!)
+            }}}}}}}
+            return (Tensor(shape: [n, d], data: out), Saved(rstd: rstd, logits: z, alpha: alpha))
+        }
         let tiled = d - d % 16
         query.data.withUnsafeBufferPointer { wb in
         rstd.withUnsafeMutableBufferPointer { rs in
@@ -126,8 +148,14 @@ public enum DepthAttention {
     /// With `accumulate: false` the sums start from 0 instead of from `out`, which may then be uninitialised: bitwise
     /// what accumulating into zeros gives, without writing the zeros first.
     static func mix(sources: [Tensor], weights: UnsafeBufferPointer<Float>, into out: UnsafeMutablePointer<Float>,
-                    rows n: Int, cols d: Int, accumulate: Bool = true) {
+                    rows n: Int, cols d: Int, accumulate: Bool = true, kernel: DepthKernel = .current) {
         let kCount = sources.count, tiled = d - d % 16
+        if kernel == .avx2 {
+            withBasePointers(sources) { vs in
+                attnres_avx2_depth_mix(vs.map { Optional($0) }, weights.baseAddress!, kCount, n, d, out, accumulate ? 1 : 0)
+            }
+            return
+        }
         withBasePointers(sources) { vs in
             for r in 0..<n {
                 var j0 = 0
@@ -162,6 +190,21 @@ public enum DepthAttention {
         return nest(0)
     }
 
+    /// Calls `body` with the base address of every tensor's elements, writable and all valid for the duration of the
+    /// call. Reached through the array's buffer so holding K element buffers at once is not K overlapping accesses
+    /// to `tensors`.
+    static func withMutableBasePointers<R>(_ tensors: inout [Tensor], _ body: ([UnsafeMutablePointer<Float>?]) -> R) -> R {
+        tensors.withUnsafeMutableBufferPointer { tp in
+            var pointers: [UnsafeMutablePointer<Float>?] = []
+            pointers.reserveCapacity(tp.count)
+            func nest(_ i: Int) -> R {
+                if i == tp.count { return body(pointers) }
+                return tp[i].data.withUnsafeMutableBufferPointer { p in pointers.append(p.baseAddress!); return nest(i + 1) }
+            }
+            return nest(0)
+        }
+    }
+
     /// Backward. dh [n, d] -> dsources K × [n, d] += …, dquery [d] += ….
     /// A source's gradient has two paths, as a value (α·dh) and as a key (through the softmax and RMSNorm):
     /// with dz = α(dα − Σ_t α_t dα_t) and k̂ = rstd·v, d v += α·dh + rstd·dz·(w − k̂·z/d) and dw += dz·k̂.
@@ -171,10 +214,36 @@ public enum DepthAttention {
     /// token along the rows (contiguous, so the rows stream from L2 in order; w and dw, d floats each, stay in L1) in
     /// tiles of 8 columns (16 would spill SSE2's 16 registers). `backwardReference` is the plain form it is tested
     /// against.
+    ///
+    /// The AVX2 kernel (`attnres_avx2_depth_backward`) does both in one pass per token instead: the K rows of v and
+    /// dv of a token are read and written while in L1, dh[r], w and dw once per column tile.
+    ///
+    /// With `accumulate: false` the source gradients are written instead (each element 0 + its increment: bitwise what
+    /// accumulating into zero-filled buffers gives, without the zero fill); dquery always accumulates.
     public static func backward(_ dh: Tensor, query: Tensor, sources: [Tensor], saved: Saved,
-                                dsources: inout [Tensor], dquery: inout Tensor) {
+                                dsources: inout [Tensor], dquery: inout Tensor, accumulate: Bool = true,
+                                kernel: DepthKernel = .current) {
         let n = dh.rows, d = dh.cols, kCount = sources.count
         precondition(dsources.count == kCount && query.count == d)
+        if kernel == .avx2 {
+            for i in 0..<kCount {
+                precondition(dsources[i].count == n * d && sources[i].count == n * d,
+                             "DepthAttention: gradient buffer \(i) has the wrong size")
+            }
+            dh.data.withUnsafeBufferPointer { g in
+            query.data.withUnsafeBufferPointer { w in
+            dquery.data.withUnsafeMutableBufferPointer { dw in
+            saved.alpha.withUnsafeBufferPointer { al in
+            saved.rstd.withUnsafeBufferPointer { rs in
+            saved.logits.withUnsafeBufferPointer { zs in
+            withBasePointers(sources) { vs in
+            withMutableBasePointers(&dsources) { dvs in
+                attnres_avx2_depth_backward(g.baseAddress!, w.baseAddress!, vs.map { Optional($0) }, dvs, kCount, n, d,
+                                            al.baseAddress!, rs.baseAddress!, zs.baseAddress!, dw.baseAddress!,
+                                            accumulate ? 1 : 0)
+            }}}}}}}}
+            return
+        }
         let coef = keyPathCoefficients(dh, sources: sources, saved: saved)
         let tiled = d - d % 8
         dh.data.withUnsafeBufferPointer { g in
@@ -192,19 +261,26 @@ public enum DepthAttention {
                             let a = al[k], c = cf[2 &* k], ck = cf[2 &* k &+ 1]
                             let gr = g.baseAddress! + off, row = v.baseAddress! + off, out = dv.baseAddress! + off
                             var j = 0
-                            while j < tiled {
-                                let gv = UnsafeRawPointer(gr + j).loadUnaligned(as: SIMD8<Float>.self)
-                                let x = UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<Float>.self)
-                                let wv = UnsafeRawPointer(wp + j).loadUnaligned(as: SIMD8<Float>.self)
-                                let o = UnsafeMutableRawPointer(out + j)
-                                o.storeBytes(of: o.loadUnaligned(as: SIMD8<Float>.self) + (a * gv + c * (wv - ck * x)),
-                                             as: SIMD8<Float>.self)
-                                let dwt = UnsafeMutableRawPointer(dwp + j)
-                                dwt.storeBytes(of: dwt.loadUnaligned(as: SIMD8<Float>.self) + c * x, as: SIMD8<Float>.self)
-                                j &+= 8
+                            // two copies of the tile loop, so the accumulating one (every layer) has no branch per tile
+                            @inline(__always) func tiles(_ old: (UnsafeMutableRawPointer) -> SIMD8<Float>) {
+                                while j < tiled {
+                                    let gv = UnsafeRawPointer(gr + j).loadUnaligned(as: SIMD8<Float>.self)
+                                    let x = UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<Float>.self)
+                                    let wv = UnsafeRawPointer(wp + j).loadUnaligned(as: SIMD8<Float>.self)
+                                    let o = UnsafeMutableRawPointer(out + j)
+                                    o.storeBytes(of: old(o) + (a * gv + c * (wv - ck * x)), as: SIMD8<Float>.self)
+                                    let dwt = UnsafeMutableRawPointer(dwp + j)
+                                    dwt.storeBytes(of: dwt.loadUnaligned(as: SIMD8<Float>.self) + c * x, as: SIMD8<Float>.self)
+                                    j &+= 8
+                                }
+                            }
+                            if accumulate {
+                                tiles { $0.loadUnaligned(as: SIMD8<Float>.self) }
+                            } else {
+                                tiles { _ in SIMD8<Float>(repeating: 0) }
                             }
                             while j < d {
-                                out[j] += a * gr[j] + c * (wp[j] - ck * row[j])
+                                out[j] = (accumulate ? out[j] : 0) + (a * gr[j] + c * (wp[j] - ck * row[j]))
                                 dwp[j] += c * row[j]
                                 j &+= 1
                             }

@@ -1,3 +1,5 @@
+import CKernels
+
 /// The two-phase form of depth attention for inference (paper §4.2, Algorithm 1; DESIGN §3).
 ///
 /// Phase 1 attends all S pseudo-queries of a block over the completed blocks at once: one `sgemm` of the queries
@@ -49,7 +51,7 @@ public enum DepthAttentionTwoPhase {
             stacked.withUnsafeMutableBufferPointer { out in
                 for r in 0..<n {
                     let row = v.baseAddress! + r * d, o = out.baseAddress! + start + r * d
-                    let s = DepthAttention.rowRstd(row, d)
+                    let s = DepthAttention.rowRstd(row, d, kernel: .current)
                     rstd.append(s)
                     for j in 0..<d { o[j] = row[j] * s }
                 }
@@ -82,22 +84,55 @@ public enum DepthAttentionTwoPhase {
         }
     }
 
+    /// Phase 1 without stacked keys, for the AVX2 kernel: queries S × [d] over the completed blocks K × [n, d] with
+    /// their key statistics `rstd` ([K·n], each block's `DepthAttention.rstd`, source-major) -> S stats. The same
+    /// logits rstd·(q·v) as the product with the normalised keys, computed by `attnres_avx2_depth_phase1` in one pass
+    /// over each token's K rows instead of by sgemm: at the widths here (S = L/N queries, d ≤ 256) sgemm's packing of
+    /// a normalised copy of every block costs more than the dots themselves.
+    public static func phase1(queries: [Tensor], sources: [Tensor], rstd: [Float]) -> [Stats] {
+        let sCount = queries.count, kCount = sources.count, n = sources[0].rows, d = sources[0].cols
+        precondition(rstd.count == kCount * n && queries.allSatisfy { $0.count == d })
+        precondition(DepthKernel.avx2.isAvailable, "phase1(queries:sources:rstd:) runs the AVX2 kernel")
+        let q = queries.flatMap(\.data)
+        var w = [Float](unsafeUninitializedCapacity: sCount * kCount * n) { $1 = sCount * kCount * n }
+        var m = [Float](unsafeUninitializedCapacity: sCount * n) { $1 = sCount * n }, l = m
+        q.withUnsafeBufferPointer { qp in
+        rstd.withUnsafeBufferPointer { rs in
+        w.withUnsafeMutableBufferPointer { wp in
+        m.withUnsafeMutableBufferPointer { mp in
+        l.withUnsafeMutableBufferPointer { lp in
+        DepthAttention.withBasePointers(sources) { vs in
+            attnres_avx2_depth_phase1(qp.baseAddress!, sCount, vs.map { Optional($0) }, rs.baseAddress!, kCount, n, d,
+                                      wp.baseAddress!, mp.baseAddress!, lp.baseAddress!)
+        }}}}}}
+        return (0..<sCount).map { s in
+            Stats(weights: Array(w[(s * kCount * n)..<((s + 1) * kCount * n)]), max: Array(m[(s * n)..<((s + 1) * n)]),
+                  sum: Array(l[(s * n)..<((s + 1) * n)]))
+        }
+    }
+
     /// Phase 2 for the first layer of a block (no partial): h = o⁽¹⁾ / ℓ⁽¹⁾. sources K × [n, d] -> [n, d].
-    public static func normalize(_ stats: Stats, sources: [Tensor]) -> Tensor {
-        combine(stats, sources: sources, partial: nil, partialWeight: { _ in 0 }, scale: { 1 / stats.sum[$0] })
+    public static func normalize(_ stats: Stats, sources: [Tensor], kernel: DepthKernel = .current) -> Tensor {
+        combine(stats, sources: sources, partial: nil, partialWeight: { _ in 0 }, scale: { 1 / stats.sum[$0] },
+                kernel: kernel)
     }
 
     /// Phase 2 for a later layer: merges the partial b_n^{i} (a single source with key RMSNorm(partial)) into the
     /// phase-1 stats with an online softmax, m = max(m1, z2), h = (e^{m1−m} o⁽¹⁾ + e^{z2−m} partial) /
     /// (e^{m1−m} ℓ⁽¹⁾ + e^{z2−m}). query [d], sources K × [n, d], partial [n, d] -> h [n, d].
-    public static func merge(_ stats: Stats, sources: [Tensor], query: Tensor, partial: Tensor) -> Tensor {
+    public static func merge(_ stats: Stats, sources: [Tensor], query: Tensor, partial: Tensor,
+                             kernel: DepthKernel = .current) -> Tensor {
         let n = partial.rows, d = partial.cols
         var a = [Float](repeating: 0, count: n), b = [Float](repeating: 0, count: n)
         partial.data.withUnsafeBufferPointer { pp in
             query.data.withUnsafeBufferPointer { w in
                 for r in 0..<n {
                     let row = pp.baseAddress! + r * d
-                    let (dot, ss) = VectorKernels.treeDotAndSquares(w.baseAddress!, row, d)
+                    var dot: Float = 0, ss: Float = 0
+                    switch kernel {
+                    case .baseline: (dot, ss) = VectorKernels.treeDotAndSquares(w.baseAddress!, row, d)
+                    case .avx2: attnres_avx2_dot_and_squares(w.baseAddress!, row, d, &dot, &ss)
+                    }
                     let z2 = DepthAttention.rstd(sumOfSquares: ss, d) * dot  // w · RMSNorm(partial), as one-pass
                     let m = Swift.max(stats.max[r], z2)
                     let e1 = _expShifted(stats.max[r] - m), e2 = _expShifted(z2 - m)
@@ -106,14 +141,15 @@ public enum DepthAttentionTwoPhase {
                 }
             }
         }
-        return combine(stats, sources: sources, partial: partial, partialWeight: { b[$0] }, scale: { a[$0] })
+        return combine(stats, sources: sources, partial: partial, partialWeight: { b[$0] }, scale: { a[$0] },
+                       kernel: kernel)
     }
 
     /// One pass over the values: h[r] = scale(r) · Σ_i weights_i[r] v_i[r] + partialWeight(r) · partial[r]
     /// (as Σ_i (weights_i[r]·scale(r)) v_i[r] + partialWeight(r) · partial[r], in that order; `DepthAttention.mix`).
     @inline(__always)
     static func combine(_ stats: Stats, sources: [Tensor], partial: Tensor?, partialWeight: (Int) -> Float,
-                        scale: (Int) -> Float) -> Tensor {
+                        scale: (Int) -> Float, kernel: DepthKernel = .current) -> Tensor {
         let n = sources[0].rows, d = sources[0].cols, kCount = sources.count
         var c = [Float](repeating: 0, count: (kCount + (partial == nil ? 0 : 1)) * n)
         for r in 0..<n {
@@ -125,7 +161,7 @@ public enum DepthAttentionTwoPhase {
         h.withUnsafeMutableBufferPointer { hp in
             c.withUnsafeBufferPointer { cp in
                 DepthAttention.mix(sources: partial.map { sources + [$0] } ?? sources, weights: cp,
-                                   into: hp.baseAddress!, rows: n, cols: d, accumulate: false)
+                                   into: hp.baseAddress!, rows: n, cols: d, accumulate: false, kernel: kernel)
             }
         }
         return Tensor(shape: [n, d], data: h)

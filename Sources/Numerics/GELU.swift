@@ -16,7 +16,7 @@ public enum GELU {
     /// Forward. x [any] -> y [same].
     public static func forward(_ x: Tensor) -> (Tensor, Saved) {
         var y = x
-        var t = [Float](repeating: 0, count: x.count)
+        var t = [Float](unsafeUninitializedCapacity: x.count) { $1 = x.count }  // every element written below
         y.data.withUnsafeMutableBufferPointer { p in
             t.withUnsafeMutableBufferPointer { tp in
                 for i in p.indices {

@@ -1,11 +1,13 @@
 /// Dense matrix product `y = x · W` with weights stored `[in, out]` (DESIGN §3), on OpenBLAS `sgemm`.
 public enum Matmul {
     /// Forward. x [n, k] · w [k, m] -> y [n, m].
+    /// y is not zero-filled first: with beta = 0, sgemm never reads C (BLAS reference semantics; OpenBLAS's beta
+    /// kernel stores zeros itself), so a fill would only write every element twice (tested with a NaN-filled C).
     public static func forward(_ x: Tensor, _ w: Tensor) -> Tensor {
         let n = x.rows, k = x.cols, m = w.cols
         precondition(w.count == k * m, "Matmul: x \(x.shape) · w \(w.shape)")
         BLAS.configureDeterministic()
-        var y = Tensor(zeros: [n, m])
+        var y = Tensor(shape: [n, m], data: [Float](unsafeUninitializedCapacity: n * m) { $1 = n * m })
         x.data.withUnsafeBufferPointer { xp in
             w.data.withUnsafeBufferPointer { wp in
                 y.data.withUnsafeMutableBufferPointer { yp in

@@ -32,8 +32,11 @@ public enum RMSNorm {
 
     /// Backward. dy [n, d] -> dx [n, d] += rstd·(ĝ − x̂·mean(ĝ ⊙ x̂)) with ĝ = dy ⊙ g, and
     /// dgain [d] += Σ_rows dy ⊙ x̂ (only when a gain was used).
+    /// With `accumulate: false`, dx is only written (it may hold anything on entry): each element becomes 0 + its
+    /// increment, bitwise what accumulating into a zero-filled dx gives, without the zero fill (a depth-attention
+    /// layer's dh is a fresh buffer every layer).
     public static func backward(_ dy: Tensor, x: Tensor, gain: Tensor?, saved: Saved,
-                                dx: inout Tensor, dgain: inout Tensor?) {
+                                dx: inout Tensor, dgain: inout Tensor?, accumulate: Bool = true) {
         let n = x.rows, d = x.cols
         let g = gain?.data ?? [Float](repeating: 1, count: d)
         var dg = dgain?.data ?? []
@@ -49,9 +52,16 @@ public enum RMSNorm {
                 let row = xp.baseAddress! + r * d, grow = gy.baseAddress! + r * d, out = dxp.baseAddress! + r * d
                 let dot = VectorKernels.dot3(grow, gp.baseAddress!, row, d)
                 let mean = dot * s / Float(d)
-                for j in 0..<d {
-                    let xhat = row[j] * s
-                    out[j] += s * (grow[j] * gp[j] - xhat * mean)
+                if accumulate {
+                    for j in 0..<d {
+                        let xhat = row[j] * s
+                        out[j] += s * (grow[j] * gp[j] - xhat * mean)
+                    }
+                } else {
+                    for j in 0..<d {
+                        let xhat = row[j] * s
+                        out[j] = 0 + s * (grow[j] * gp[j] - xhat * mean)  // 0 + x: -0 becomes +0, as in a zeroed dx
+                    }
                 }
                 if wantGain { for j in 0..<d { dgp[j] += grow[j] * row[j] * s } }
             }

@@ -36,6 +36,12 @@ struct BenchModel: ParsableCommand {
     @Flag(name: .customLong("no-kernels"), help: "Skip the per-kernel sgemm comparison.") var noKernels = false
     @Option(help: "Also write all results as JSON to this file.") var json: String?
     @Flag(name: .customLong("sgemm-child"), help: .hidden) var sgemmChild = false
+    @Option(help: ArgumentHelp("""
+        Run only this variant, --repetitions times, and print its checksum instead of timings: for instruction counts \
+        under `valgrind --tool=callgrind`, one process per variant (\(ModelBenchmark.ProfileVariant.allCases.map(\.rawValue)
+            .joined(separator: ", "))).
+        """, valueName: "variant"))
+    var profile: ModelBenchmark.ProfileVariant?
 
     static let kernels = ["Prescott", "Nehalem", "Sandybridge", "Haswell", "Zen", "SkylakeX", "Cooperlake"]
     static let sgemmShapes = [(64, 64, 256), (64, 256, 64), (512, 512, 512)]
@@ -77,15 +83,23 @@ struct BenchModel: ParsableCommand {
             return
         }
         BLASKernel.reexecWithPreferredKernelIfNeeded()
+        if let profile {
+            let kind = ResidualKind(rawValue: profile.residual)!
+            let checksum = try ModelBenchmark.profile(profile, config: config(kind), repetitions: repetitions)
+            print("profile \(profile.rawValue) × \(repetitions) | depth kernel \(DepthKernel.current) | OpenBLAS "
+                  + "\(BLAS.coreName) | checksum \(checksum)")
+            return
+        }
         var report: [String: Any] = [:]
         let header = "# attnres bench model | \(BLASKernel.cpuModel()), \(ProcessInfo.processInfo.activeProcessorCount) cores"
-            + " | OpenBLAS kernel in use: \(BLAS.coreName) (1 thread) | \(ISO8601DateFormatter().string(from: Date()))\n"
+            + " | OpenBLAS kernel in use: \(BLAS.coreName) (1 thread) | depth-attention kernel: \(DepthKernel.current)"
+            + " | \(ISO8601DateFormatter().string(from: Date()))\n"
             + "# command: \(CommandLine.arguments.joined(separator: " "))\n"
             + "# model: L=\(layers) d=\(hidden) H=\(heads) s=\(seq) vocab=\(vocab) N=\(blocks) "
             + "batch=\(microbatches)x\(microbatchSize), medians of \(repetitions) | load average before: \(loadAverage())"
         print(header)
         report["machine"] = ["cpu": BLASKernel.cpuModel(), "cores": ProcessInfo.processInfo.activeProcessorCount,
-                             "blas_kernel": BLAS.coreName, "command": CommandLine.arguments.joined(separator: " ")]
+                             "blas_kernel": BLAS.coreName, "depth_kernel": DepthKernel.current.rawValue, "command": CommandLine.arguments.joined(separator: " ")]
 
         // (a) train step
         var train: [String: Double] = [:]
@@ -314,3 +328,4 @@ struct BenchModel: ParsableCommand {
         return result
     }
 }
+extension ModelBenchmark.ProfileVariant: ExpressibleByArgument {}

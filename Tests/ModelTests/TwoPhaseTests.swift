@@ -62,6 +62,37 @@ final class TwoPhaseTests: XCTestCase {
         }
     }
 
+    func testPhase1FromTheBlocksEqualsPhase1FromStackedKeys() throws {
+        // The AVX2 phase 1 (dots with the blocks, scaled by their key statistics) against the sgemm one over the
+        // normalised keys: weights, max and normaliser within the tolerance; and merged, it still equals one-pass.
+        guard DepthKernel.avx2.isAvailable else { throw XCTSkip("this CPU has no AVX2 + FMA") }
+        var rng = SplitMix64(seed: 78)
+        func tensor(_ shape: [Int], _ s: Double) -> Tensor {
+            Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float(rng.nextNormal() * s) })
+        }
+        for (n, d, k, sCount) in [(1, 1, 1, 1), (4, 6, 3, 2), (7, 37, 4, 3), (64, 64, 5, 2), (3, 256, 2, 5)] {
+            let sources = (0..<k).map { _ in tensor([n, d], 1) }, partial = tensor([n, d], 2)
+            let queries = (0..<sCount).map { _ in tensor([d], 2) }
+            let rstd = sources.flatMap { DepthAttention.rstd($0, kernel: .avx2) }
+            let fused = DepthAttentionTwoPhase.phase1(queries: queries, sources: sources, rstd: rstd)
+            let ref = DepthAttentionTwoPhase.phase1(queries: queries, keys: DepthAttentionTwoPhase.keys(sources), tokens: n)
+            XCTAssertEqual(fused.count, sCount)
+            for s in 0..<sCount {
+                let label = "n=\(n) d=\(d) K=\(k) query \(s)"
+                XCTAssertLessThanOrEqual(relativeError(Tensor(shape: [k * n], data: fused[s].weights),
+                                                       Tensor(shape: [k * n], data: ref[s].weights)), Self.tolerance, label)
+                XCTAssertLessThanOrEqual(relativeError(Tensor(shape: [n], data: fused[s].max), Tensor(shape: [n], data: ref[s].max)),
+                                         Self.tolerance, label)
+                XCTAssertLessThanOrEqual(relativeError(Tensor(shape: [n], data: fused[s].sum), Tensor(shape: [n], data: ref[s].sum)),
+                                         Self.tolerance, label)
+                let merged = DepthAttentionTwoPhase.merge(fused[s], sources: sources, query: queries[s], partial: partial,
+                                                          kernel: .avx2)
+                let onePass = DepthAttention.forwardReference(query: queries[s], sources: sources + [partial]).0
+                XCTAssertLessThanOrEqual(relativeError(merged, onePass), Self.tolerance, label)
+            }
+        }
+    }
+
     func testCachedKeyStatisticsAreBitwiseTheRecomputedOnes() {
         // The caches (completed blocks' rstd in training and one-pass, keys appended block by block in two-phase)
         // must change no bit: they hold exactly what the uncached code computes.
@@ -89,7 +120,8 @@ final class TwoPhaseTests: XCTestCase {
             var m1 = tensor([5, d], 1).data, m2 = m1
             weights.withUnsafeBufferPointer { wp in
                 m1.withUnsafeMutableBufferPointer {
-                    DepthAttention.mix(sources: sources, weights: wp, into: $0.baseAddress!, rows: 5, cols: d)
+                    DepthAttention.mix(sources: sources, weights: wp, into: $0.baseAddress!, rows: 5, cols: d,
+                                       kernel: .baseline)
                 }
                 m2.withUnsafeMutableBufferPointer {
                     DepthAttention.mixReference(sources: sources, weights: wp, into: $0.baseAddress!, rows: 5, cols: d)
@@ -106,7 +138,7 @@ final class TwoPhaseTests: XCTestCase {
                     for j in 0..<d { plain.data[r * d + j] += c * sources[i].data[r * d + j] }
                 }
             }
-            XCTAssertEqual(DepthAttentionTwoPhase.normalize(stats, sources: sources).data.map(\.bitPattern),
+            XCTAssertEqual(DepthAttentionTwoPhase.normalize(stats, sources: sources, kernel: .baseline).data.map(\.bitPattern),
                            plain.data.map(\.bitPattern), "d = \(d)")
             var rstd: [Float] = [], stacked: [Float] = []
             for src in sources { stacked += DepthAttentionTwoPhase.keys([src], rstd: &rstd).data }
@@ -134,8 +166,11 @@ final class TwoPhaseTests: XCTestCase {
                 for n in 1...c.effectiveBlocks {
                     let first = c.partition!.firstLayer(ofBlock: n), last = c.partition!.lastLayer(ofBlock: n)
                     let queries = (first...last).map { p["layers.\($0).query"] }
-                    let stats = DepthAttentionTwoPhase.phase1(queries: queries, keys: DepthAttentionTwoPhase.keys(done),
-                                                              tokens: v0.rows)
+                    // phase 1 as Inference runs it: from stacked keys by sgemm (baseline kernel) or from the blocks
+                    let stats = DepthKernel.current == .baseline
+                        ? DepthAttentionTwoPhase.phase1(queries: queries, keys: DepthAttentionTwoPhase.keys(done), tokens: v0.rows)
+                        : DepthAttentionTwoPhase.phase1(queries: queries, sources: done,
+                                                        rstd: done.flatMap { DepthAttention.rstd($0) })
                     var partial: Tensor? = nil
                     for (i, l) in (first...last).enumerated() {
                         let h: Tensor

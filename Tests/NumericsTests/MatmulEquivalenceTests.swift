@@ -14,6 +14,26 @@ final class MatmulEquivalenceTests: XCTestCase {
         }
     }
 
+    func testSgemmWithBetaZeroNeverReadsTheOutput() {
+        // Matmul.forward hands sgemm an uninitialised output with beta = 0; that is only sound if C is never read.
+        // A NaN-filled C must give bitwise the product into a zero-filled one (NaN · 0 would be NaN if C were read).
+        var rng = TestRandom(22)
+        for (n, k, m) in [(1, 1, 1), (2, 3, 4), (8, 8, 8), (17, 33, 65), (64, 64, 256), (256, 64, 64), (64, 256, 64)] {
+            let x = rng.tensor([n, k]), w = rng.tensor([k, m])
+            var zeroed = [Float](repeating: 0, count: n * m), poisoned = [Float](repeating: .nan, count: n * m)
+            func product(into c: inout [Float]) {
+                x.data.withUnsafeBufferPointer { xp in w.data.withUnsafeBufferPointer { wp in c.withUnsafeMutableBufferPointer { cp in
+                    BLAS.sgemm(transA: false, transB: false, m: n, n: m, k: k, alpha: 1, a: xp.baseAddress!, lda: k,
+                               b: wp.baseAddress!, ldb: m, beta: 0, c: cp.baseAddress!, ldc: m)
+                }}}
+            }
+            product(into: &zeroed)
+            product(into: &poisoned)
+            XCTAssertEqual(poisoned.map(\.bitPattern), zeroed.map(\.bitPattern), "\(n)x\(k)x\(m)")
+            XCTAssertEqual(Matmul.forward(x, w).data.map(\.bitPattern), zeroed.map(\.bitPattern), "\(n)x\(k)x\(m)")
+        }
+    }
+
     func testBackwardMatchesNaiveTransposes() {
         var rng = TestRandom(21)
         let x = rng.tensor([6, 5]), w = rng.tensor([5, 7]), dy = rng.tensor([6, 7])
