@@ -5,17 +5,22 @@
 #
 #   scripts/validate-step-time.sh [ATTNRES_BINARY] [STEPS]
 #
+# REPEAT (default 3) runs of every configuration: on this 2-core machine the same configuration measures ±15 %
+# apart from one run to the next (the noise-floor line shows it), more than the goal, so every measured row is the
+# median of REPEAT runs and the calibration is the run whose step is the median of its REPEAT runs.
+#
 # STEPS (default 32) steps per run; the measured step is the mean over the typical steps (after the first, without
 # the slowest and fastest tenth), and every fitted cost a mean over the same steps, so one step slowed by another
 # process does not decide a row.
-# KEEP=DIR keeps the traces there (cal.json, run1.json …, again.json), so another build's model can be set
-# against the very same runs: `attnres simulate --calibrate DIR/cal.json --measured DIR/run3.json`.
+# KEEP=DIR keeps the traces there (cal.json, cal-K.json, runI-K.json …), so another build's model can be set
+# against the very same runs: `attnres simulate --calibrate DIR/cal.json --measured DIR/run3-1.json`.
 #
 # Two ranks, because this machine has two cores: with more worker processes than cores, compute spans stretch
 # with whatever else runs at the time and no per-action duration predicts them (docs/step-time.md, "Where it misses").
 set -euo pipefail
 BIN=${1:-.build/release/attnres}
 STEPS=${2:-32}
+REPEAT=${REPEAT:-3}
 # NICE=-10 runs the measured runs at a higher CPU priority than the rest of a shared machine (root only).
 RUN=(${NICE:+nice -n "$NICE"} "$BIN")
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/attnres-validate-XXXXXX")
@@ -39,7 +44,15 @@ CONFIGS=(
   "--virtual 4 --schedule interleaved-1f1b --residual full --cache cross-stage --microbatches 4"
 )
 echo "attnres simulate validation — $(nproc) cores, $(uname -r), nice ${NICE:-0}, calibration: ${BASE[*]} ${CAL[*]}"
-"${RUN[@]}" run "${BASE[@]}" "${CAL[@]}" --trace "$WORK/cal.json" >/dev/null
+# The measured typical step of a trace (the same statistic `simulate --measured` prints).
+measured() { "$BIN" simulate --calibrate "$1" --measured "$1" --json "$1.self" >/dev/null
+             python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["measured_step_seconds"])' "$1.self"; }
+for k in $(seq 1 "$REPEAT"); do
+  "${RUN[@]}" run "${BASE[@]}" "${CAL[@]}" --trace "$WORK/cal-$k.json" >/dev/null
+  echo "$(measured "$WORK/cal-$k.json") $WORK/cal-$k.json" >> "$WORK/cal-steps"
+done
+# The calibration: the run with the median step.
+cp "$(sort -g "$WORK/cal-steps" | awk -v n="$REPEAT" 'NR == int((n + 1) / 2) { print $2 }')" "$WORK/cal.json"
 # The fitted costs, and where the calibration run's own time goes per rank, measured beside simulated: a model that
 # cannot replay its own run (compute, send, wait or between-action time off) says so here, before any prediction.
 "$BIN" simulate --calibrate "$WORK/cal.json" --measured "$WORK/cal.json" --json "$WORK/self.json" | awk 'NR == 1 || /^per rank, ms/ { on = NR > 1 } NR == 1 || on'
@@ -48,25 +61,31 @@ i=0
 for c in "self" "${CONFIGS[@]}"; do
   if [ "$c" = self ]; then out="$WORK/self.json"; label="calibration run itself: ${CAL[*]}"; else
     i=$((i + 1))
-    # shellcheck disable=SC2086
-    "${RUN[@]}" run "${BASE[@]}" $c --trace "$WORK/run$i.json" >/dev/null
-    "$BIN" simulate --calibrate "$WORK/cal.json" --measured "$WORK/run$i.json" --json "$WORK/sim$i.json" >/dev/null
-    out="$WORK/sim$i.json"; label="$c"
+    out=""
+    for k in $(seq 1 "$REPEAT"); do
+      # shellcheck disable=SC2086
+      "${RUN[@]}" run "${BASE[@]}" $c --trace "$WORK/run$i-$k.json" >/dev/null
+      "$BIN" simulate --calibrate "$WORK/cal.json" --measured "$WORK/run$i-$k.json" --json "$WORK/sim$i-$k.json" >/dev/null
+      out="$out $WORK/sim$i-$k.json"
+    done
+    label="$c"
   fi
-  python3 - "$out" "$label" <<'PY' | tee -a "$WORK/rows"
-import json, sys
-d = json.load(open(sys.argv[1]))
-m, p = d["measured_step_seconds"], d["runs"][0]["simulated"]["step_seconds"]
-print(f"{sys.argv[2]:<100}  {m*1e3:8.2f} ms  {p*1e3:8.2f} ms  {100*(p/m-1):+6.1f}%")
+  # shellcheck disable=SC2086
+  python3 - "$label" $out <<'PY' | tee -a "$WORK/rows"
+import json, statistics, sys
+ds = [json.load(open(f)) for f in sys.argv[2:]]
+m = statistics.median(d["measured_step_seconds"] for d in ds)
+p = statistics.median(d["runs"][0]["simulated"]["step_seconds"] for d in ds)
+print(f"{sys.argv[1]:<100}  {m*1e3:8.2f} ms  {p*1e3:8.2f} ms  {100*(p/m-1):+6.1f}%")
 PY
 done
-# The noise floor: the calibration configuration run again, predicted from the first run.
-"${RUN[@]}" run "${BASE[@]}" "${CAL[@]}" --trace "$WORK/again.json" >/dev/null
-"$BIN" simulate --calibrate "$WORK/cal.json" --measured "$WORK/again.json" --json "$WORK/again-sim.json" >/dev/null
-python3 - "$WORK/self.json" "$WORK/again-sim.json" <<'PY'
-import json, sys
-a, b = (json.load(open(f))["measured_step_seconds"] for f in sys.argv[1:])
-print(f"noise floor: the calibration configuration measured {a*1e3:.2f} ms, run again {b*1e3:.2f} ms ({100*(b/a-1):+.1f}%); load average {open('/proc/loadavg').read().split()[0]}")
+# The noise floor: the spread of the calibration configuration's own REPEAT runs.
+python3 - "$WORK/cal-steps" <<'PY'
+import statistics, sys
+steps = sorted(float(l.split()[0]) for l in open(sys.argv[1]))
+med = statistics.median(steps)
+print(f"noise floor: the calibration configuration's {len(steps)} runs measured " + ", ".join(f"{s*1e3:.2f}" for s in steps)
+      + f" ms ({100*(steps[0]/med-1):+.1f}% … {100*(steps[-1]/med-1):+.1f}% around their median); load average {open('/proc/loadavg').read().split()[0]}")
 PY
 python3 - "$WORK/rows" <<'PY'
 import statistics, sys
