@@ -73,9 +73,18 @@ build: deps ## build the release binary
 run: build ## run the default topology on a local cluster and print the per-link table (ARGS="--mode compute" trains for real)
 	$(RELEASE_BIN) run $(TOPOLOGY) $(ARGS)
 
+# SwiftPM leaves an empty TemporaryDirectory.XXXXXX (holding only `.keep-directory`) in $TMPDIR on every
+# invocation. The build gets a private TMPDIR that is removed afterwards; `swift test` cannot (the tests inherit its
+# TMPDIR, and their ipc socket paths must stay short), so the ones it made during this run, still holding nothing
+# but that marker, are removed after it.
+SWIFTPM_TMP := .build/swiftpm-tmp
 test: deps ## build and run the whole test suite (debug build; real worker processes included)
-	$(SWIFT) build --build-tests
-	@set -o pipefail; SWIFT_BACKTRACE=enable=no timeout --kill-after=20 $(TEST_TIMEOUT) stdbuf -oL -eL $(SWIFT) test --skip-build --disable-swift-testing 2>&1 | tee .build/test-output.txt; status=$$?; \
+	@mkdir -p $(SWIFTPM_TMP)
+	TMPDIR=$(CURDIR)/$(SWIFTPM_TMP) $(SWIFT) build --build-tests; status=$$?; rm -rf $(SWIFTPM_TMP); exit $$status
+	@set -o pipefail; touch .build/test-started; \
+	  SWIFT_BACKTRACE=enable=no timeout --kill-after=20 $(TEST_TIMEOUT) stdbuf -oL -eL $(SWIFT) test --skip-build --disable-swift-testing 2>&1 | tee .build/test-output.txt; status=$$?; \
+	  find "$${TMPDIR:-/tmp}" -maxdepth 1 -type d -name 'TemporaryDirectory.*' -newer .build/test-started 2>/dev/null | while read -r d; do \
+	    [ "$$(ls -A "$$d")" = .keep-directory ] && rm -rf "$$d"; done; \
 	  if [ $$status = 124 ] || [ $$status = 137 ]; then echo "make test: the suite ran past $(TEST_TIMEOUT) s and was stopped; the last 'started' test above is the one that hung"; fi; \
 	  awk -f scripts/test-summary.awk .build/test-output.txt || true; \
 	  exit $$status

@@ -39,7 +39,7 @@ public enum RunDirectory {
             try? FileManager.default.removeItem(atPath: path)
             throw RunDirectoryError(path: path, problem: "cannot read this process's start time from /proc/self/stat")
         }
-        do { try "\(me.pid) \(me.started)\n".write(toFile: "\(path)/\(ownerFile)", atomically: true, encoding: .utf8) } catch {
+        do { try AtomicFile.write(Array("\(me.pid) \(me.started)\n".utf8), to: "\(path)/\(ownerFile)") } catch {
             try? FileManager.default.removeItem(atPath: path)
             throw RunDirectoryError(path: path, problem: "cannot write \(ownerFile): \(error.localizedDescription)")
         }

@@ -149,7 +149,7 @@ struct Run: ParsableCommand {
             if let trace { try RunOptionChecks.writing(trace, flag: "--trace") { try ChromeTrace.write(records, ranks: t.ranks, to: trace, topology: t) } }
             if let traceSvg {
                 let svg = ChromeTrace.svg(records, ranks: t.ranks, title: Report.describe(t) + " — step \(t.steps)", step: t.steps - 1)
-                try RunOptionChecks.writing(traceSvg, flag: "--trace-svg") { try svg.write(toFile: traceSvg, atomically: true, encoding: .utf8) }
+                try RunOptionChecks.writing(traceSvg, flag: "--trace-svg") { try AtomicFile.write(Array(svg.utf8), to: traceSvg) }
             }
             let m = result.measuredBubble ?? []
             print("\nbubble per rank: measured " + m.map { String(format: "%.1f%%", 100 * $0) }.joined(separator: " ")

@@ -65,8 +65,9 @@ struct SmokeCommand: ParsableCommand {
         let failed = checks.filter { !$0.passed }.count
         print(String(format: "\n%d checks, %d failed, %.1f s", checks.count, failed, seconds))
         if let junit {
-            try JUnitXML.render(checks, suite: "attnres smoke", properties: [("topology", Report.describe(t)), ("command", CommandLine.arguments.joined(separator: " "))],
-                                seconds: seconds).write(toFile: junit, atomically: true, encoding: .utf8)
+            let xml = JUnitXML.render(checks, suite: "attnres smoke", properties: [("topology", Report.describe(t)), ("command", CommandLine.arguments.joined(separator: " "))],
+                                      seconds: seconds)
+            try AtomicFile.write(Array(xml.utf8), to: junit)
         }
         if let json = cluster.json {
             let rows: [[String: Any]] = checks.map { ["group": $0.group, "name": $0.name, "passed": $0.passed, "failure": $0.failure ?? NSNull(),

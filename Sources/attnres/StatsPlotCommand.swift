@@ -37,7 +37,7 @@ struct StatsPlot: ParsableCommand {
             table.rows = table.rows.filter { keep.contains($0.step) }
         }
         let svg = LayerStatsChart.svg(table, title: title)
-        try RunOptionChecks.writing(output, flag: "output", { try svg.write(toFile: output, atomically: true, encoding: .utf8) })
+        try RunOptionChecks.writing(output, flag: "output", { try AtomicFile.write(Array(svg.utf8), to: output) })
     }
 
     /// `--steps`: comma-separated step numbers ≥ 1, at least one.

@@ -78,12 +78,12 @@ struct SweepCommand: ParsableCommand {
         for panel in panels {
             print("  \(panel.id): " + panel.series.map { "\($0.name) \($0.formattedSlope)" }.joined(separator: ", "))
         }
-        if let csv { try sweep.csv().write(toFile: csv, atomically: true, encoding: .utf8) }
+        if let csv { try AtomicFile.write(Array(sweep.csv().utf8), to: csv) }
         if let json = cluster.json { try sweep.json().write(to: URL(fileURLWithPath: json)) }
         if let svg {
-            try sweep.svg(title: "attnres sweep: \(first.name), \(first.ranks) ranks × \(first.virtualStages) virtual, m=\(first.microbatches), "
-                          + "b=\(first.microbatchSize), s=\(first.seq), d=\(first.hidden)", panels: panels)
-                .write(toFile: svg, atomically: true, encoding: .utf8)
+            let picture = sweep.svg(title: "attnres sweep: \(first.name), \(first.ranks) ranks × \(first.virtualStages) virtual, m=\(first.microbatches), "
+                                    + "b=\(first.microbatchSize), s=\(first.seq), d=\(first.hidden)", panels: panels)
+            try AtomicFile.write(Array(picture.utf8), to: svg)
         }
         let measured = sweep.points.filter { $0.measured != nil }
         if !measured.isEmpty {

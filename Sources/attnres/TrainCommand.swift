@@ -126,7 +126,7 @@ struct Train: ParsableCommand {
         }
         if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         if let json { try RunOptionChecks.writing(json, flag: "--json") { try writeJSON(losses: losses, config: config, to: json) } }
-        if let stats { try RunOptionChecks.writing(stats, flag: "--stats") { try table.csv.write(toFile: stats, atomically: true, encoding: .utf8) } }
+        if let stats { try RunOptionChecks.writing(stats, flag: "--stats") { try AtomicFile.write(Array(table.csv.utf8), to: stats) } }
         if let export { try RunOptionChecks.writing(export, flag: "--export") { try Export.write(trainer, to: URL(fileURLWithPath: export)) } }
     }
 

@@ -61,7 +61,7 @@ final class CurveTests: XCTestCase {
         if let keys { yaml += "security: {curve: \(keys)}\n" }
         if let coordinatorPort { yaml += "coordinator: tcp://127.0.0.1:\(coordinatorPort)\n" }
         let path = dir.appendingPathComponent(name).path
-        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        try yaml.write(toFile: path, atomically: false, encoding: .utf8)
         return path
     }
 
@@ -447,7 +447,7 @@ final class CurveTests: XCTestCase {
         XCTAssertEqual(exposed.status, 1)
         XCTAssertTrue(exposed.stderr.contains("\(keys)/rank-0.secret: a secret key readable by others (mode 644)"), exposed.stderr)
         // A malformed key.
-        try "not a key\n".write(toFile: "\(keys)/rank-1.pub", atomically: true, encoding: .utf8)
+        try "not a key\n".write(toFile: "\(keys)/rank-1.pub", atomically: false, encoding: .utf8)
         let malformed = try CLIProcess.run(["worker", "--join", "tcp://127.0.0.1:9", "--rank", "1", "--keys", keys], timeout: 60)
         XCTAssertEqual(malformed.status, 1)
         XCTAssertTrue(malformed.stderr.contains("\(keys)/rank-1.pub: rank 1's public key must be one line of 40 Z85 characters"), malformed.stderr)

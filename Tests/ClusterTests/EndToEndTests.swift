@@ -96,7 +96,7 @@ final class EndToEndTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let yaml = dir.appendingPathComponent("t.yaml")
         try Topology.embeddedDefaultYAML.replacingOccurrences(of: "transport: ipc", with: "transport: tcp\ncoordinator: ipc://\(dir.path)/ctl")
-            .write(to: yaml, atomically: true, encoding: .utf8)
+            .write(to: yaml, atomically: false, encoding: .utf8)
         func start(_ args: [String]) throws -> Process {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: CLIProcess.binary)

@@ -43,7 +43,7 @@ final class FailureTests: XCTestCase {
         try squatter.bind("tcp://127.0.0.1:*")
         let yaml = FileManager.default.temporaryDirectory.appendingPathComponent("attnres-inuse-\(UUID().uuidString).yaml")
         defer { try? FileManager.default.removeItem(at: yaml) }
-        try (Topology.embeddedDefaultYAML + "\ncoordinator: \(squatter.lastEndpoint)\n").write(to: yaml, atomically: true, encoding: .utf8)
+        try (Topology.embeddedDefaultYAML + "\ncoordinator: \(squatter.lastEndpoint)\n").write(to: yaml, atomically: false, encoding: .utf8)
         try assertFails(["run", yaml.path], mentioning: ["cannot bind the coordinator endpoint \(squatter.lastEndpoint)", "address already in use"])
     }
 
@@ -59,7 +59,7 @@ final class FailureTests: XCTestCase {
           kind: tcp
           ranks: [{host: 127.0.0.1, port: 0}, {host: 127.0.0.1, port: \(port)}, {host: 127.0.0.1, port: 0}, {host: 127.0.0.1, port: 0}]
         """)
-        try text.write(to: yaml, atomically: true, encoding: .utf8)
+        try text.write(to: yaml, atomically: false, encoding: .utf8)
         try assertFails(["run", yaml.path], mentioning: ["worker rank 1 failed", "cannot bind its data endpoint tcp://127.0.0.1:\(port)", "address already in use"])
     }
 

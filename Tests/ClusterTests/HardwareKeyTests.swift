@@ -28,14 +28,14 @@ final class HardwareKeyTests: XCTestCase {
     override func setUpWithError() throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("attnres-hwkey-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("devices"), withIntermediateDirectories: true)
-        try profile.write(to: dir.appendingPathComponent("devices/p.yaml"), atomically: true, encoding: .utf8)
+        try profile.write(to: dir.appendingPathComponent("devices/p.yaml"), atomically: false, encoding: .utf8)
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
     private func write(_ name: String, _ text: String) throws -> String {
         let url = dir.appendingPathComponent(name)
-        try text.write(to: url, atomically: true, encoding: .utf8)
+        try text.write(to: url, atomically: false, encoding: .utf8)
         return url.path
     }
 
@@ -81,7 +81,7 @@ final class HardwareKeyTests: XCTestCase {
         }
         // An error inside a profile file names that file, not the topology.
         try "compute: {peak_tflops: 0, achieved: 0.5, memory_gbytes_per_s: 1, kernel_overhead_us: 0}\nlink: {gbit_per_s: 1, latency_us: 0}\n"
-            .write(to: dir.appendingPathComponent("devices/bad.yaml"), atomically: true, encoding: .utf8)
+            .write(to: dir.appendingPathComponent("devices/bad.yaml"), atomically: false, encoding: .utf8)
         XCTAssertThrowsError(try Topology.load(path: try write("t.yaml", pipeline + "hardware: devices/bad.yaml\n"))) {
             XCTAssertTrue("\($0)".contains("devices/bad.yaml:1: compute.peak_tflops: must be > 0"), "\($0)")
         }

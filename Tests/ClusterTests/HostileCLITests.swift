@@ -155,7 +155,7 @@ final class HostileCLITests: XCTestCase {
             XCTAssertEqual($0 as? OutputWriteError, OutputWriteError(flag: "--json", path: path, reason: "No such file or directory"))
             XCTAssertEqual("\($0)", "--json \(path): cannot write the result: No such file or directory")
         }
-        XCTAssertThrowsError(try RunOptionChecks.writing(d.path, flag: "--stats") { try "x".write(toFile: d.path, atomically: true, encoding: .utf8) }) {
+        XCTAssertThrowsError(try RunOptionChecks.writing(d.path, flag: "--stats") { try "x".write(toFile: d.path, atomically: false, encoding: .utf8) }) {
             XCTAssertEqual(($0 as? OutputWriteError)?.flag, "--stats")
             XCTAssertFalse("\($0)".contains("NSCocoaErrorDomain"), "\($0)")
         }
@@ -170,7 +170,7 @@ final class HostileCLITests: XCTestCase {
         let svg = d.appendingPathComponent("o.svg").path
         func csv(_ name: String, _ rows: String) throws -> String {
             let path = d.appendingPathComponent(name).path
-            try (LayerStatsTable.header + "\n" + rows).write(toFile: path, atomically: true, encoding: .utf8)
+            try (LayerStatsTable.header + "\n" + rows).write(toFile: path, atomically: false, encoding: .utf8)
             return path
         }
         let inf = try csv("inf.csv", "block,1,1,inf,inf,inf\n")

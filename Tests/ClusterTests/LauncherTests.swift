@@ -51,7 +51,7 @@ enum Launch {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("attnres-launch-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let topology = dir.appendingPathComponent("launcher-4.yaml")
-        try topologyYAML.write(to: topology, atomically: true, encoding: .utf8)
+        try topologyYAML.write(to: topology, atomically: false, encoding: .utf8)
         return (dir, topology.path)
     }
 

@@ -49,7 +49,7 @@ final class MultiHostTests: XCTestCase {
         coordinator: tcp://\(hosts.hosts[0].address):\(MultiHostTests.controlPort)
         \(curve ? "security: {curve: keys}" : "")
 
-        """.write(toFile: yaml, atomically: true, encoding: .utf8)
+        """.write(toFile: yaml, atomically: false, encoding: .utf8)
         return Cluster(hosts: hosts, yaml: yaml, json: dir.appendingPathComponent("report.json").path, keys: keys)
     }
 
@@ -81,7 +81,7 @@ final class MultiHostTests: XCTestCase {
             esac
             exec \(TestHosts.ipTool) netns exec "$ns" sh -c "$*"
 
-            """.write(toFile: agent, atomically: true, encoding: .utf8)
+            """.write(toFile: agent, atomically: false, encoding: .utf8)
             chmod(agent, 0o755)
             let workerHosts = (1...MultiHostTests.ranks).map { c.hosts.hosts[$0].address }
             let subnet = c.hosts.hosts[0].address.split(separator: ".").prefix(3).joined(separator: ".") + ".0/24"

@@ -292,7 +292,7 @@ final class RecoveryTests: XCTestCase {
         transport: {kind: tcp, ranks: [{host: \(hosts.hosts[1].address), port: 6000}, {host: \(hosts.hosts[2].address), port: 6000}]}
         coordinator: tcp://\(hosts.hosts[0].address):5555
 
-        """.write(toFile: topology, atomically: true, encoding: .utf8)
+        """.write(toFile: topology, atomically: false, encoding: .utf8)
         try resumeAfterSIGKILL(.onTestHosts(hosts, topology: topology))
         hosts.assertNoProcessesLeft()
     }

@@ -26,7 +26,7 @@ final class RunDirectoryTests: XCTestCase {
     func makeRunDirectory(_ root: String, owner: String?) throws -> String {
         var template = Array("\(root)/attnres-XXXXXX".utf8CString)
         let path = String(cString: try XCTUnwrap(mkdtemp(&template)))
-        if let owner { try owner.write(toFile: "\(path)/owner.pid", atomically: true, encoding: .utf8) }
+        if let owner { try owner.write(toFile: "\(path)/owner.pid", atomically: false, encoding: .utf8) }
         return path
     }
 
@@ -40,7 +40,7 @@ final class RunDirectoryTests: XCTestCase {
         let unowned = try makeRunDirectory(root, owner: nil)
         let other = "\(root)/attnres-cli-kept"
         try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
-        try "\(try deadPid()) 1\n".write(toFile: "\(other)/owner.pid", atomically: true, encoding: .utf8)
+        try "\(try deadPid()) 1\n".write(toFile: "\(other)/owner.pid", atomically: false, encoding: .utf8)
         let removed = RunDirectory.sweepStale(root: root)
         XCTAssertEqual(Set(removed), [dead, recycled])
         for kept in [live, unowned, other] { XCTAssertTrue(FileManager.default.fileExists(atPath: kept), kept) }
@@ -111,7 +111,7 @@ final class RunDirectoryTests: XCTestCase {
         var template = Array("\(root)/attnres-XXXXXX".utf8CString)
         let live = String(cString: try XCTUnwrap(mkdtemp(&template)))
         defer { try? FileManager.default.removeItem(atPath: live) }
-        try "\(me.pid) \(me.started)\n".write(toFile: "\(live)/owner.pid", atomically: true, encoding: .utf8)
+        try "\(me.pid) \(me.started)\n".write(toFile: "\(live)/owner.pid", atomically: false, encoding: .utf8)
 
         let next = try CLIProcess.run(["run", "--steps", "1", "--ranks", "2", "--virtual", "1", "--layers", "4", "--blocks", "2", "--microbatches", "2"],
                                       environment: ["TMPDIR": root])

@@ -8,7 +8,7 @@ final class TestSummaryTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let input = dir.appendingPathComponent("log.txt")
-        try log.write(to: input, atomically: true, encoding: .utf8)
+        try log.write(to: input, atomically: false, encoding: .utf8)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["awk", "-f", packageRoot.appendingPathComponent("scripts/test-summary.awk").path, input.path]
