@@ -71,6 +71,15 @@ final class HardwareKeyTests: XCTestCase {
              "t.yaml:\(line): hardware.compute.kernel_overhead_us: missing"),
             ("hardware: {lnk: {}}", "t.yaml:\(line): hardware.lnk: unknown key"),
             ("hardware: [1, 2]", "t.yaml:\(line): hardware: must be a mapping"),
+            // Finite as written, infinite once converted (TFLOP/s → FLOP/s, Gbit/s → bytes/s, GB/s → bytes/s).
+            ("hardware: {compute: {peak_tflops: 1e300, achieved: 0.5, memory_gbytes_per_s: 1, kernel_overhead_us: 0}, link: {gbit_per_s: 1, latency_us: 0}}",
+             "t.yaml:\(line): hardware.compute.peak_tflops: 1e+300 is out of range"),
+            ("hardware: {compute: {peak_tflops: 1, achieved: 0.5, memory_gbytes_per_s: 1e305, kernel_overhead_us: 0}, link: {gbit_per_s: 1, latency_us: 0}}",
+             "t.yaml:\(line): hardware.compute.memory_gbytes_per_s: 1e+305 is out of range"),
+            ("hardware: {compute: {peak_tflops: 1, achieved: 0.5, memory_gbytes_per_s: 1, kernel_overhead_us: 0}, link: {gbit_per_s: 1e308, latency_us: 0}}",
+             "t.yaml:\(line): hardware.link.gbit_per_s: 1e+308 is out of range"),
+            ("hardware: {compute: {peak_tflops: 1, achieved: 0.5, memory_gbytes_per_s: 1, kernel_overhead_us: nan}, link: {gbit_per_s: 1, latency_us: 0}}",
+             "t.yaml:\(line): hardware.compute.kernel_overhead_us: must be a number"),
             ("hardware: devices/none.yaml", "t.yaml:\(line): hardware: profile 'devices/none.yaml' (\(dir.path)/devices/none.yaml): no such file"),
         ]
         for (yaml, message) in cases {
