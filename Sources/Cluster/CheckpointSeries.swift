@@ -24,6 +24,13 @@ public struct CheckpointPlan: Sendable, Equatable {
     /// Largest `latest` read: it holds one short directory name.
     static let latestLimit = 4096
 
+    /// Whether DIR has a `latest` entry at all, a dangling symlink included: `FileManager.fileExists` follows the
+    /// link and says no, and DIR would then be taken for a single checkpoint ("manifest.json: missing").
+    static func hasLatest(_ directory: String) -> Bool {
+        var st = stat()
+        return lstat(Checkpoint.path(directory, latestFile), &st) == 0
+    }
+
     /// The sub-directory holding the state after `stepsCompleted` optimizer steps (zero-padded, so names sort by step).
     static func name(stepsCompleted: Int) -> String {
         let digits = String(stepsCompleted)
@@ -66,7 +73,7 @@ public struct CheckpointPlan: Sendable, Equatable {
             guard (1...max(1, t.steps)).contains(every) else {
                 throw RunOptionError(flag: flag, value: String(every), problem: "must be in 1…\(t.steps) (the run's steps)")
             }
-        } else if let save, FileManager.default.fileExists(atPath: Checkpoint.path(save, latestFile)) {
+        } else if let save, hasLatest(save) {
             throw RunOptionError(flag: "--save", value: save,
                                  problem: "holds periodic checkpoints (\(Checkpoint.path(save, latestFile)) exists): add --checkpoint-every K, or save elsewhere")
         }
@@ -78,7 +85,7 @@ extension Checkpoint {
     /// periodic checkpoints, else DIR itself.
     public static func resolve(_ directory: String) throws -> String {
         let pointer = path(directory, CheckpointPlan.latestFile)
-        guard FileManager.default.fileExists(atPath: pointer) else { return directory }
+        guard CheckpointPlan.hasLatest(directory) else { return directory }
         let bytes: [UInt8]
         do { bytes = try InputFile.bytes(pointer, limit: CheckpointPlan.latestLimit) } catch let e as InputFileError {
             throw Failure.unreadable(pointer, e.problem)

@@ -113,7 +113,9 @@ public enum CurveKeys {
             if errno == ENOENT { throw CurveKeyError.missing(file: path, role: role) }
             throw CurveKeyError.malformed(file: path, problem: "cannot read: \(String(cString: strerror(errno)))")
         }
-        if secret, st.st_mode & 0o077 != 0 { throw CurveKeyError.exposed(file: path, mode: UInt32(st.st_mode & 0o777)) }
+        // Only a regular file's mode says who can read a key: a directory or a device (a symlink to /dev/zero) is
+        // refused by InputFile as what it is, not as an exposed secret.
+        if secret, (st.st_mode & S_IFMT) == S_IFREG, st.st_mode & 0o077 != 0 { throw CurveKeyError.exposed(file: path, mode: UInt32(st.st_mode & 0o777)) }
         let bytes: [UInt8]
         do { bytes = try InputFile.bytes(path, limit: 4096) } catch let e as InputFileError {
             throw CurveKeyError.malformed(file: path, problem: e.problem)

@@ -61,8 +61,8 @@ public struct HardwareProfile: Sendable, Equatable {
             var l = LinkCost(latency: .nan, bandwidth: .nan)
             try p.each(try p.mapping(node, String(path.dropLast())), path: path, known: ["gbit_per_s", "latency_us"] + extra) { k, v in
                 switch k {
-                case "gbit_per_s": l.bandwidth = try p.positive(v, path + k) * 1e9 / 8
-                case "latency_us": l.latency = try p.positive(v, path + k, allowZero: true) / 1e6
+                case "gbit_per_s": l.bandwidth = try p.positive(v, path + k, in: { $0 * 1e9 / 8 })
+                case "latency_us": l.latency = try p.positive(v, path + k, allowZero: true, in: { $0 / 1e6 })
                 default: try body(k, v)
                 }
             }
@@ -81,12 +81,12 @@ public struct HardwareProfile: Sendable, Equatable {
                 try p.each(try p.mapping(node, key), path: "\(key).", known: ["peak_tflops", "achieved", "memory_gbytes_per_s", "kernel_overhead_us"]) { k, v in
                     got.insert(k)
                     switch k {
-                    case "peak_tflops": h.peakFlops = try p.positive(v, "\(key).\(k)") * 1e12
+                    case "peak_tflops": h.peakFlops = try p.positive(v, "\(key).\(k)", in: { $0 * 1e12 })
                     case "achieved":
                         h.achieved = try p.positive(v, "\(key).\(k)")
                         guard h.achieved <= 1 else { throw p.bad(v, "\(key).\(k)", "must be a fraction of the peak in (0, 1], got \(h.achieved)") }
-                    case "memory_gbytes_per_s": h.memoryBandwidth = try p.positive(v, "\(key).\(k)") * 1e9
-                    default: h.kernelOverhead = try p.positive(v, "\(key).\(k)", allowZero: true) / 1e6
+                    case "memory_gbytes_per_s": h.memoryBandwidth = try p.positive(v, "\(key).\(k)", in: { $0 * 1e9 })
+                    default: h.kernelOverhead = try p.positive(v, "\(key).\(k)", allowZero: true, in: { $0 / 1e6 })
                     }
                 }
                 for k in ["peak_tflops", "achieved", "memory_gbytes_per_s", "kernel_overhead_us"] where !got.contains(k) {
@@ -125,12 +125,16 @@ public struct HardwareProfile: Sendable, Equatable {
 }
 
 extension Parser {
-    /// A finite number > 0 (≥ 0 with `allowZero`).
-    func positive(_ node: Node, _ key: String, allowZero: Bool = false) throws -> Double {
+    /// A finite number > 0 (≥ 0 with `allowZero`), converted `in` base units (FLOP/s, bytes/s, seconds). The converted value
+    /// must be finite and > 0 too: `peak_tflops: 1e300` is finite as written but infinite in FLOP/s, and an infinite cost
+    /// cannot be priced nor encoded in the `run` message's JSON.
+    func positive(_ node: Node, _ key: String, allowZero: Bool = false, in unit: (Double) -> Double = { $0 }) throws -> Double {
         guard let s = node.scalar?.string, let v = Double(s), v.isFinite else {
             throw bad(node, key, "must be a number, got \(node.scalar.map { "'\($0.string)'" } ?? "a \(node.kindName)")")
         }
         guard allowZero ? v >= 0 : v > 0 else { throw bad(node, key, "must be \(allowZero ? "≥ 0" : "> 0"), got \(v)") }
-        return v
+        let scaled = unit(v)
+        guard scaled.isFinite, allowZero || scaled > 0 else { throw bad(node, key, "\(v) is out of range (\(scaled) in base units)") }
+        return scaled
     }
 }

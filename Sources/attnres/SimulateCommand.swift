@@ -92,6 +92,12 @@ struct Simulate: ParsableCommand {
             runs = only || measuredTrace != nil ? [try SimulatedVariant(t, costs: costs, keepSpans: keepSpans)]
                                                 : try SimulatedVariant.all(t, costs: costs, keepSpans: keepSpans)
         }
+        // Rates that are positive but tiny (1e-320 Gbit/s) or latencies that are huge price a step at inf or NaN
+        // seconds: a table of -nan% and a JSON file that cannot be written say nothing, so stop and name the costs.
+        if let bad = runs.first(where: { !$0.stepSeconds.isFinite }) {
+            throw UsageError(description: "costs (\(costs.origin)) price a step of \(bad.topology.residual.rawValue)/\(bad.topology.cache.rawValue) "
+                             + "at \(bad.stepSeconds) s: a rate too small or a latency or overhead too large; check those numbers")
+        }
         print(Report.describe(t) + (inference ? " — inference (forward only)" : ""))
         print("costs: \(costs.origin)")
         print("")

@@ -451,6 +451,17 @@ final class CurveTests: XCTestCase {
         let malformed = try CLIProcess.run(["worker", "--join", "tcp://127.0.0.1:9", "--rank", "1", "--keys", keys], timeout: 60)
         XCTAssertEqual(malformed.status, 1)
         XCTAssertTrue(malformed.stderr.contains("\(keys)/rank-1.pub: rank 1's public key must be one line of 40 Z85 characters"), malformed.stderr)
+        // A directory or a device where a secret key file should be is named as what it is (its mode 0755 or 0666
+        // is not the problem).
+        try FileManager.default.createDirectory(atPath: "\(keys)/rank-3.secret", withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
+        XCTAssertThrowsError(try CurveKeys.worker(directory: keys, rank: 3)) {
+            XCTAssertEqual("\($0)", "\(keys)/rank-3.secret: is a directory, not a file")
+        }
+        try FileManager.default.removeItem(atPath: "\(keys)/rank-3.secret")
+        try FileManager.default.createSymbolicLink(atPath: "\(keys)/rank-3.secret", withDestinationPath: "/dev/zero")
+        XCTAssertThrowsError(try CurveKeys.worker(directory: keys, rank: 3)) {
+            XCTAssertTrue("\($0)".hasPrefix("\(keys)/rank-3.secret: is not a regular file"), "\($0)")
+        }
         // The coordinator's side: a topology whose key directory lacks a rank's public key is refused before any process starts.
         let topo = try writeTopology("t.yaml", dataPorts: try Self.freePorts(4), keys: "keys")
         let run = try CLIProcess.run(["run", topo])

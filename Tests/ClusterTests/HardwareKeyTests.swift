@@ -71,6 +71,15 @@ final class HardwareKeyTests: XCTestCase {
              "t.yaml:\(line): hardware.compute.kernel_overhead_us: missing"),
             ("hardware: {lnk: {}}", "t.yaml:\(line): hardware.lnk: unknown key"),
             ("hardware: [1, 2]", "t.yaml:\(line): hardware: must be a mapping"),
+            // Finite as written, infinite once converted (TFLOP/s → FLOP/s, Gbit/s → bytes/s, GB/s → bytes/s).
+            ("hardware: {compute: {peak_tflops: 1e300, achieved: 0.5, memory_gbytes_per_s: 1, kernel_overhead_us: 0}, link: {gbit_per_s: 1, latency_us: 0}}",
+             "t.yaml:\(line): hardware.compute.peak_tflops: 1e+300 is out of range"),
+            ("hardware: {compute: {peak_tflops: 1, achieved: 0.5, memory_gbytes_per_s: 1e305, kernel_overhead_us: 0}, link: {gbit_per_s: 1, latency_us: 0}}",
+             "t.yaml:\(line): hardware.compute.memory_gbytes_per_s: 1e+305 is out of range"),
+            ("hardware: {compute: {peak_tflops: 1, achieved: 0.5, memory_gbytes_per_s: 1, kernel_overhead_us: 0}, link: {gbit_per_s: 1e308, latency_us: 0}}",
+             "t.yaml:\(line): hardware.link.gbit_per_s: 1e+308 is out of range"),
+            ("hardware: {compute: {peak_tflops: 1, achieved: 0.5, memory_gbytes_per_s: 1, kernel_overhead_us: nan}, link: {gbit_per_s: 1, latency_us: 0}}",
+             "t.yaml:\(line): hardware.compute.kernel_overhead_us: must be a number"),
             ("hardware: devices/none.yaml", "t.yaml:\(line): hardware: profile 'devices/none.yaml' (\(dir.path)/devices/none.yaml): no such file"),
         ]
         for (yaml, message) in cases {
@@ -131,6 +140,12 @@ final class HardwareKeyTests: XCTestCase {
         // A per-link override the pipeline does not have is named under hardware.links.
         let far = try write("far.yaml", pipeline + "hardware:\n  compute: {peak_tflops: 1, achieved: 1, memory_gbytes_per_s: 1, kernel_overhead_us: 0}\n"
                             + "  link: {gbit_per_s: 1, latency_us: 0}\n  links: [{src: 0, dst: 5, gbit_per_s: 1, latency_us: 0}]\n")
+        // Numbers each in range that price a step at inf seconds are an error naming the costs, not a table of -nan.
+        let tiny = try write("tiny.yaml", pipeline + "hardware:\n  compute: {peak_tflops: 1e-300, achieved: 1e-20, memory_gbytes_per_s: 1, kernel_overhead_us: 0}\n"
+                             + "  link: {gbit_per_s: 1, latency_us: 0}\n")
+        let infinite = try CLIProcess.run(["simulate", tiny, "--only"])
+        XCTAssertNotEqual(infinite.status, 0)
+        XCTAssertTrue(infinite.stderr.contains("hardware of \(tiny)") && infinite.stderr.contains("at inf s"), infinite.stderr)
         let bad = try CLIProcess.run(["simulate", far])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("far.yaml") && bad.stderr.contains("hardware.links") && bad.stderr.contains("0→5"), bad.stderr)

@@ -315,6 +315,10 @@ final class RecoveryTests: XCTestCase {
             XCTAssertNotEqual(r.status, 0, bad)
             XCTAssertTrue(r.stderr.contains("\(ck)/latest: names '\(bad)', not a checkpoint directory"), r.stderr)
         }
+        // A dangling symlink is a broken pointer, named as such, not a reason to read DIR as a single checkpoint.
+        try FileManager.default.removeItem(atPath: "\(ck)/latest")
+        try FileManager.default.createSymbolicLink(atPath: "\(ck)/latest", withDestinationPath: scratch.appendingPathComponent("nowhere").path)
+        XCTAssertThrowsError(try Checkpoint.resolve(ck)) { XCTAssertTrue("\($0)".contains("\(ck)/latest: no such file"), "\($0)") }
     }
 
     /// `--checkpoint-every` is checked before any process starts: K in 1…steps, with --save, in compute mode; a
