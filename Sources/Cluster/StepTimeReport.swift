@@ -40,22 +40,18 @@ public struct StepTimeCosts: Sendable {
         spread = c.spread
     }
 
-    /// The step costs of topology `t` (its model, pipeline and hop plan).
-    public func stepCosts(_ t: Topology) -> StepCosts {
-        var c = compute.stepCosts(ChunkWork(model: t.modelConfig, layout: t.layout, microbatchSize: t.microbatchSize),
+    /// The step costs of topology `t` (its model, pipeline and hop plan); `twoPhase` prices depth attention as
+    /// inference's two-phase path. The one place training and inference take every cost from.
+    public func stepCosts(_ t: Topology, twoPhase: Bool = false) -> StepCosts {
+        var c = compute.stepCosts(ChunkWork(model: t.modelConfig, layout: t.layout, microbatchSize: t.microbatchSize, twoPhase: twoPhase),
                           plan: HopPlan(layout: t.layout, residual: t.residualConfig), activationBytes: t.trafficConfig.activationBytes,
                           link: link, overrides: overrides, sendOverhead: sendOverhead, receiveOverhead: receiveOverhead)
         if let byRank = sendOverheadByRank, byRank.ranks == t.ranks { c.sendOverheadByRank = byRank.seconds }
         if !computeScale.isEmpty { c.computeScaleByRank = (0..<t.ranks).map { computeScale[$0] ?? 1 } }
-        setMessageCosts(&c)
-        return c
-    }
-
-    /// Copies the per-byte and per-action costs into `c` (the one place both training and inference take them).
-    func setMessageCosts(_ c: inout StepCosts) {
         c.sendSecondsPerByte = sendSecondsPerByte
         c.receiveSecondsPerByte = receiveSecondsPerByte
         c.actionOverhead = actionOverhead
+        return c
     }
 }
 
@@ -234,11 +230,7 @@ extension SimulatedVariant {
             layout.chunks(onRank: r).flatMap { c in (0..<t.microbatches).map { Action.forward(chunk: c, microbatch: $0) } }
         }
         let schedule = Schedule(kind: .gpipe, layout: layout, microbatches: t.microbatches, computeOrder: order)
-        var step = costs.compute.stepCosts(ChunkWork(model: t.modelConfig, layout: layout, microbatchSize: t.microbatchSize, twoPhase: twoPhase),
-                                           plan: HopPlan(layout: layout, residual: t.residualConfig), activationBytes: t.trafficConfig.activationBytes,
-                                           link: costs.link, overrides: costs.overrides, sendOverhead: costs.sendOverhead,
-                                           receiveOverhead: costs.receiveOverhead)
-        costs.setMessageCosts(&step)
+        var step = costs.stepCosts(t, twoPhase: twoPhase)
         step.backward = step.backward.map { _ in 0 }
         step.optimizer = []
         simulation = try StepTimeSimulation(schedule, costs: step, keepSpans: keepSpans)
