@@ -385,7 +385,7 @@ final class CurveTests: XCTestCase {
     /// bytes went by.
     func testPassiveCaptureSeesTensorsOnlyWithoutCurve() throws {
         guard getuid() == 0 else { throw XCTSkip("tcpdump needs root (capture on the loopback); CI runs as root") }
-        guard let tcpdump = ["/usr/bin/tcpdump", "/usr/sbin/tcpdump", "/sbin/tcpdump"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        guard let tcpdump = TestHosts.tool("tcpdump") else {
             throw XCTSkip("tcpdump is not installed (make deps installs it)")
         }
         _ = try generateKeys("keys")

@@ -159,7 +159,7 @@ final class MultiHostTests: XCTestCase {
     /// of a plain run — the first block representation rank 0 ships to rank 1, its tag 1.0f and then zeros — and
     /// none of a CURVE run, though it captured as much traffic.
     func testACaptureOnAHostLinkReadsTensorsOnlyWithoutCurve() throws {
-        guard let tcpdump = ["/usr/bin/tcpdump", "/usr/sbin/tcpdump"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        guard let tcpdump = TestHosts.tool("tcpdump") else {
             throw XCTSkip("tcpdump is not installed (make deps installs it)")
         }
         let tag = ShapeTensors.tag(.block(0), direction: .forward, step: 0, microbatch: 0, hop: 0)
@@ -254,11 +254,11 @@ final class MultiHostTests: XCTestCase {
     /// waits for ever. Every worker exits; nothing is left. Without the limit (`--setup-timeout 0`) the same
     /// cluster is still waiting after 3 × the limit used above: the deadline is what ends it.
     func testADataPortDroppedByAFirewallFailsTheLinkProbe() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/iptables") else { throw XCTSkip("iptables is not installed (make deps installs it)") }
+        guard let iptables = TestHosts.tool("iptables") else { throw XCTSkip("iptables is not installed (make deps installs it)") }
         for limit in ["5", "0"] {
             let c = try makeCluster(steps: 2)
             let rule = try c.hosts.run(2, ["-A", "INPUT", "-p", "tcp", "--dport", "\(MultiHostTests.dataPort)", "-j", "DROP"],
-                                       executable: "iptables", timeout: 30)
+                                       executable: iptables, timeout: 30)
             XCTAssertEqual(rule.status, 0, rule.stderr)
             let (coordinator, workers) = try start(c, coordinatorArgs: ["--setup-timeout", limit])
             if limit == "0" {

@@ -155,8 +155,14 @@ final class TestHosts {
     }
 
     /// ip(8), wherever the distribution put it.
-    static var ipTool: String {
-        ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/sbin/ip"
+    static var ipTool: String { tool("ip") ?? "/usr/sbin/ip" }
+
+    /// The full path of an administration tool (ip, tcpdump, iptables), wherever the distribution put it: the
+    /// sbin and bin directories first (a CI shell's PATH may lack sbin), then PATH; nil when it is not installed.
+    static func tool(_ name: String) -> String? {
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        return (["/usr/sbin", "/sbin", "/usr/bin", "/bin"] + path).map { "\($0)/\(name)" }
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 }
 
