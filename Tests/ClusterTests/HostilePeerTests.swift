@@ -8,6 +8,14 @@ import XCTest
 /// nothing they send crashes, hangs or bloats a process; the run completes with correct results, or fails with
 /// a message naming the peer; no process is left.
 final class HostilePeerTests: XCTestCase {
+    /// A PUSH socket of no rank, connected to rank 1's data inbox; its sends return once the connection is up.
+    func rogueSender(to coordinator: Coordinator) throws -> Socket {
+        let rogue = try Socket(ZContext(), .push)
+        try rogue.setImmediate()
+        try rogue.connect(coordinator.dataEndpoints[1])
+        return rogue
+    }
+
     /// A started local cluster of real worker processes (the `attnres` binary).
     func cluster(_ t: Topology) throws -> Coordinator {
         let c = try Coordinator(topology: t, joinTimeout: 30, silenceTimeout: 30, workerExecutable: CLIProcess.binary)
@@ -166,11 +174,8 @@ final class HostilePeerTests: XCTestCase {
         t.steps = 20  // rank 1 reads its inbox many times while the rogue frame is in flight
         let coordinator = try cluster(t)
         defer { coordinator.shutdown(); CLIProcess.assertNoOrphans() }
-        let ctx = ZContext()
-        let rogue = try Socket(ctx, .push)
+        let rogue = try rogueSender(to: coordinator)
         defer { rogue.close() }
-        try rogue.setImmediate()  // the send returns once the connection to rank 1 is up
-        try rogue.connect(coordinator.dataEndpoints[1])
         let huge = TensorDescriptor(role: .block, block: 1, partialLayers: 0, dims: [1 << 31, 1 << 31, 4])
         let header = FrameHeader(kind: .forward, step: 0, microbatch: 0, hop: 0, source: 0, destination: 1, tensors: [huge]).encode()
         XCTAssertEqual(header.count, 56)
@@ -191,11 +196,8 @@ final class HostilePeerTests: XCTestCase {
         t.layers = 4; t.blocks = 2; t.hidden = 16; t.heads = 2; t.seq = 8; t.vocab = 32; t.microbatches = 2
         let coordinator = try cluster(t)
         defer { coordinator.shutdown(); CLIProcess.assertNoOrphans() }
-        let ctx = ZContext()
-        let rogue = try Socket(ctx, .push)
+        let rogue = try rogueSender(to: coordinator)
         defer { rogue.close() }
-        try rogue.setImmediate()
-        try rogue.connect(coordinator.dataEndpoints[1])
         let plan = HopPlan(layout: t.layout, residual: t.residualConfig)
         let tiny = plan.tensors[0].map { role -> TensorDescriptor in
             var d = HopWire.descriptor(role, t)
@@ -266,11 +268,8 @@ final class HostilePeerTests: XCTestCase {
         t.steps = 20
         let coordinator = try cluster(t)
         defer { coordinator.shutdown(); CLIProcess.assertNoOrphans() }
-        let ctx = ZContext()
-        let rogue = try Socket(ctx, .push)
+        let rogue = try rogueSender(to: coordinator)
         defer { rogue.close() }
-        try rogue.setImmediate()
-        try rogue.connect(coordinator.dataEndpoints[1])
         let plan = HopPlan(layout: t.layout, residual: t.residualConfig)
         let header = FrameHeader(kind: .forward, step: 99, microbatch: 0, hop: 0, source: 0, destination: 1,
                                  tensors: plan.tensors[0].map { HopWire.descriptor($0, t) })
@@ -292,11 +291,8 @@ final class HostilePeerTests: XCTestCase {
         t.steps = 20
         let coordinator = try cluster(t)
         defer { coordinator.shutdown(); CLIProcess.assertNoOrphans() }
-        let ctx = ZContext()
-        let rogue = try Socket(ctx, .push)
+        let rogue = try rogueSender(to: coordinator)
         defer { rogue.close() }
-        try rogue.setImmediate()
-        try rogue.connect(coordinator.dataEndpoints[1])
         // A header-looking frame one byte over the limit: were it delivered, the worker would reject it and fail.
         var big = FrameHeader(kind: .forward, step: 0, microbatch: 0, hop: 0, source: 0, destination: 1, tensors: []).encode()
         big += [UInt8](repeating: 0, count: t.largestDataFrameBytes + 1 - big.count)
