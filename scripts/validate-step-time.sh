@@ -9,8 +9,9 @@
 # apart from one run to the next (the noise-floor line shows it), more than the goal, so every measured row is the
 # median of REPEAT runs and the calibration is the run whose step is the median of its REPEAT runs.
 #
-# STEPS (default 32) steps per run; the measured step is the mean over the typical steps (after the first, without
-# the slowest and fastest tenth), and every fitted cost a mean over the same steps, so one step slowed by another
+# STEPS (default 96) steps per run; the measured step is the mean over the typical steps (after the warm-up quarter,
+# without the slowest and fastest tenth: on this machine the first ~30 steps run up to 30 % slower, and a 32-step run
+# measured ±10 % apart from one run to the next where 128-step runs agreed to ±2 %), and every fitted cost a mean over the same steps, so one step slowed by another
 # process does not decide a row.
 # KEEP=DIR keeps the traces there (cal.json, cal-K.json, runI-K.json …), so another build's model can be set
 # against the very same runs: `attnres simulate --calibrate DIR/cal.json --measured DIR/run3-1.json`.
@@ -19,7 +20,7 @@
 # with whatever else runs at the time and no per-action duration predicts them (docs/step-time.md, "Where it misses").
 set -euo pipefail
 BIN=${1:-.build/release/attnres}
-STEPS=${2:-32}
+STEPS=${2:-96}
 REPEAT=${REPEAT:-3}
 # NICE=-10 runs the measured runs at a higher CPU priority than the rest of a shared machine (root only).
 RUN=(${NICE:+nice -n "$NICE"} "$BIN")

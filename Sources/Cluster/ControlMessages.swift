@@ -272,6 +272,9 @@ public struct WorkerReport: Codable, Sendable {
         for (hop, n) in tensorsPerHop where !(0..<hops).contains(hop) || n < 0 {
             return ("tensors_per_hop", "hop \(hop) with \(n) tensors: the pipeline has hops 0…\(hops - 1)")
         }
+        if let (i, p) = trace?.enumerated().lazy.compactMap({ e in e.element.partProblem.map { (e.offset, $0) } }).first {
+            return ("trace[\(i)].\(p.field)", p.problem)
+        }
         return nil
     }
 }

@@ -22,7 +22,12 @@ public struct MeasuredTrace: Sendable {
     public let file: String
     public let topology: Topology
 
-    public struct ComputeSpan: Sendable { public let rank, step, chunk, microbatch: Int; public let kind: String; public let seconds: Double }
+    public struct ComputeSpan: Sendable {
+        public let rank, step, chunk, microbatch: Int; public let kind: String; public let seconds: Double
+        /// The parts of `seconds` spent in the model and in depth attention (the span's `model_us`, `depth_us`),
+        /// nil where the trace has none.
+        public var modelSeconds: Double? = nil, depthSeconds: Double? = nil
+    }
     public struct Transfer: Sendable {
         public let src, dst, step, hop, microbatch: Int
         public let bytes: Int
@@ -50,8 +55,9 @@ public struct MeasuredTrace: Sendable {
     public let timeline: [Int: [TimelineSpan]]
     /// Per step (0-based): first forward anywhere to the last optimizer end anywhere.
     public let stepSeconds: [Double]
-    /// The steps a run stands for: after the first when there are three or more (it allocates and warms caches),
-    /// without the slowest and the fastest tenth (`CalibrationMath.trimmedMean`'s cut), so that a step slowed by
+    /// The steps a run stands for: after the warm-up (`warmUpSteps`: the first quarter, at least the first step,
+    /// when there are three or more: the first steps allocate, warm caches, and on this machine run up to 30 %
+    /// slower for about the first 30), without the slowest and the fastest tenth (`CalibrationMath.trimmedMean`'s cut), so that a step slowed by
     /// another process does not decide the measurement. Calibration fits every cost over these same steps, with
     /// plain means: means add up along a step as its durations do, which medians do not.
     public let typicalSteps: Set<Int>
@@ -95,7 +101,19 @@ public struct MeasuredTrace: Sendable {
             switch cat {
             case "forward", "backward", "optimizer":
                 guard let chunk = args["chunk"] as? Int, let mb = args["microbatch"] as? Int else { continue }
-                compute.append(ComputeSpan(rank: pid, step: s, chunk: chunk, microbatch: mb, kind: cat, seconds: dur / 1e6))
+                var span = ComputeSpan(rank: pid, step: s, chunk: chunk, microbatch: mb, kind: cat, seconds: dur / 1e6)
+                // The span's time in the model and, within it, in depth attention: µs within the span (within
+                // model_us for depth_us), 1 µs allowed for the rounding of both.
+                var within = dur
+                for key in ["model_us", "depth_us"] {
+                    guard let raw = args[key] else { continue }
+                    guard cat != "optimizer", let us = (raw as? NSNumber)?.doubleValue, us.isFinite, us >= 0, us <= within + 1 else {
+                        throw CalibrationError.notATrace(file: file, "span '\(name)' of rank \(pid) at ts \(ts) µs: args.\(key) \(raw) is not a number of µs "
+                                                         + (cat == "optimizer" ? "(an optimizer span has none)" : "within \(key == "depth_us" && within != dur ? "its model_us" : "the span's") \(within) µs"))
+                    }
+                    if key == "model_us" { span.modelSeconds = min(us, dur) / 1e6; within = us } else { span.depthSeconds = min(us, within) / 1e6 }
+                }
+                compute.append(span)
                 if cat == "forward" { stepStart[s] = min(stepStart[s] ?? .infinity, ts) }
                 stepEnd[s] = max(stepEnd[s] ?? 0, ts + dur)
             case "send":
@@ -126,7 +144,7 @@ public struct MeasuredTrace: Sendable {
         self.timeline = timeline.mapValues { $0.sorted { $0.start < $1.start } }
         let timed = stepStart.keys.sorted().compactMap { s in stepEnd[s].map { (step: s, seconds: ($0 - stepStart[s]!) / 1e6) } }
         stepSeconds = timed.map(\.seconds)
-        let candidates = timed.count >= 3 ? Array(timed.dropFirst()) : timed
+        let candidates = Array(timed.dropFirst(MeasuredTrace.warmUpSteps(timed.count)))
         let cut = candidates.count / 10
         typicalSteps = Set(candidates.sorted { $0.seconds < $1.seconds }[cut..<(candidates.count - cut)].map(\.step))
         guard !compute.isEmpty else { throw CalibrationError.tooFewSpans(file: file, "no forward or backward spans (was the run in compute mode?)") }
@@ -134,9 +152,11 @@ public struct MeasuredTrace: Sendable {
 
     /// The step time a run stands for: the mean over `typicalSteps`.
     public var typicalStepSeconds: Double {
-        let steps = stepSeconds.count >= 3 ? Array(stepSeconds.dropFirst()) : stepSeconds
-        return CalibrationMath.trimmedMean(steps)
+        CalibrationMath.trimmedMean(Array(stepSeconds.dropFirst(MeasuredTrace.warmUpSteps(stepSeconds.count))))
     }
+
+    /// Steps left out at the start of a run of `count` steps: none of fewer than 3, else a quarter, at least 1.
+    public static func warmUpSteps(_ count: Int) -> Int { count < 3 ? 0 : max(1, count / 4) }
 }
 
 /// Costs fitted to a real run: forward, backward and optimizer coefficients of `ComputeCost` by non-negative least
@@ -167,26 +187,75 @@ public struct Calibration: Sendable {
         let t = trace.topology
         let work = ChunkWork(model: t.modelConfig, layout: t.layout, microbatchSize: t.microbatchSize)
         let useSteps = trace.typicalSteps.isEmpty ? Set(trace.compute.map(\.step)) : trace.typicalSteps
-        func fit(_ kind: String, _ works: [Work], key: (MeasuredTrace.ComputeSpan) -> Int) throws -> (ComputeCost, Double) {
-            var samples: [Int: [Double]] = [:]
-            for s in trace.compute where s.kind == kind && useSteps.contains(s.step) { samples[key(s), default: []].append(s.seconds) }
+        /// Coefficients of flops, bytes and kernels by non-negative least squares of the per-key mean durations.
+        /// No per-action constant: within one run every chunk has about L/C layers, so a constant is collinear
+        /// with the per-layer work and would not scale when another configuration has longer or shorter chunks.
+        func coefficients(_ keys: [Int], _ works: [Work], _ y: [Double]) -> ComputeCost {
+            let x = CalibrationMath.nonNegativeLeastSquares(keys.map { k in [works[k].flops, works[k].bytes, works[k].kernels] }, y)
+            return ComputeCost(secondsPerFlop: x[0], secondsPerByte: x[1], secondsPerKernel: x[2], secondsPerAction: 0)
+        }
+        struct Fitted { var main: ComputeCost; var depth: ComputeCost?; var ends: ComputeCosts.EndCosts?; var executor: ExecutorCost?; var residual: Double }
+        /// The cost of `kind`'s spans. Where every span carries its parts (`model_us`, `depth_us`), each part is
+        /// fitted on its own features: the executor (span − model) per action and per state tensor, depth
+        /// attention on its work (its kernels run at another rate than the sublayers' products), the rest of the
+        /// model on the rest of the work. Within one run the three grow together, so a fit of their sum cannot
+        /// split them, yet another configuration (more sources, shorter chunks) changes them in different
+        /// proportions.
+        func fit(_ kind: String, _ works: [Work], depth: [Work]?, head: [Work] = [], embedding: [Work] = [],
+                 key: (MeasuredTrace.ComputeSpan) -> Int) throws -> Fitted {
+            let spans = trace.compute.filter { $0.kind == kind && useSteps.contains($0.step) }
+            var samples: [Int: [MeasuredTrace.ComputeSpan]] = [:]
+            for s in spans { samples[key(s), default: []].append(s) }
             let keys = samples.keys.sorted()
             guard !keys.isEmpty else { throw CalibrationError.tooFewSpans(file: trace.file, "no \(kind) spans") }
-            // No per-action constant: within one run every chunk has about L/C layers, so a constant is collinear
-            // with the per-layer work and would not scale when another configuration has longer or shorter chunks.
-            let rows = keys.map { k in [works[k].flops, works[k].bytes, works[k].kernels] }
-            let y = keys.map { CalibrationMath.mean(samples[$0]!) }
-            let x = CalibrationMath.nonNegativeLeastSquares(rows, y)
-            let cost = ComputeCost(secondsPerFlop: x[0], secondsPerByte: x[1], secondsPerKernel: x[2], secondsPerAction: 0)
-            let rel = zip(keys, y).map { k, v in pow((cost.seconds(works[k]) - v) / max(v, 1e-12), 2) }
-            return (cost, (rel.reduce(0, +) / Double(rel.count)).squareRoot())
+            func mean(_ f: (MeasuredTrace.ComputeSpan) -> Double) -> [Double] { keys.map { CalibrationMath.mean(samples[$0]!.map(f)) } }
+            let y = mean(\.seconds)
+            var out = Fitted(main: .init(secondsPerFlop: 0, secondsPerByte: 0, secondsPerKernel: 0), depth: nil, ends: nil, executor: nil, residual: 0)
+            var model = y
+            let partsTimed = depth != nil && spans.allSatisfy { $0.modelSeconds != nil }
+            if partsTimed {
+                model = mean { $0.modelSeconds! }
+                let x = CalibrationMath.nonNegativeLeastSquares(keys.map { [1, work.stateTensors[$0]] }, zip(y, model).map { $0 - $1 })
+                out.executor = ExecutorCost(secondsPerAction: x[0], secondsPerTensor: x[1])
+            }
+            var rest = works, restSeconds = model
+            if let depth, spans.allSatisfy({ $0.depthSeconds != nil }), keys.contains(where: { depth[$0] != .zero }) {
+                let yd = mean { $0.depthSeconds! }
+                out.depth = coefficients(keys, depth, yd)
+                rest = zip(works, depth).map { $0 - $1 }
+                restSeconds = zip(model, yd).map { $0 - $1 }
+            }
+            if partsTimed, !head.isEmpty {
+                // The layers' work is the same in every chunk of a run (and in every configuration of its width, per
+                // layer), so one rate for it; the head and the embedding, which only the last and the first chunk
+                // run, get theirs.
+                let layers = keys.map { rest[$0] - head[$0] - embedding[$0] }
+                let x = CalibrationMath.nonNegativeLeastSquares(keys.indices.map { [layers[$0].flops, head[keys[$0]].flops, embedding[keys[$0]].flops] },
+                                                                 restSeconds)
+                out.main = ComputeCost(secondsPerFlop: x[0], secondsPerByte: 0, secondsPerKernel: 0)
+                out.ends = ComputeCosts.EndCosts(head: ComputeCost(secondsPerFlop: x[1], secondsPerByte: 0, secondsPerKernel: 0),
+                                                 embedding: ComputeCost(secondsPerFlop: x[2], secondsPerByte: 0, secondsPerKernel: 0))
+            } else {
+                out.main = coefficients(keys, rest, restSeconds)
+            }
+            let rel = zip(keys, y).map { k, v in
+                let p = ComputeCosts.parts(works[k], depth: depth?[k] ?? .zero, head: head.isEmpty ? .zero : head[k],
+                                           embedding: embedding.isEmpty ? .zero : embedding[k],
+                                           tensors: work.stateTensors.indices.contains(k) ? work.stateTensors[k] : 0,
+                                           main: out.main, depthCost: out.depth, ends: out.ends, executor: out.executor)
+                return pow((p.total - v) / max(v, 1e-12), 2)
+            }
+            out.residual = (rel.reduce(0, +) / Double(rel.count)).squareRoot()
+            return out
         }
-        let (f, fr) = try fit("forward", work.forward) { $0.chunk }
-        let (b, br) = try fit("backward", work.backward) { $0.chunk }
+        let f = try fit("forward", work.forward, depth: work.forwardDepth, head: work.forwardHead, embedding: work.forwardEmbedding) { $0.chunk }
+        let b = try fit("backward", work.backward, depth: work.backwardDepth, head: work.backwardHead, embedding: work.backwardEmbedding) { $0.chunk }
         // A trace without optimizer spans (a simulated one) leaves the optimizer free.
-        let o = trace.compute.contains { $0.kind == "optimizer" } ? try fit("optimizer", work.optimizer) { $0.rank }.0
+        let o = trace.compute.contains { $0.kind == "optimizer" } ? try fit("optimizer", work.optimizer, depth: nil) { $0.rank }.main
                                                                  : ComputeCost(secondsPerFlop: 0, secondsPerByte: 0, secondsPerKernel: 0)
-        compute = ComputeCosts(forward: f, backward: b, optimizer: o)
+        compute = ComputeCosts(forward: f.main, backward: b.main, optimizer: o, forwardDepth: f.depth, backwardDepth: b.depth,
+                               forwardExecutor: f.executor, backwardExecutor: b.executor, forwardEnds: f.ends, backwardEnds: b.ends)
+        let fr = f.residual, br = b.residual
         residual = (fr, br)
         // α-β: per message size, the lower quartile of the transfers their receiver waited for (a receiver busy
         // computing records the arrival up to one action late), then a non-negative line through them.

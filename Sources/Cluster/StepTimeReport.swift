@@ -66,12 +66,15 @@ public struct SimulatedVariant: Sendable {
     public var overheadVsStandard: Double?
     /// Inference only: depth attention priced as the two-phase path (nil for training).
     public private(set) var twoPhase: Bool?
+    /// Each chunk's forward and backward in parts (for the simulated trace's `model_us` and `depth_us`).
+    public private(set) var parts: (forward: [ComputeCosts.Parts], backward: [ComputeCosts.Parts]) = ([], [])
 
     public init(_ t: Topology, costs: StepTimeCosts, keepSpans: Bool) throws {
         topology = t
         twoPhase = nil
         let program = try t.makeScheduleProgram(), step = costs.stepCosts(t)
         simulation = try StepTimeSimulation(program, costs: step, keepSpans: keepSpans)
+        parts = (step.forwardParts, step.backwardParts)
         stepSeconds = try SimulatedVariant.spreadStep(simulation, costs: costs, step: step, actions: program.actionCount) {
             try StepTimeSimulation(program, costs: $0, keepSpans: false)
         }
@@ -197,13 +200,25 @@ public enum StepTimeReport {
     }
 
     /// The simulated step as the records a traced run produces, so `ChromeTrace` writes it in the same format.
-    public static func traceRecords(_ s: StepTimeSimulation) -> [Int: [TraceRecord]] {
+    /// `parts` (per chunk, forward and backward; `SimulatedVariant.parts`) give each span its time in the model
+    /// and in depth attention, in proportion, as a traced run records them (depth only where it is not 0); empty
+    /// arrays leave them out.
+    public static func traceRecords(_ s: StepTimeSimulation,
+                                    parts: (forward: [ComputeCosts.Parts], backward: [ComputeCosts.Parts]) = ([], [])) -> [Int: [TraceRecord]] {
         var out: [Int: [TraceRecord]] = [:]
         for r in 0..<s.layout.ranks { out[r] = [] }
         for sp in s.spans ?? [] {
-            let kind: TraceRecord.Kind
-            if case .forward = sp.action { kind = .forward } else { kind = .backward }
-            out[sp.rank]!.append(TraceRecord(kind: kind, start: sp.start, end: sp.end, step: 0, chunk: sp.action.chunk, microbatch: sp.action.microbatch))
+            let kind: TraceRecord.Kind, all: [ComputeCosts.Parts]
+            if case .forward = sp.action { kind = .forward; all = parts.forward } else { kind = .backward; all = parts.backward }
+            let k = sp.action.chunk
+            var model: Double?, depth: Double?
+            if all.indices.contains(k), all[k].total > 0 {
+                let scale = (sp.end - sp.start) / all[k].total
+                model = (all[k].rest + all[k].depth) * scale
+                depth = all[k].depth > 0 ? all[k].depth * scale : nil
+            }
+            out[sp.rank]!.append(TraceRecord(kind: kind, start: sp.start, end: sp.end, step: 0, chunk: k, microbatch: sp.action.microbatch,
+                                             modelSeconds: model, depthSeconds: depth))
         }
         for m in s.messages ?? [] {
             let back = m.key.direction == .backward
@@ -234,6 +249,7 @@ extension SimulatedVariant {
         step.backward = step.backward.map { _ in 0 }
         step.optimizer = []
         simulation = try StepTimeSimulation(schedule, costs: step, keepSpans: keepSpans)
+        parts = (step.forwardParts, [])
         stepSeconds = try SimulatedVariant.spreadStep(simulation, costs: costs, step: step, actions: schedule.actions.reduce(0) { $0 + $1.count }) {
             try StepTimeSimulation(schedule, costs: $0, keepSpans: false)
         }

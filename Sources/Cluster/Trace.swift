@@ -15,6 +15,38 @@ public struct TraceRecord: Codable, Sendable {
     public var backward: Bool = false
     public var peer: Int = -1
     public var bytes: Int = 0
+    /// For forward and backward (compute mode, `SpanClock`): seconds of the span spent inside the model, and
+    /// inside depth attention within it; nil where not measured (shape mode; depth for the standard residual; a
+    /// worker that does not report them). depth ≤ model ≤ the span's duration.
+    public var modelSeconds: Double?
+    public var depthSeconds: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case kind, start, end, step, chunk, microbatch, hop, backward, peer, bytes
+        case modelSeconds = "model_seconds", depthSeconds = "depth_seconds"
+    }
+
+    public init(kind: Kind, start: Double, end: Double, step: Int, chunk: Int, microbatch: Int, hop: Int = -1,
+                backward: Bool = false, peer: Int = -1, bytes: Int = 0, modelSeconds: Double? = nil, depthSeconds: Double? = nil) {
+        self.kind = kind; self.start = start; self.end = end; self.step = step; self.chunk = chunk
+        self.microbatch = microbatch; self.hop = hop; self.backward = backward; self.peer = peer; self.bytes = bytes
+        self.modelSeconds = modelSeconds; self.depthSeconds = depthSeconds
+    }
+
+    /// What is wrong with the record's model and depth times, as (field, problem); nil when they are absent or in
+    /// range: finite, ≥ 0, on a forward or backward, depth ≤ model ≤ the span's duration.
+    var partProblem: (field: String, problem: String)? {
+        // Both parts and the span are read from one clock; 1 µs covers the rounding of the subtractions.
+        let span = end - start
+        for (field, value, within, what) in [("model_seconds", modelSeconds, span, "its span"),
+                                             ("depth_seconds", depthSeconds, modelSeconds ?? span, modelSeconds == nil ? "its span" : "model_seconds")] {
+            guard let v = value else { continue }
+            guard kind == .forward || kind == .backward else { return (field, "on a \(kind.rawValue) record (forward and backward only)") }
+            guard v.isFinite, v >= 0 else { return (field, "\(v) is not a finite number ≥ 0") }
+            guard v <= within + 1e-6 else { return (field, "\(v) s is longer than \(what) (\(within) s)") }
+        }
+        return nil
+    }
 }
 
 /// Builds the Chrome trace-event file (Perfetto opens it) from every worker's records, and the measured bubble.
@@ -50,8 +82,13 @@ public enum ChromeTrace {
                 switch e.kind {
                 case .forward, .backward, .optimizer:
                     let name = e.kind == .optimizer ? "optimizer" : "\(e.chunk)\(e.kind == .forward ? "F" : "B")\(e.microbatch)"
+                    // model_us, depth_us: the span's time inside the model and inside depth attention, to 0.1 µs
+                    // (the calibration splits each span on them)
+                    var computeArgs = args
+                    if let m = e.modelSeconds { computeArgs["model_us"] = (m * 1e7).rounded() / 10 }
+                    if let d = e.depthSeconds { computeArgs["depth_us"] = (d * 1e7).rounded() / 10 }
                     out.append(["name": name, "cat": e.kind.rawValue, "ph": "X", "pid": r, "tid": 0, "ts": us(e.start),
-                                "dur": max(1, us(e.end) - us(e.start)), "args": args])
+                                "dur": max(1, us(e.end) - us(e.start)), "args": computeArgs])
                 case .send:
                     let dir = e.backward ? "grad" : "act"
                     out.append(["name": "send \(dir) hop \(e.hop) mb \(e.microbatch) → rank \(e.peer)", "cat": "send", "ph": "X", "pid": r, "tid": 1,

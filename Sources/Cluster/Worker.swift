@@ -63,6 +63,9 @@ public final class Worker {
     var counters = Counters()
     /// Timed spans of the current variant (nil unless the run asked for a trace).
     var trace: [TraceRecord]?
+    /// Whether compute spans carry their model time (a traced compute run), and their depth-attention time (of an
+    /// AttnRes variant).
+    var modelTimed = false, depthTimed = false
     /// Seconds of coordinator silence after which a worker exits on its own (no orphans, DESIGN §6).
     static let coordinatorTimeout = 3.0
     /// Before the first word from the coordinator, a worker started by hand waits this long for it to come up.
@@ -361,7 +364,12 @@ public final class Worker {
     /// Records a compute span (forward, backward, optimizer) when tracing.
     func recordCompute(_ kind: TraceRecord.Kind, start: Double, step: Int, chunk: Int, microbatch: Int) {
         guard trace != nil else { return }
-        trace!.append(TraceRecord(kind: kind, start: start, end: monotonicSeconds(), step: step, chunk: chunk, microbatch: microbatch))
+        // The model and depth-attention times since the previous take are this action's: both run only inside
+        // forward and backward, and every one of them is recorded here.
+        let model = SpanClock.model.take(), depth = SpanClock.depth.take()
+        let part = kind != .optimizer
+        trace!.append(TraceRecord(kind: kind, start: start, end: monotonicSeconds(), step: step, chunk: chunk, microbatch: microbatch,
+                                  modelSeconds: part && modelTimed ? model : nil, depthSeconds: part && depthTimed ? depth : nil))
     }
 
     // MARK: running a variant
@@ -371,6 +379,9 @@ public final class Worker {
         counters.waitSecondsPerStep = Array(repeating: 0, count: spec.topology.steps)
         trace = spec.trace ? [] : nil
         let t = spec.topology
+        modelTimed = spec.trace && t.mode == .compute
+        depthTimed = modelTimed && t.modelConfig.usesDepthAttention
+        SpanClock.enable(modelTimed)
         let plan = HopPlan(layout: t.layout, residual: t.residualConfig)
         let schedule = try t.makeSchedule()
         if t.mode == .compute {

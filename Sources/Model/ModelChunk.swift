@@ -90,9 +90,11 @@ public struct ModelChunk: Sendable {
         var state: HopActivations
         if isFirst {
             // v_0 = E[x] + Pos[0..s): exactly one source (never added twice).
+            let clock = SpanClock.model.start()
             var v0 = Embedding.forward(ids: mb.tokens, table: p["embed.weight"])
             let positions = (0..<(b * c.seq)).map { Int32($0 % c.seq) }
             v0.add(Embedding.forward(ids: positions, table: p["pos.weight"]))
+            SpanClock.model.stop(clock)
             tape.tokens = mb.tokens
             state = c.usesDepthAttention ? HopActivations(blocks: [v0]) : HopActivations(hidden: v0)
         } else {
@@ -108,10 +110,13 @@ public struct ModelChunk: Sendable {
             return blockRstd
         }
         for l in layers {
+            let clock = SpanClock.model.start()
+            defer { SpanClock.model.stop(clock) }
             if c.usesDepthAttention {
                 let sources = state.partial.map { state.blocks + [$0] } ?? state.blocks
-                let (h, ds) = DepthAttention.forward(query: p["layers.\(l).query"], sources: sources,
-                                                     rstd: completedBlockRstd())
+                let (h, ds) = SpanClock.depth.measure {
+                    DepthAttention.forward(query: p["layers.\(l).query"], sources: sources, rstd: completedBlockRstd())
+                }
                 let (v, ss) = Sublayer.forward(layer: l, h, batch: b, config: c, parameters: p)
                 tape.layers.append(.init(layer: l, sources: sources, depth: ds, sublayer: ss,
                                          hadPartial: state.partial != nil, output: v))
@@ -124,13 +129,16 @@ public struct ModelChunk: Sendable {
             }
         }
         guard isLast else { return ChunkForward(output: state, loss: nil, tape: tape) }
+        let clock = SpanClock.model.start()
+        defer { SpanClock.model.stop(clock) }
         // Output: o attends over [b_0 … b_N] with its own query w_{L+1} (standard: o = h_{L+1}).
         var o: Tensor, headSources: [Tensor] = [], headDepth: DepthAttention.Saved?
         if c.usesDepthAttention {
             precondition(state.partial == nil, "the last layer must complete the last block")
             headSources = state.blocks
-            (o, headDepth) = DepthAttention.forward(query: p["layers.\(c.layers + 1).query"], sources: headSources,
-                                                    rstd: completedBlockRstd())
+            (o, headDepth) = SpanClock.depth.measure {
+                DepthAttention.forward(query: p["layers.\(c.layers + 1).query"], sources: headSources, rstd: completedBlockRstd())
+            }
         } else {
             o = state.hidden!
         }
@@ -160,6 +168,8 @@ public struct ModelChunk: Sendable {
         let c = config, b = tape.sequences
         var grad: HopActivations
         if let head = tape.head {
+            let clock = SpanClock.model.start()
+            defer { SpanClock.model.stop(clock) }
             var dlogits = Tensor(zeros: [head.normed.rows, c.vocab])
             SoftmaxCrossEntropy.backward(dloss: lossScale, targets: head.targets, saved: head.loss, dlogits: &dlogits)
             var dnormed = Tensor(zeros: head.normed.shape)
@@ -175,8 +185,10 @@ public struct ModelChunk: Sendable {
                     Tensor(shape: src.shape, data: [Float](unsafeUninitializedCapacity: src.count) { $1 = src.count })
                 }
                 var dq = Tensor(zeros: [c.hidden])
-                DepthAttention.backward(do_, query: p["layers.\(c.layers + 1).query"], sources: head.sources,
-                                        saved: head.depth!, dsources: &dsources, dquery: &dq, accumulate: false)
+                SpanClock.depth.measure {
+                    DepthAttention.backward(do_, query: p["layers.\(c.layers + 1).query"], sources: head.sources,
+                                            saved: head.depth!, dsources: &dsources, dquery: &dq, accumulate: false)
+                }
                 g.modify("layers.\(c.layers + 1).query") { $0.add(dq) }
                 grad = HopActivations(blocks: dsources)
             } else {
@@ -187,6 +199,8 @@ public struct ModelChunk: Sendable {
             grad = gradOutput
         }
         for rec in tape.layers.reversed() {
+            let clock = SpanClock.model.start()
+            defer { SpanClock.model.stop(clock) }
             let l = rec.layer
             if c.usesDepthAttention {
                 if c.endsBlock(l) {
@@ -201,8 +215,10 @@ public struct ModelChunk: Sendable {
                                   gradients: &g, dh: &dh, accumulate: false)
                 if let partial = grad.partial { grad.blocks.append(partial); grad.partial = nil }
                 var dq = Tensor(zeros: [c.hidden])
-                DepthAttention.backward(dh, query: p["layers.\(l).query"], sources: rec.sources, saved: rec.depth!,
-                                        dsources: &grad.blocks, dquery: &dq)
+                SpanClock.depth.measure {
+                    DepthAttention.backward(dh, query: p["layers.\(l).query"], sources: rec.sources, saved: rec.depth!,
+                                            dsources: &grad.blocks, dquery: &dq)
+                }
                 g.modify("layers.\(l).query") { $0.add(dq) }
                 if rec.hadPartial { grad.partial = grad.blocks.removeLast() }
                 magnitudes?.append(LayerMagnitude(layer: l, inputRMS: rec.sublayer.input.rms,
@@ -216,6 +232,8 @@ public struct ModelChunk: Sendable {
             }
         }
         guard isFirst else { return grad }
+        let clock = SpanClock.model.start()
+        defer { SpanClock.model.stop(clock) }
         let dv0 = c.usesDepthAttention ? grad.blocks[0] : grad.hidden!
         precondition(!c.usesDepthAttention || (grad.blocks.count == 1 && grad.partial == nil))
         let tokens = tape.tokens!

@@ -22,6 +22,9 @@ public struct StepCosts: Sendable {
     public var forward: [Double]
     /// Seconds of chunk k's backward.
     public var backward: [Double]
+    /// Chunk k's forward and backward in their parts (empty: not known). Only the simulated trace uses them
+    /// (each span's `model_us` and `depth_us`, as a real run's trace carries them).
+    public var forwardParts: [ComputeCosts.Parts] = [], backwardParts: [ComputeCosts.Parts] = []
     /// Seconds each rank spends after its last action of the step (the optimizer), 0 by default.
     public var optimizer: [Double]
     /// Seconds a send keeps its rank busy (the CPU cost of handing a message to the transport), 0 by default.

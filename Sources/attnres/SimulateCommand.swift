@@ -59,7 +59,13 @@ struct Simulate: ParsableCommand {
         } else {
             let c = try Calibration(try MeasuredTrace(file: calibrate!))
             costs = StepTimeCosts(c)
-            print("calibrated on \(c.source): forward \(describe(c.compute.forward)), backward \(describe(c.compute.backward)); "
+            func parts(_ d: ComputeCost?, _ e: ExecutorCost?, _ ends: ComputeCosts.EndCosts?) -> String {
+                (ends.map { String(format: "; head %.3g s/flop, embedding %.3g s/flop", $0.head.secondsPerFlop, $0.embedding.secondsPerFlop) } ?? "")
+                    + (d.map { "; depth attention \(describe($0, action: false))" } ?? "")
+                    + (e.map { String(format: "; executor %.1f µs + %.2f µs/tensor", $0.secondsPerAction * 1e6, $0.secondsPerTensor * 1e6) } ?? "")
+            }
+            print("calibrated on \(c.source): forward \(describe(c.compute.forward))\(parts(c.compute.forwardDepth, c.compute.forwardExecutor, c.compute.forwardEnds)), "
+                  + "backward \(describe(c.compute.backward))\(parts(c.compute.backwardDepth, c.compute.backwardExecutor, c.compute.backwardEnds)); "
                   + "link α \(StepTimeReport.seconds(c.link.latency)), \(c.link.bandwidth.isInfinite ? "∞" : String(format: "%.2f GB/s", c.link.bandwidth / 1e9)); "
                   + "send \(StepTimeReport.seconds(c.sendOverhead)) + \(perKiB(c.sendSecondsPerByte)), "
                   + "receive \(StepTimeReport.seconds(c.receiveOverhead)) + \(perKiB(c.receiveSecondsPerByte)), "
@@ -117,13 +123,14 @@ struct Simulate: ParsableCommand {
             guard own.simulation.spans != nil else {
                 throw UsageError(description: "--trace: this step has \(t.layout.chunks * t.microbatches) chunk × microbatch pairs; timelines are kept up to 65,536 (use fewer ranks, virtual stages or microbatches)")
             }
-            try ChromeTrace.write(StepTimeReport.traceRecords(own.simulation), ranks: t.ranks, to: trace, topology: own.topology)
+            try ChromeTrace.write(StepTimeReport.traceRecords(own.simulation, parts: own.parts), ranks: t.ranks, to: trace, topology: own.topology)
         }
     }
 
     private func perKiB(_ secondsPerByte: Double) -> String { String(format: "%.3g µs/KiB", secondsPerByte * 1024 * 1e6) }
 
-    private func describe(_ c: ComputeCost) -> String {
-        String(format: "%.3g s/flop + %.3g s/B + %.3g s/kernel + %.3g s/action", c.secondsPerFlop, c.secondsPerByte, c.secondsPerKernel, c.secondsPerAction)
+    private func describe(_ c: ComputeCost, action: Bool = true) -> String {
+        String(format: "%.3g s/flop + %.3g s/B + %.3g s/kernel", c.secondsPerFlop, c.secondsPerByte, c.secondsPerKernel)
+            + (action ? String(format: " + %.3g s/action", c.secondsPerAction) : "")
     }
 }

@@ -1,6 +1,8 @@
 #ifndef ATTNRES_CKERNELS_H
 #define ATTNRES_CKERNELS_H
 
+#include "SpanClock.h"
+
 /// Depth-attention kernels for x86-64-v3 (AVX2 + FMA: 8 lanes, fused multiply-add, 16 ymm registers).
 ///
 /// Why C: Swift has no per-function target attribute, and the package is built for baseline x86-64 (SSE2, the
