@@ -141,7 +141,9 @@ public struct MeasuredTrace: Sendable {
         self.compute = compute
         self.sends = sends
         self.activity = activity
-        self.timeline = timeline.mapValues { $0.sorted { $0.start < $1.start } }
+        // In start order; spans that start together (a send issued as a compute starts, in a simulated trace whose
+        // sends cost nothing) in end order, so a gap is charged to the span that really follows it.
+        self.timeline = timeline.mapValues { $0.sorted { ($0.start, $0.end) < ($1.start, $1.end) } }
         let timed = stepStart.keys.sorted().compactMap { s in stepEnd[s].map { (step: s, seconds: ($0 - stepStart[s]!) / 1e6) } }
         stepSeconds = timed.map(\.seconds)
         let candidates = Array(timed.dropFirst(MeasuredTrace.warmUpSteps(timed.count)))

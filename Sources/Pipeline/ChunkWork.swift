@@ -233,6 +233,8 @@ public struct ComputeCosts: Sendable, Equatable, Codable {
         let endSeconds = ends?.seconds(head: head, embedding: embedding) ?? 0
         guard let depthCost else {
             let all = main.seconds(total - endWork)
+            // An infinite price (a datasheet out of range) stays one infinite part, never inf − inf.
+            guard all.isFinite else { return Parts(rest: all + endSeconds, depth: 0, executor: exec) }
             let d = min(all, main.seconds(depth) - main.secondsPerAction)
             return Parts(rest: all - d + endSeconds, depth: d, executor: exec)
         }

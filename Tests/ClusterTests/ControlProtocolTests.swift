@@ -209,6 +209,23 @@ final class ControlProtocolTests: XCTestCase {
         if case .violation(let f, let p) = a.admit(.report(noSuchHop), from: peer1) {
             XCTAssertEqual(f, "tensors_per_hop"); XCTAssertTrue(p.contains("hops 0…6"), p)
         } else { XCTFail() }
+        // A trace record's model and depth times: within the span, depth within model, finite, on compute records only.
+        func traced(_ r: TraceRecord) -> WorkerReport { var x = early; x.trace = [TraceRecord(kind: .send, start: 0, end: 0, step: 0, chunk: -1, microbatch: 0), r]; return x }
+        let span = (start: 1.0, end: 1.002)
+        for (record, field, words) in [
+            (TraceRecord(kind: .forward, start: span.start, end: span.end, step: 0, chunk: 1, microbatch: 0, modelSeconds: 0.003), "trace[1].model_seconds", "longer than its span"),
+            (TraceRecord(kind: .backward, start: span.start, end: span.end, step: 0, chunk: 1, microbatch: 0, modelSeconds: 0.001, depthSeconds: 0.0015),
+             "trace[1].depth_seconds", "longer than model_seconds"),
+            (TraceRecord(kind: .forward, start: span.start, end: span.end, step: 0, chunk: 1, microbatch: 0, depthSeconds: -0.001), "trace[1].depth_seconds", "not a finite number"),
+            (TraceRecord(kind: .forward, start: span.start, end: span.end, step: 0, chunk: 1, microbatch: 0, modelSeconds: .infinity), "trace[1].model_seconds", "not a finite number"),
+            (TraceRecord(kind: .optimizer, start: span.start, end: span.end, step: 0, chunk: -1, microbatch: -1, modelSeconds: 0.001), "trace[1].model_seconds", "forward and backward only"),
+        ] {
+            if case .violation(let f, let p) = a.admit(.report(traced(record)), from: peer1) {
+                XCTAssertEqual(f, field); XCTAssertTrue(p.contains(words), p)
+            } else { XCTFail("\(field): \(words)") }
+        }
+        XCTAssertNil(traced(TraceRecord(kind: .forward, start: span.start, end: span.end, step: 0, chunk: 1, microbatch: 0,
+                                        modelSeconds: 0.0015, depthSeconds: 0.0004)).violation(rank: 1, variant: 0, ranks: 4, hops: 7))
         XCTAssertEqual(a.admit(.report(early), from: peer1), .accept)
         XCTAssertEqual(a.admit(.report(early), from: peer1), .violation(field: "type", problem: "a second report for variant 0"))
         for r in 10...13 {

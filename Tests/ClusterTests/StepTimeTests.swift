@@ -68,6 +68,82 @@ final class StepTimeTests: XCTestCase {
         }
     }
 
+    /// The round trip of a trace whose spans carry their parts (`model_us`, `depth_us`, as a traced compute run
+    /// writes them): each part's cost is recovered on its own (the layers, the head and the embedding, depth
+    /// attention, the executor per action and per state tensor), and other configurations whose parts grow in
+    /// other proportions (full AttnRes: many more sources; V = 4: shorter chunks, more actions) are predicted.
+    func testCalibrationRoundTripWithSpanParts() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func flops(_ s: Double) -> ComputeCost { ComputeCost(secondsPerFlop: s, secondsPerByte: 0, secondsPerKernel: 0) }
+        let truth = StepTimeCosts(compute: ComputeCosts(
+            forward: flops(2e-10), backward: flops(3e-10), optimizer: flops(0),
+            forwardDepth: ComputeCost(secondsPerFlop: 0, secondsPerByte: 4e-10, secondsPerKernel: 2e-6),
+            backwardDepth: ComputeCost(secondsPerFlop: 0, secondsPerByte: 6e-10, secondsPerKernel: 3e-6),
+            forwardExecutor: ExecutorCost(secondsPerAction: 3e-5, secondsPerTensor: 4e-6),
+            backwardExecutor: ExecutorCost(secondsPerAction: 5e-5, secondsPerTensor: 6e-6),
+            forwardEnds: .init(head: flops(5e-10), embedding: flops(9e-10)), backwardEnds: .init(head: flops(7e-10), embedding: flops(1e-9))),
+            link: LinkCost(latency: 2e-4, bandwidth: 1e8), origin: "truth")
+        let cal = try topology { _ in }
+        let sim = try SimulatedVariant(cal, costs: truth, keepSpans: true)
+        let file = dir.appendingPathComponent("parts.json").path
+        try ChromeTrace.write(StepTimeReport.traceRecords(sim.simulation, parts: sim.parts), ranks: cal.ranks, to: file, topology: cal)
+        let measured = try MeasuredTrace(file: file)
+        XCTAssertTrue(measured.compute.allSatisfy { $0.modelSeconds != nil && $0.depthSeconds != nil }, "every span carries its parts")
+        let fitted = try Calibration(measured).compute
+        XCTAssertNotNil(fitted.forwardDepth); XCTAssertNotNil(fitted.backwardExecutor); XCTAssertNotNil(fitted.forwardEnds)
+        // The trace stores 0.1 µs: every part of every chunk to 0.5 µs.
+        let work = ChunkWork(model: cal.modelConfig, layout: cal.layout, microbatchSize: cal.microbatchSize)
+        for (got, want) in [(fitted.forwardParts(work), truth.compute.forwardParts(work)), (fitted.backwardParts(work), truth.compute.backwardParts(work))] {
+            for k in 0..<cal.layout.chunks {
+                XCTAssertEqual(got[k].rest, want[k].rest, accuracy: 5e-7, "chunk \(k)")
+                XCTAssertEqual(got[k].depth, want[k].depth, accuracy: 5e-7, "chunk \(k)")
+                XCTAssertEqual(got[k].executor, want[k].executor, accuracy: 5e-7, "chunk \(k)")
+            }
+        }
+        let costs = StepTimeCosts(try Calibration(measured))
+        for other in [try topology { $0.residual = .full; $0.cache = .none }, try topology { $0.residual = .full; $0.virtualStages = 4; $0.microbatches = 6 },
+                      try topology { $0.virtualStages = 4; $0.microbatches = 8 }, try topology { $0.residual = .standard; $0.virtualStages = 1; $0.schedule = .gpipe },
+                      try topology { $0.layers = 16; $0.blocks = 8 }] {
+            let want = try SimulatedVariant(other, costs: truth, keepSpans: false).simulation.stepSeconds
+            let got = try SimulatedVariant(other, costs: costs, keepSpans: false).simulation.stepSeconds
+            XCTAssertEqual(got / want, 1, accuracy: 0.01, "\(Report.describe(other))")
+        }
+        // The same trace without its parts is fitted as sums (as before parts existed): it still replays itself.
+        let stripped = dir.appendingPathComponent("sums.json").path
+        try ChromeTrace.write(StepTimeReport.traceRecords(sim.simulation), ranks: cal.ranks, to: stripped, topology: cal)
+        let sums = try Calibration(MeasuredTrace(file: stripped))
+        XCTAssertNil(sums.compute.forwardDepth); XCTAssertNil(sums.compute.forwardExecutor); XCTAssertNil(sums.compute.forwardEnds)
+        XCTAssertEqual(try SimulatedVariant(cal, costs: StepTimeCosts(sums), keepSpans: false).simulation.stepSeconds / sim.simulation.stepSeconds, 1, accuracy: 0.03)
+    }
+
+    /// A span's model_us or depth_us that is not a number of µs within its span (within model_us, for depth_us)
+    /// is an error naming the file, the span and the field.
+    func testSpanPartsOutOfRangeAreNamed() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cal = try topology { _ in }
+        let sim = try SimulatedVariant(cal, costs: StepTimeCosts(compute: ComputeCosts(ComputeCost(secondsPerFlop: 1e-10, secondsPerByte: 0, secondsPerKernel: 0)),
+                                                                 link: .free, origin: "t"), keepSpans: true)
+        let file = dir.appendingPathComponent("ok.json").path
+        try ChromeTrace.write(StepTimeReport.traceRecords(sim.simulation, parts: sim.parts), ranks: cal.ranks, to: file, topology: cal)
+        var doc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as! [String: Any]
+        let events = doc["traceEvents"] as! [[String: Any]]
+        let i = events.firstIndex { ($0["cat"] as? String) == "backward" }!
+        for (key, value, words) in [("model_us", 1e9, "args.model_us"), ("depth_us", -1.0, "args.depth_us"), ("depth_us", "x", "args.depth_us")] as [(String, Any, String)] {
+            var e = events
+            var args = e[i]["args"] as! [String: Any]
+            args[key] = value
+            e[i]["args"] = args
+            doc["traceEvents"] = e
+            let bad = dir.appendingPathComponent("bad.json")
+            try JSONSerialization.data(withJSONObject: doc).write(to: bad)
+            XCTAssertThrowsError(try MeasuredTrace(file: bad.path)) {
+                XCTAssertTrue("\($0)".contains("bad.json") && "\($0)".contains(words) && "\($0)".contains("of rank"), "\($0)")
+            }
+        }
+    }
+
     func testMeasuredTraceErrorsNameTheFile() throws {
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }

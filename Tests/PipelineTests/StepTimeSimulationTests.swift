@@ -150,6 +150,27 @@ final class StepTimeSimulationTests: XCTestCase {
         XCTAssertEqual(w.forward[0].flops, t * d + attention + mlp + 2 * t * d)
         XCTAssertEqual(w.forward[1].flops, attention + mlp + 2 * t * d + 4 * t * d + 2 * t * d * 16 + 5 * t * 16)
         XCTAssertEqual(w.backward[1].flops, 2 * w.forward[1].flops)
+        // The parts calibration fits apart: no depth attention in a standard model; the head on the last chunk, the
+        // embedding on the first; the state tensors each chunk takes in and hands on.
+        XCTAssertEqual(w.forwardDepth, [.zero, .zero])
+        XCTAssertEqual(w.forwardHead[0], .zero); XCTAssertEqual(w.forwardHead[1].flops, 4 * t * d + 2 * t * d * 16 + 5 * t * 16)
+        XCTAssertEqual(w.forwardEmbedding[0].flops, t * d); XCTAssertEqual(w.forwardEmbedding[1], .zero)
+        XCTAssertEqual(w.stateTensors, [1, 1])
+        // Block(2) over 4 layers on 2 chunks: chunk 0 reads b_0 (the key norm once), layer 1 attends over [b_0], layer 2
+        // over [b_0, partial]; chunk 1 reads b_0, b_1 (two key norms), layers 3 and 4 over [b_0, b_1] and [b_0, b_1,
+        // partial]; the output attention over the N + 1 = 3 blocks.
+        let blockConfig = ModelConfig(layers: 4, hidden: 8, heads: 2, seq: 2, vocab: 16, residual: .block, blocks: 2)
+        let bw = ChunkWork(model: blockConfig, layout: Layout(ranks: 2, virtualStages: 1, layers: 4), microbatchSize: 2)
+        func layerDepth(_ n: Double, partial: Bool) -> Double { 4 * n * t * d + 5 * n * t + (partial ? 3 * t * d : 0) }
+        XCTAssertEqual(bw.forwardDepth[0].flops, 3 * t * d + layerDepth(1, partial: false) + layerDepth(2, partial: true))
+        XCTAssertEqual(bw.forwardDepth[1].flops, 2 * 3 * t * d + layerDepth(2, partial: false) + layerDepth(3, partial: true)
+                       + 4 * 3 * t * d + 5 * 3 * t)
+        XCTAssertEqual(bw.forwardDepth[1].kernels, 2 + (2 + 2) + (2 + 3) + (3 + 3))
+        XCTAssertEqual(bw.backwardDepth[1], 2 * bw.forwardDepth[1])
+        // chunk 0 hands on [b_0, b_1] (layer 2 completes block 1); chunk 1 takes those 2 in.
+        XCTAssertEqual(bw.stateTensors, [2, 2])
+        // The residual adds stay in the layers' part: the depth parts leave exactly one add per layer outside.
+        XCTAssertEqual((bw.forward[0] - bw.forwardDepth[0] - bw.forwardEmbedding[0]).flops, attention + mlp + 2 * t * d)
         // Block AttnRes costs more than standard; full more than block; two-phase moves fewer bytes than one-pass.
         func total(_ r: ResidualKind, twoPhase: Bool = false) -> Work {
             ChunkWork(model: ModelConfig(layers: 16, hidden: 32, heads: 2, seq: 8, vocab: 16, residual: r, blocks: r == .block ? 4 : 16),
