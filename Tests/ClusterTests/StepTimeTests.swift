@@ -236,6 +236,20 @@ final class StepTimeTests: XCTestCase {
         XCTAssertEqual(a.status, 0, a.stderr)
         let b = try CLIProcess.run(["run"] + common + ["--virtual", "4", "--microbatches", "6", "--trace", other])
         XCTAssertEqual(b.status, 0, b.stderr)
+        // Every forward and backward of a traced compute run carries its parts: 0 < depth ≤ model ≤ span (µs, 0.1 µs
+        // rounding of each); the calibration fits them apart.
+        let spans = (try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: cal))) as! [String: Any])["traceEvents"] as! [[String: Any]]
+        let compute = spans.filter { ["forward", "backward"].contains($0["cat"] as? String ?? "") }
+        XCTAssertFalse(compute.isEmpty)
+        for e in compute {
+            let args = e["args"] as! [String: Any], dur = (e["dur"] as! NSNumber).doubleValue
+            guard let model = (args["model_us"] as? NSNumber)?.doubleValue, let depth = (args["depth_us"] as? NSNumber)?.doubleValue else {
+                XCTFail("\(e["name"] ?? "?"): no model_us or depth_us"); continue
+            }
+            XCTAssertTrue(depth > 0 && depth <= model + 0.1 && model <= dur + 1, "\(e["name"] ?? "?"): depth \(depth), model \(model), span \(dur) µs")
+        }
+        let fitted = try Calibration(MeasuredTrace(file: cal)).compute
+        XCTAssertNotNil(fitted.forwardDepth); XCTAssertNotNil(fitted.backwardExecutor); XCTAssertNotNil(fitted.forwardEnds)
         let json = dir.appendingPathComponent("sim.json").path
         let s = try CLIProcess.run(["simulate", "--calibrate", cal, "--measured", other, "--json", json])
         XCTAssertEqual(s.status, 0, s.stderr)
