@@ -84,15 +84,17 @@ public enum DepthAttentionTwoPhase {
         }
     }
 
-    /// Phase 1 without stacked keys, for the AVX2 kernel: queries S × [d] over the completed blocks K × [n, d] with
-    /// their key statistics `rstd` ([K·n], each block's `DepthAttention.rstd`, source-major) -> S stats. The same
-    /// logits rstd·(q·v) as the product with the normalised keys, computed by `attnres_avx2_depth_phase1` in one pass
-    /// over each token's K rows instead of by sgemm: at the widths here (S = L/N queries, d ≤ 256) sgemm's packing of
-    /// a normalised copy of every block costs more than the dots themselves.
-    public static func phase1(queries: [Tensor], sources: [Tensor], rstd: [Float]) -> [Stats] {
+    /// Phase 1 without stacked keys, for the AVX2 and AVX-512 kernels: queries S × [d] over the completed blocks
+    /// K × [n, d] with their key statistics `rstd` ([K·n], each block's `DepthAttention.rstd`, source-major) -> S stats.
+    /// The same logits rstd·(q·v) as the product with the normalised keys, computed by the kernel's phase 1
+    /// (`attnres_avx2_depth_phase1`, `attnres_avx512_depth_phase1`) in one pass over each token's K rows instead of by
+    /// sgemm: at the widths here (S = L/N queries, d ≤ 256) sgemm's packing of a normalised copy of every block costs
+    /// more than the dots themselves.
+    public static func phase1(queries: [Tensor], sources: [Tensor], rstd: [Float],
+                              kernel: DepthKernel = .current) -> [Stats] {
         let sCount = queries.count, kCount = sources.count, n = sources[0].rows, d = sources[0].cols
         precondition(rstd.count == kCount * n && queries.allSatisfy { $0.count == d })
-        precondition(DepthKernel.avx2.isAvailable, "phase1(queries:sources:rstd:) runs the AVX2 kernel")
+        guard let fused = kernel.fused else { preconditionFailure("phase1(queries:sources:rstd:) runs a C kernel") }
         let q = queries.flatMap(\.data)
         var w = [Float](unsafeUninitializedCapacity: sCount * kCount * n) { $1 = sCount * kCount * n }
         var m = [Float](unsafeUninitializedCapacity: sCount * n) { $1 = sCount * n }, l = m
@@ -101,9 +103,9 @@ public enum DepthAttentionTwoPhase {
         w.withUnsafeMutableBufferPointer { wp in
         m.withUnsafeMutableBufferPointer { mp in
         l.withUnsafeMutableBufferPointer { lp in
-        DepthAttention.withBasePointers(sources) { vs in
-            attnres_avx2_depth_phase1(qp.baseAddress!, sCount, vs.map { Optional($0) }, rs.baseAddress!, kCount, n, d,
-                                      wp.baseAddress!, mp.baseAddress!, lp.baseAddress!)
+        DepthAttention.withSourcePointers(sources) { vs in
+            fused.phase1(qp.baseAddress!, sCount, vs, rs.baseAddress!, kCount, n, d, wp.baseAddress!, mp.baseAddress!,
+                         lp.baseAddress!)
         }}}}}}
         return (0..<sCount).map { s in
             Stats(weights: Array(w[(s * kCount * n)..<((s + 1) * kCount * n)]), max: Array(m[(s * n)..<((s + 1) * n)]),
@@ -129,9 +131,10 @@ public enum DepthAttentionTwoPhase {
                 for r in 0..<n {
                     let row = pp.baseAddress! + r * d
                     var dot: Float = 0, ss: Float = 0
-                    switch kernel {
-                    case .baseline: (dot, ss) = VectorKernels.treeDotAndSquares(w.baseAddress!, row, d)
-                    case .avx2: attnres_avx2_dot_and_squares(w.baseAddress!, row, d, &dot, &ss)
+                    if let fused = kernel.fused {
+                        fused.dot_and_squares(w.baseAddress!, row, d, &dot, &ss)
+                    } else {
+                        (dot, ss) = VectorKernels.treeDotAndSquares(w.baseAddress!, row, d)
                     }
                     let z2 = DepthAttention.rstd(sumOfSquares: ss, d) * dot  // w · RMSNorm(partial), as one-pass
                     let m = Swift.max(stats.max[r], z2)

@@ -161,20 +161,28 @@ final class DepthAttentionKernelTests: XCTestCase {
     func testKernelChoiceFromTheEnvironment() {
         var messages: [String] = []
         let automatic = DepthKernel.choose(environment: nil, report: { messages.append($0) })
-        XCTAssertEqual(automatic, DepthKernel.avx2.isAvailable ? .avx2 : .baseline)
+        // the widest kernel the CPU has
+        XCTAssertEqual(automatic, DepthKernel.avx512.isAvailable ? .avx512 : DepthKernel.avx2.isAvailable ? .avx2 : .baseline)
         XCTAssertEqual(DepthKernel.choose(environment: "", report: { messages.append($0) }), automatic)
         XCTAssertEqual(DepthKernel.choose(environment: "baseline", report: { messages.append($0) }), .baseline)
         XCTAssertTrue(messages.isEmpty)
         XCTAssertEqual(DepthKernel.choose(environment: "sse9", report: { messages.append($0) }), automatic)
         XCTAssertEqual(messages.count, 1)
-        XCTAssertTrue(messages[0].contains("ATTNRES_DEPTH_KERNEL=sse9") && messages[0].contains("baseline, avx2"), messages[0])
-        let avx = DepthKernel.choose(environment: "avx2", report: { messages.append($0) })
-        if DepthKernel.avx2.isAvailable {
-            XCTAssertEqual(avx, .avx2); XCTAssertEqual(messages.count, 1)
-        } else {
-            XCTAssertEqual(avx, .baseline); XCTAssertEqual(messages.count, 2)
-            XCTAssertTrue(messages[1].contains("lacks AVX2"), messages[1])
+        XCTAssertTrue(messages[0].contains("ATTNRES_DEPTH_KERNEL=sse9") && messages[0].contains("baseline, avx2, avx512"),
+                      messages[0])
+        // every kernel can be pinned; one this CPU lacks falls back to the automatic choice, saying what is missing
+        for (kernel, lack) in [(DepthKernel.avx2, "lacks AVX2 or FMA"), (.avx512, "lacks AVX-512F")] {
+            messages = []
+            let got = DepthKernel.choose(environment: kernel.rawValue, report: { messages.append($0) })
+            if kernel.isAvailable {
+                XCTAssertEqual(got, kernel); XCTAssertTrue(messages.isEmpty, "\(messages)")
+            } else {
+                XCTAssertEqual(got, automatic); XCTAssertEqual(messages.count, 1)
+                XCTAssertTrue(messages[0].contains(lack) && messages[0].contains("using \(automatic)"), messages[0])
+            }
         }
+        XCTAssertEqual(DepthKernel.available.first, .baseline)
+        XCTAssertTrue(DepthKernel.available.contains(automatic))
     }
 
     func testReferenceCatchesAWrongKernel() {

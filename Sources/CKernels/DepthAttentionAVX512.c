@@ -1,0 +1,356 @@
+// Depth-attention kernels for AVX-512F (see include/CKernels.h for why they are C and how they are chosen).
+// Every multiply-add below is written out (intrinsic or fmaf): contraction is off, so the compiler never fuses
+// a product into a sum on its own and the rounding is the one this file spells, at every optimisation level.
+//
+// Layout of every pass over a row of d floats: column blocks of 64 (four zmm registers, all of d = 64), then one
+// masked block for the rest (a masked-off lane loads 0 and is never stored), so any d runs the code of d = 64 and no
+// scalar tail. Each block is an always-inline function of its masks: the full blocks pass constant all-ones masks,
+// which compile to plain loads and stores.
+// Sums over a row keep four 16-lane accumulators (chunk q of every block into accumulator q), combined as
+// (s0 + s1) + (s2 + s3) and then reduced as a tree (`hsum`): one fixed order per d, shared by `dot`, `sum_squares`
+// and `dot_and_squares`, so a cached key statistic equals a recomputed one bit for bit.
+#pragma STDC FP_CONTRACT OFF
+#include "CKernels.h"
+#include <math.h>
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f")))
+
+int attnres_avx512_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
+/// Lanes [0, count) of a 16-lane chunk (count ≤ 0: none, ≥ 16: all).
+static inline __mmask16 lanes(long count) {
+    return count >= 16 ? (__mmask16)0xFFFF : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1);
+}
+
+/// The masks of the four chunks of a column block: all ones for a full block, else those of the last columns.
+typedef struct { __mmask16 m[4]; } block_masks;
+static const block_masks full_block = {{0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF}};
+static inline block_masks masks_at(long j, long d) {
+    block_masks b = {{lanes(d - j), lanes(d - j - 16), lanes(d - j - 32), lanes(d - j - 48)}};
+    return b;
+}
+
+#define INLINE __attribute__((always_inline)) static inline
+
+/// Runs BLOCK(j, masks) over the column blocks of a row of d floats: full ones, then the masked rest.
+#define FOR_BLOCKS(d, BLOCK)                                   \
+    do {                                                       \
+        long j_ = 0;                                           \
+        for (; j_ + 64 <= (d); j_ += 64) BLOCK(j_, full_block); \
+        if (j_ < (d)) BLOCK(j_, masks_at(j_, (d)));            \
+    } while (0)
+
+/// The 16 lanes summed as a tree: (j, j+8), then (j, j+4), (j, j+2), (j, j+1).
+AVX512 INLINE float hsum(__m512 v) {
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
+                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX512 INLINE float combine(__m512 s0, __m512 s1, __m512 s2, __m512 s3) {
+    return hsum(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+/// Σ a[j]·b[j] in the row order described at the top.
+AVX512 INLINE void dot_block(const float *a, const float *b, block_masks k, __m512 *s) {
+    for (int q = 0; q < 4; q++)
+        s[q] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k.m[q], a + 16 * q), _mm512_maskz_loadu_ps(k.m[q], b + 16 * q), s[q]);
+}
+
+AVX512 INLINE float dot(const float *a, const float *b, long d) {
+    __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+#define DOT_BLOCK(j, k) dot_block(a + (j), b + (j), (k), s)
+    FOR_BLOCKS(d, DOT_BLOCK);
+#undef DOT_BLOCK
+    return combine(s[0], s[1], s[2], s[3]);
+}
+
+/// (Σ w[j]·x[j], Σ x[j]²) in one pass over x: bitwise `dot(w, x, d)` and `attnres_avx512_sum_squares(x, d)`.
+AVX512 INLINE void dot_and_squares_block(const float *w, const float *x, block_masks k, __m512 *s, __m512 *q) {
+    for (int c = 0; c < 4; c++) {
+        const __m512 xc = _mm512_maskz_loadu_ps(k.m[c], x + 16 * c);
+        s[c] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k.m[c], w + 16 * c), xc, s[c]);
+        q[c] = _mm512_fmadd_ps(xc, xc, q[c]);
+    }
+}
+
+AVX512 INLINE void dot_and_squares(const float *w, const float *x, long d, float *wx, float *xx) {
+    __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 q[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+#define DS_BLOCK(j, k) dot_and_squares_block(w + (j), x + (j), (k), s, q)
+    FOR_BLOCKS(d, DS_BLOCK);
+#undef DS_BLOCK
+    *wx = combine(s[0], s[1], s[2], s[3]);
+    *xx = combine(q[0], q[1], q[2], q[3]);
+}
+
+AVX512 float attnres_avx512_sum_squares(const float *x, long d) {
+    __m512 q[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+#define SS_BLOCK(j, k) dot_block(x + (j), x + (j), (k), q)
+    FOR_BLOCKS(d, SS_BLOCK);
+#undef SS_BLOCK
+    return combine(q[0], q[1], q[2], q[3]);
+}
+
+AVX512 void attnres_avx512_dot_and_squares(const float *w, const float *x, long d, float *wx, float *xx) {
+    dot_and_squares(w, x, d, wx, xx);
+}
+
+/// 1 / √(ss/d + eps), eps = 1e-6 (RMSNorm.epsilon), the expression `DepthAttention.rstd(sumOfSquares:_:)` evaluates.
+static inline float rstd_of(float ss, long d) { return 1.0f / sqrtf(ss / (float)d + 1e-6f); }
+
+/// e^x on 16 lanes without libm: x clamped to [-87, 88], x = k·ln2 + r with k = round(x/ln2) and ln2 split in two
+/// (Cody–Waite), e^r by its degree-7 Taylor polynomial (|r| ≤ ln2/2: truncation < 1e-8 relative), times 2^k by
+/// `scalef`. Relative error a few ulp (tested against libm); e^0 = 1 exactly (k = 0, r = 0, the polynomial is 1).
+AVX512 INLINE __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504089f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145752f), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.42860677e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, k);
+}
+
+AVX512 void attnres_avx512_exp(const float *x, long count, float *out) {
+    for (long i = 0; i < count; i += 16) {
+        const __mmask16 m = lanes(count - i);
+        _mm512_mask_storeu_ps(out + i, m, exp16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+/// Lane `lane` of v set to x, in registers. The 16 logits of a tile's tokens are gathered this way rather than by
+/// scalar stores and a vector load, which cannot be forwarded from the store queue and stalls until the stores retire.
+AVX512 INLINE __m512 put_lane(__m512 v, long lane, float x) {
+    return _mm512_mask_broadcastss_ps(v, (__mmask16)(1u << lane), _mm_set_ss(x));
+}
+
+/// out (+)= Σ_i coef[i·stride] · rows[i][0..<d]: per column block four accumulators over the sources in order.
+AVX512 INLINE void weighted_block(const float *const *rows, const float *coef, long stride, long K, long j, float *out,
+                                  int accumulate, block_masks k) {
+    __m512 a[4];
+    for (int q = 0; q < 4; q++) a[q] = accumulate ? _mm512_maskz_loadu_ps(k.m[q], out + j + 16 * q) : _mm512_setzero_ps();
+    for (long i = 0; i < K; i++) {
+        const float *x = rows[i] + j;
+        const __m512 c = _mm512_set1_ps(coef[i * stride]);
+        for (int q = 0; q < 4; q++) a[q] = _mm512_fmadd_ps(c, _mm512_maskz_loadu_ps(k.m[q], x + 16 * q), a[q]);
+    }
+    for (int q = 0; q < 4; q++) _mm512_mask_storeu_ps(out + j + 16 * q, k.m[q], a[q]);
+}
+
+AVX512 INLINE void weighted_rows(const float *const *rows, const float *coef, long stride, long K, long d, float *out,
+                                 int accumulate) {
+#define W_BLOCK(j, k) weighted_block(rows, coef, stride, K, (j), out, accumulate, (k))
+    FOR_BLOCKS(d, W_BLOCK);
+#undef W_BLOCK
+}
+
+/// Tokens go in tiles of 16, one token per lane: (A) source by source, each row's logit (and uncached key statistic)
+/// with the row loops above, gathered into one vector per source (`put_lane`); (B) the softmax over the sources for
+/// all 16 tokens at once, lanes = tokens (vector max, `exp16`, sum in source order: no horizontal reductions, no
+/// serial chain per token); (C) token by token, h[r] = Σ_i α_i v_i[r] with the tile's rows still in L1.
+AVX512 void attnres_avx512_depth_forward(const float *w, const float *const *sources, long K, long n, long d,
+                                         float *rstd, const unsigned char *known, float *logits, float *alpha,
+                                         float *out) {
+    __m512 zt[K];
+    float at[K * 16];
+    const float *rows[K];
+    for (long r0 = 0; r0 < n; r0 += 16) {
+        const long T = n - r0 < 16 ? n - r0 : 16;
+        const __mmask16 tm = lanes(T);
+        for (long i = 0; i < K; i++) {  // (A)
+            const float *v = sources[i] + r0 * d;
+            const long k0 = i * n + r0;
+            __m512 sv = _mm512_setzero_ps(), wxv = _mm512_setzero_ps();
+            if (known[i]) {
+                sv = _mm512_maskz_loadu_ps(tm, rstd + k0);
+                for (long t = 0; t < T; t++) wxv = put_lane(wxv, t, dot(w, v + t * d, d));
+            } else {
+                for (long t = 0; t < T; t++) {
+                    float wx, xx;
+                    dot_and_squares(w, v + t * d, d, &wx, &xx);
+                    wxv = put_lane(wxv, t, wx); sv = put_lane(sv, t, rstd_of(xx, d));
+                }
+                _mm512_mask_storeu_ps(rstd + k0, tm, sv);
+            }
+            zt[i] = _mm512_mul_ps(sv, wxv);
+            _mm512_mask_storeu_ps(logits + k0, tm, zt[i]);
+        }
+        __m512 mv = zt[0];  // (B)
+        for (long i = 1; i < K; i++) mv = _mm512_max_ps(mv, zt[i]);
+        __m512 sum = _mm512_setzero_ps();
+        for (long i = 0; i < K; i++) { zt[i] = exp16(_mm512_sub_ps(zt[i], mv)); sum = _mm512_add_ps(sum, zt[i]); }
+        const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
+        for (long i = 0; i < K; i++) {
+            const __m512 a = _mm512_mul_ps(zt[i], inv);
+            _mm512_mask_storeu_ps(alpha + i * n + r0, tm, a);
+            _mm512_storeu_ps(at + i * 16, a);
+        }
+        for (long t = 0; t < T; t++) {  // (C)
+            const long r = r0 + t;
+            for (long i = 0; i < K; i++) rows[i] = sources[i] + r * d;
+            weighted_rows(rows, at + t, 16, K, d, out + r * d, 0);
+        }
+    }
+}
+
+/// One column block of one token's backward: dh[r], w and dw in registers while every source's dv[r] += α·dh + c·w
+/// − cx·v (three FMAs) and dw += c·v; source i's coefficients are ca[16·i], cc[16·i], cx[16·i]. accumulate = 0 starts each dv from 0 instead of loading it: bitwise the same
+/// as into zero-filled buffers.
+AVX512 INLINE void backward_block(const float *g, const float *w, const float *const *sources, float *const *dsources,
+                                  long K, long off, float *dw, const int accumulate, const float *ca, const float *cc,
+                                  const float *cx, block_masks k) {
+    __m512 gv[4], wv[4], dwv[4];
+    for (int q = 0; q < 4; q++) {
+        gv[q] = _mm512_maskz_loadu_ps(k.m[q], g + 16 * q);
+        wv[q] = _mm512_maskz_loadu_ps(k.m[q], w + 16 * q);
+        dwv[q] = _mm512_maskz_loadu_ps(k.m[q], dw + 16 * q);
+    }
+    for (long i = 0; i < K; i++) {
+        const float *x = sources[i] + off;
+        float *o = dsources[i] + off;
+        const __m512 a = _mm512_set1_ps(ca[16 * i]), c = _mm512_set1_ps(cc[16 * i]), ck = _mm512_set1_ps(cx[16 * i]);
+        for (int q = 0; q < 4; q++) {
+            const __m512 xq = _mm512_maskz_loadu_ps(k.m[q], x + 16 * q);
+            const __m512 old = accumulate ? _mm512_maskz_loadu_ps(k.m[q], o + 16 * q) : _mm512_setzero_ps();
+            // dv += α·dh + c·w − cx·v
+            const __m512 u = _mm512_fnmadd_ps(ck, xq, _mm512_fmadd_ps(c, wv[q], _mm512_fmadd_ps(a, gv[q], old)));
+            _mm512_mask_storeu_ps(o + 16 * q, k.m[q], u);
+            dwv[q] = _mm512_fmadd_ps(c, xq, dwv[q]);
+        }
+    }
+    for (int q = 0; q < 4; q++) _mm512_mask_storeu_ps(dw + 16 * q, k.m[q], dwv[q]);
+}
+
+/// The backward of all n tokens, in tiles of 16 like the forward; `accumulate` is a constant at both call sites, so
+/// each gets its own loop. (A) source by source, dα_i = dh[r]·v_i[r] of each token of the tile, one vector per source;
+/// (B) for the 16 tokens at once, the softmax backward dz = α(dα − Σ_t α_t dα_t) and per source a = α, c = rstd·dz,
+/// cx = c·(z/d·rstd); (C) token by token, `backward_block` per column block.
+AVX512 __attribute__((always_inline)) static inline void backward_tokens(
+    const float *dh, const float *w, const float *const *sources, float *const *dsources, long K, long n, long d,
+    const float *alpha, const float *rstd, const float *logits, float *dw, const int accumulate, __m512 *da,
+    float *ca, float *cc, float *cx) {
+    const __m512 invD = _mm512_set1_ps(1 / (float)d);
+    for (long r0 = 0; r0 < n; r0 += 16) {
+        const long T = n - r0 < 16 ? n - r0 : 16;
+        const __mmask16 tm = lanes(T);
+        for (long i = 0; i < K; i++) {  // (A)
+            const float *v = sources[i] + r0 * d, *g = dh + r0 * d;
+            __m512 dv = _mm512_setzero_ps();
+            for (long t = 0; t < T; t++) dv = put_lane(dv, t, dot(g + t * d, v + t * d, d));
+            da[i] = dv;
+        }
+        __m512 total = _mm512_setzero_ps();  // (B)
+        for (long i = 0; i < K; i++) total = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tm, alpha + i * n + r0), da[i], total);
+        for (long i = 0; i < K; i++) {
+            const long k0 = i * n + r0;
+            const __m512 a = _mm512_maskz_loadu_ps(tm, alpha + k0), s = _mm512_maskz_loadu_ps(tm, rstd + k0);
+            const __m512 c = _mm512_mul_ps(s, _mm512_mul_ps(a, _mm512_sub_ps(da[i], total)));
+            const __m512 ck = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(tm, logits + k0), invD), s);
+            _mm512_storeu_ps(ca + i * 16, a); _mm512_storeu_ps(cc + i * 16, c);
+            _mm512_storeu_ps(cx + i * 16, _mm512_mul_ps(c, ck));
+        }
+        for (long t = 0; t < T; t++) {  // (C)
+            const long off = (r0 + t) * d;
+            const float *g = dh + off;
+#define B_BLOCK(j, k) backward_block(g + (j), w + (j), sources, dsources, K, off + (j), dw + (j), accumulate, \
+                                     ca + t, cc + t, cx + t, (k))
+            FOR_BLOCKS(d, B_BLOCK);
+#undef B_BLOCK
+        }
+    }
+}
+
+AVX512 void attnres_avx512_depth_backward(const float *dh, const float *w, const float *const *sources,
+                                          float *const *dsources, long K, long n, long d, const float *alpha,
+                                          const float *rstd, const float *logits, float *dw, int accumulate) {
+    __m512 da[K];
+    float ca[K * 16], cc[K * 16], cx[K * 16];
+    if (accumulate) backward_tokens(dh, w, sources, dsources, K, n, d, alpha, rstd, logits, dw, 1, da, ca, cc, cx);
+    else backward_tokens(dh, w, sources, dsources, K, n, d, alpha, rstd, logits, dw, 0, da, ca, cc, cx);
+}
+
+/// In tiles of 16 tokens, one per lane, like the forward: per query the logits of each source as one vector, then the
+/// max, e^{z − m} and their sum for the 16 tokens at once.
+AVX512 void attnres_avx512_depth_phase1(const float *queries, long S, const float *const *sources, const float *rstd,
+                                        long K, long n, long d, float *weights, float *max, float *sum) {
+    __m512 zt[K];
+    for (long r0 = 0; r0 < n; r0 += 16) {
+        const long T = n - r0 < 16 ? n - r0 : 16;
+        const __mmask16 tm = lanes(T);
+        for (long s = 0; s < S; s++) {
+            const float *q = queries + s * d;
+            for (long i = 0; i < K; i++) {
+                const float *v = sources[i] + r0 * d;
+                __m512 qv = _mm512_setzero_ps();
+                for (long t = 0; t < T; t++) qv = put_lane(qv, t, dot(q, v + t * d, d));
+                zt[i] = _mm512_mul_ps(_mm512_maskz_loadu_ps(tm, rstd + i * n + r0), qv);
+            }
+            __m512 mv = zt[0];
+            for (long i = 1; i < K; i++) mv = _mm512_max_ps(mv, zt[i]);
+            __m512 l = _mm512_setzero_ps();
+            float *out = weights + s * K * n;
+            for (long i = 0; i < K; i++) {
+                const __m512 e = exp16(_mm512_sub_ps(zt[i], mv));
+                _mm512_mask_storeu_ps(out + i * n + r0, tm, e);
+                l = _mm512_add_ps(l, e);
+            }
+            _mm512_mask_storeu_ps(max + s * n + r0, tm, mv);
+            _mm512_mask_storeu_ps(sum + s * n + r0, tm, l);
+        }
+    }
+}
+
+AVX512 void attnres_avx512_depth_mix(const float *const *sources, const float *weights, long K, long n, long d,
+                                     float *out, int accumulate) {
+    const float *rows[K];
+    float coef[K];
+    for (long r = 0; r < n; r++) {
+        for (long i = 0; i < K; i++) { rows[i] = sources[i] + r * d; coef[i] = weights[i * n + r]; }
+        weighted_rows(rows, coef, 1, K, d, out + r * d, accumulate);
+    }
+}
+
+#else  // not x86-64: the baseline Swift kernels are the only ones; these are never called.
+
+int attnres_avx512_available(void) { return 0; }
+float attnres_avx512_sum_squares(const float *x, long d) { (void)x; (void)d; return NAN; }
+void attnres_avx512_dot_and_squares(const float *w, const float *x, long d, float *wx, float *xx) {
+    (void)w; (void)x; (void)d; *wx = NAN; *xx = NAN;
+}
+void attnres_avx512_exp(const float *x, long count, float *out) { (void)x; (void)count; (void)out; }
+void attnres_avx512_depth_forward(const float *w, const float *const *sources, long K, long n, long d, float *rstd,
+                                  const unsigned char *known, float *logits, float *alpha, float *out) {
+    (void)w; (void)sources; (void)K; (void)n; (void)d; (void)rstd; (void)known; (void)logits; (void)alpha; (void)out;
+}
+void attnres_avx512_depth_backward(const float *dh, const float *w, const float *const *sources,
+                                   float *const *dsources, long K, long n, long d, const float *alpha,
+                                   const float *rstd, const float *logits, float *dw, int accumulate) {
+    (void)dh; (void)w; (void)sources; (void)dsources; (void)K; (void)n; (void)d; (void)alpha; (void)rstd;
+    (void)logits; (void)dw; (void)accumulate;
+}
+void attnres_avx512_depth_phase1(const float *queries, long S, const float *const *sources, const float *rstd, long K,
+                                 long n, long d, float *weights, float *max, float *sum) {
+    (void)queries; (void)S; (void)sources; (void)rstd; (void)K; (void)n; (void)d; (void)weights; (void)max; (void)sum;
+}
+void attnres_avx512_depth_mix(const float *const *sources, const float *weights, long K, long n, long d, float *out,
+                              int accumulate) {
+    (void)sources; (void)weights; (void)K; (void)n; (void)d; (void)out; (void)accumulate;
+}
+#endif
