@@ -193,20 +193,23 @@ public struct ModelChunk: Sendable {
                     precondition(grad.partial == nil)
                     grad.partial = grad.blocks.removeLast()  // b_n = b_n^S: its gradient is the last partial's
                 }
-                let dv = grad.partial!  // partial^i = partial^{i-1} + v_l: v_l and partial^{i-1} share the gradient
-                if !rec.hadPartial { grad.partial = nil }
-                // dh is written, not accumulated: no zero fill (bitwise the same as into zeros)
-                var dh = Tensor(shape: dv.shape, data: [Float](unsafeUninitializedCapacity: dv.count) { $1 = dv.count })
-                Sublayer.backward(layer: l, dv, saved: rec.sublayer, batch: b, config: c, parameters: p,
-                                  gradients: &g, dh: &dh, accumulate: false)
+                var dh: Tensor
+                do {  // dv's scope ends before depth attention adds into the partial's gradient, which it shares (no copy)
+                    let dv = grad.partial!  // partial^i = partial^{i-1} + v_l: v_l and partial^{i-1} share the gradient
+                    if !rec.hadPartial { grad.partial = nil }
+                    // dh is written, not accumulated: no zero fill (bitwise the same as into zeros)
+                    dh = Tensor(shape: dv.shape, data: [Float](unsafeUninitializedCapacity: dv.count) { $1 = dv.count })
+                    Sublayer.backward(layer: l, dv, saved: rec.sublayer, batch: b, config: c, parameters: p,
+                                      gradients: &g, dh: &dh, accumulate: false)
+                    magnitudes?.append(LayerMagnitude(layer: l, inputRMS: rec.sublayer.input.rms,
+                                                      outputRMS: rec.output.rms, gradientRMS: dv.rms))
+                }
                 if let partial = grad.partial { grad.blocks.append(partial); grad.partial = nil }
                 var dq = Tensor(zeros: [c.hidden])
                 DepthAttention.backward(dh, query: p["layers.\(l).query"], sources: rec.sources, saved: rec.depth!,
                                         dsources: &grad.blocks, dquery: &dq)
                 g.modify("layers.\(l).query") { $0.add(dq) }
                 if rec.hadPartial { grad.partial = grad.blocks.removeLast() }
-                magnitudes?.append(LayerMagnitude(layer: l, inputRMS: rec.sublayer.input.rms,
-                                                          outputRMS: rec.output.rms, gradientRMS: dv.rms))
             } else {
                 let dv = grad.hidden!  // h_{l+1} = h_l + v_l
                 Sublayer.backward(layer: l, dv, saved: rec.sublayer, batch: b, config: c, parameters: p,
