@@ -327,6 +327,46 @@ AVX512 void attnres_avx512_depth_mix(const float *const *sources, const float *w
     }
 }
 
+/// Two-phase phase 2 of one layer, in tiles of 16 tokens like phase 1: with a partial, per token z2 = rstd(partial)·
+/// (w·partial) (`dot_and_squares`), m = max(m1, z2), a = e^{m1−m} / (e^{m1−m}·ℓ + e^{z2−m}), b = e^{z2−m} / (…) for the
+/// 16 tokens at once; without one, a = 1/ℓ, b = 0. Then token by token out[r] = Σ_i (weights_i[r]·a) v_i[r] + b·partial[r].
+AVX512 void attnres_avx512_depth_merge(const float *const *sources, const float *weights, const float *max,
+                                       const float *sum, long K, long n, long d, const float *query,
+                                       const float *partial, float *out) {
+    const long R = K + (partial ? 1 : 0);
+    float ct[R * 16];
+    const float *rows[R];
+    for (long r0 = 0; r0 < n; r0 += 16) {
+        const long T = n - r0 < 16 ? n - r0 : 16;
+        const __mmask16 tm = lanes(T);
+        const __m512 m1 = _mm512_maskz_loadu_ps(tm, max + r0), l1 = _mm512_mask_loadu_ps(_mm512_set1_ps(1), tm, sum + r0);
+        __m512 a, b;
+        if (partial) {
+            __m512 wx = _mm512_setzero_ps(), sv = _mm512_setzero_ps();
+            for (long t = 0; t < T; t++) {
+                float dot, ss;
+                dot_and_squares(query, partial + (r0 + t) * d, d, &dot, &ss);
+                wx = put_lane(wx, t, dot); sv = put_lane(sv, t, rstd_of(ss, d));
+            }
+            const __m512 z2 = _mm512_mul_ps(sv, wx), m = _mm512_max_ps(m1, z2);
+            const __m512 e1 = exp16(_mm512_sub_ps(m1, m)), e2 = exp16(_mm512_sub_ps(z2, m));
+            const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1), _mm512_fmadd_ps(e1, l1, e2));
+            a = _mm512_mul_ps(e1, inv); b = _mm512_mul_ps(e2, inv);
+            _mm512_storeu_ps(ct + K * 16, b);
+        } else {
+            a = _mm512_div_ps(_mm512_set1_ps(1), l1); b = _mm512_setzero_ps();
+        }
+        for (long i = 0; i < K; i++)
+            _mm512_storeu_ps(ct + i * 16, _mm512_mul_ps(_mm512_maskz_loadu_ps(tm, weights + i * n + r0), a));
+        for (long t = 0; t < T; t++) {
+            const long r = r0 + t;
+            for (long i = 0; i < K; i++) rows[i] = sources[i] + r * d;
+            if (partial) rows[K] = partial + r * d;
+            weighted_rows(rows, ct + t, 16, R, d, out + r * d, 0);
+        }
+    }
+}
+
 #else  // not x86-64: the baseline Swift kernels are the only ones; these are never called.
 
 int attnres_avx512_available(void) { return 0; }
@@ -352,5 +392,9 @@ void attnres_avx512_depth_phase1(const float *queries, long S, const float *cons
 void attnres_avx512_depth_mix(const float *const *sources, const float *weights, long K, long n, long d, float *out,
                               int accumulate) {
     (void)sources; (void)weights; (void)K; (void)n; (void)d; (void)out; (void)accumulate;
+}
+void attnres_avx512_depth_merge(const float *const *sources, const float *weights, const float *max, const float *sum,
+                                long K, long n, long d, const float *query, const float *partial, float *out) {
+    (void)sources; (void)weights; (void)max; (void)sum; (void)K; (void)n; (void)d; (void)query; (void)partial; (void)out;
 }
 #endif

@@ -115,8 +115,36 @@ public enum DepthAttentionTwoPhase {
 
     /// Phase 2 for the first layer of a block (no partial): h = o⁽¹⁾ / ℓ⁽¹⁾. sources K × [n, d] -> [n, d].
     public static func normalize(_ stats: Stats, sources: [Tensor], kernel: DepthKernel = .current) -> Tensor {
-        combine(stats, sources: sources, partial: nil, partialWeight: { _ in 0 }, scale: { 1 / stats.sum[$0] },
-                kernel: kernel)
+        if let fused = kernel.fused { return fusedPhase2(stats, sources: sources, query: nil, partial: nil, fused) }
+        return combine(stats, sources: sources, partial: nil, partialWeight: { _ in 0 }, scale: { 1 / stats.sum[$0] },
+                       kernel: kernel)
+    }
+
+    /// `normalize` and `merge` in one C call (`attnres_avx2_depth_merge`, `attnres_avx512_depth_merge`): the partial's
+    /// logit, the online-softmax merge and the weighted sum per token, with no per-layer Swift buffers but the output.
+    static func fusedPhase2(_ stats: Stats, sources: [Tensor], query: Tensor?, partial: Tensor?,
+                            _ fused: attnres_depth_kernels) -> Tensor {
+        let n = sources[0].rows, d = sources[0].cols, kCount = sources.count
+        precondition(stats.weights.count == kCount * n && stats.max.count == n && stats.sum.count == n)
+        precondition(partial.map { $0.rows == n && $0.cols == d } ?? true && query.map { $0.count == d } ?? true)
+        var h = [Float](unsafeUninitializedCapacity: n * d) { _, count in count = n * d }
+        stats.weights.withUnsafeBufferPointer { wp in
+        stats.max.withUnsafeBufferPointer { mp in
+        stats.sum.withUnsafeBufferPointer { lp in
+        h.withUnsafeMutableBufferPointer { hp in
+        DepthAttention.withSourcePointers(sources) { vs in
+            guard let partial, let query else {
+                fused.merge(vs, wp.baseAddress!, mp.baseAddress!, lp.baseAddress!, kCount, n, d, nil, nil, hp.baseAddress!)
+                return
+            }
+            partial.data.withUnsafeBufferPointer { pp in
+                query.data.withUnsafeBufferPointer { qp in
+                    fused.merge(vs, wp.baseAddress!, mp.baseAddress!, lp.baseAddress!, kCount, n, d, qp.baseAddress!,
+                                pp.baseAddress!, hp.baseAddress!)
+                }
+            }
+        }}}}}
+        return Tensor(shape: [n, d], data: h)
     }
 
     /// Phase 2 for a later layer: merges the partial b_n^{i} (a single source with key RMSNorm(partial)) into the
@@ -124,6 +152,7 @@ public enum DepthAttentionTwoPhase {
     /// (e^{m1−m} ℓ⁽¹⁾ + e^{z2−m}). query [d], sources K × [n, d], partial [n, d] -> h [n, d].
     public static func merge(_ stats: Stats, sources: [Tensor], query: Tensor, partial: Tensor,
                              kernel: DepthKernel = .current) -> Tensor {
+        if let fused = kernel.fused { return fusedPhase2(stats, sources: sources, query: query, partial: partial, fused) }
         let n = partial.rows, d = partial.cols
         var a = [Float](repeating: 0, count: n), b = [Float](repeating: 0, count: n)
         partial.data.withUnsafeBufferPointer { pp in
@@ -131,11 +160,7 @@ public enum DepthAttentionTwoPhase {
                 for r in 0..<n {
                     let row = pp.baseAddress! + r * d
                     var dot: Float = 0, ss: Float = 0
-                    if let fused = kernel.fused {
-                        fused.dot_and_squares(w.baseAddress!, row, d, &dot, &ss)
-                    } else {
-                        (dot, ss) = VectorKernels.treeDotAndSquares(w.baseAddress!, row, d)
-                    }
+                    (dot, ss) = VectorKernels.treeDotAndSquares(w.baseAddress!, row, d)
                     let z2 = DepthAttention.rstd(sumOfSquares: ss, d) * dot  // w · RMSNorm(partial), as one-pass
                     let m = Swift.max(stats.max[r], z2)
                     let e1 = _expShifted(stats.max[r] - m), e2 = _expShifted(z2 - m)

@@ -280,7 +280,8 @@ final class DepthAttentionKernelTests: XCTestCase {
         // Every kernel against the plain loops on d below, at, between and past the vector widths (4, 8, 16 lanes and
         // AVX-512's 64-column blocks), K = 1 … 17 (past 16 logits a vector) and n = 1 … 5 (tiles of 16 tokens cut
         // short): forward (some sources' statistics cached), backward accumulating into non-zero buffers and writing
-        // (bitwise the same as into zeros), the weighted sum both ways, and phase 1 for the C kernels. Inputs of unit
+        // (bitwise the same as into zeros), the weighted sum both ways, and for the C kernels two-phase phase 1 (against
+        // the sgemm one) and phase 2 with and without a partial (against the one-pass reference). Inputs of unit
         // scale; queries of RMS 1/√d, so logits w·k̂ are of order 1 (docs/model.md: the logits' rounding grows with
         // |z|·√d, and e^z passes it on to α), and errors relative to max(‖b‖∞, 1) (`mixedError`).
         var rng = TestRandom(900)
@@ -356,6 +357,17 @@ final class DepthAttentionKernelTests: XCTestCase {
                                                      "phase 1 max, query \(s), \(label)")
                             XCTAssertLessThanOrEqual(mixedError(stats[s].sum, stacked[s].sum), Self.tolerance,
                                                      "phase 1 sum, query \(s), \(label)")
+                            // phase 2: the block's first layer (no partial) and a later one merging a partial
+                            let first = DepthAttentionTwoPhase.normalize(stats[s], sources: sources, kernel: kernel)
+                            let firstRef = DepthAttention.forwardReference(query: queries[s], sources: sources).0
+                            XCTAssertLessThanOrEqual(mixedError(first.data, firstRef.data), Self.tolerance,
+                                                     "phase 2 without a partial, query \(s), \(label)")
+                            let partial = rng.tensor([n, d], scale: 2)
+                            let merged = DepthAttentionTwoPhase.merge(stats[s], sources: sources, query: queries[s],
+                                                                      partial: partial, kernel: kernel)
+                            let mergedRef = DepthAttention.forwardReference(query: queries[s], sources: sources + [partial]).0
+                            XCTAssertLessThanOrEqual(mixedError(merged.data, mergedRef.data), Self.tolerance,
+                                                     "phase 2 merging a partial, query \(s), \(label)")
                         }
                     }
                 }

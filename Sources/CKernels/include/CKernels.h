@@ -50,6 +50,13 @@ void attnres_avx2_depth_phase1(const float *queries, long S, const float *const 
 void attnres_avx2_depth_mix(const float *const *sources, const float *weights, long K, long n, long d, float *out,
                             int accumulate);
 
+/// Two-phase phase 2 of one layer from phase 1's statistics (weights [K·n], max and sum [n]): with a partial ([n, d])
+/// its logit z2 = rstd(partial)·(query·partial[r]) merged by an online softmax, m = max(m1, z2),
+/// out[r] = Σ_i weights_i[r]·a·v_i[r] + b·partial[r] with a = e^{m1−m}/(e^{m1−m}ℓ + e^{z2−m}), b = e^{z2−m}/(…);
+/// without one (partial NULL, the block's first layer) a = 1/ℓ. out [n, d] is written.
+void attnres_avx2_depth_merge(const float *const *sources, const float *weights, const float *max, const float *sum,
+                              long K, long n, long d, const float *query, const float *partial, float *out);
+
 /// 1 when the CPU (and the OS, for the zmm and mask state) supports AVX-512F, else 0.
 int attnres_avx512_available(void);
 
@@ -67,6 +74,8 @@ void attnres_avx512_depth_phase1(const float *queries, long S, const float *cons
                                  long n, long d, float *weights, float *max, float *sum);
 void attnres_avx512_depth_mix(const float *const *sources, const float *weights, long K, long n, long d, float *out,
                               int accumulate);
+void attnres_avx512_depth_merge(const float *const *sources, const float *weights, const float *max, const float *sum,
+                                long K, long n, long d, const float *query, const float *partial, float *out);
 /// out[i] = e^{x[i]} for count floats, the exponential the AVX-512 softmax uses (exposed for its accuracy test).
 void attnres_avx512_exp(const float *x, long count, float *out);
 
@@ -82,6 +91,8 @@ typedef struct attnres_depth_kernels {
     void (*phase1)(const float *queries, long S, const float *const *sources, const float *rstd, long K, long n,
                    long d, float *weights, float *max, float *sum);
     void (*mix)(const float *const *sources, const float *weights, long K, long n, long d, float *out, int accumulate);
+    void (*merge)(const float *const *sources, const float *weights, const float *max, const float *sum, long K, long n,
+                  long d, const float *query, const float *partial, float *out);
 } attnres_depth_kernels;
 
 /// The tables of the AVX2 + FMA and the AVX-512 kernels (call only when the matching check above returned 1).
