@@ -135,6 +135,14 @@ AVX512 void attnres_avx512_exp(const float *x, long count, float *out) {
     }
 }
 
+/// Tokens per tile: 16 (one per lane), fewer when the tile's K rows would not stay in L1 (48 KiB on the CPUs at hand,
+/// half of it budgeted) between the pass that reads them for the logits and the one that reads them again for the
+/// weighted sum or the gradient: T·K·d floats ≤ 6144.
+static inline long tile_tokens(long K, long d) {
+    const long t = 6144 / (K * d);
+    return t >= 16 ? 16 : t < 1 ? 1 : t;
+}
+
 /// Lane `lane` of v set to x, in registers. The 16 logits of a tile's tokens are gathered this way rather than by
 /// scalar stores and a vector load, which cannot be forwarded from the store queue and stalls until the stores retire.
 AVX512 INLINE __m512 put_lane(__m512 v, long lane, float x) {
@@ -161,9 +169,9 @@ AVX512 INLINE void weighted_rows(const float *const *rows, const float *coef, lo
 #undef W_BLOCK
 }
 
-/// Tokens go in tiles of 16, one token per lane: (A) source by source, each row's logit (and uncached key statistic)
+/// Tokens go in tiles of up to 16 (`tile_tokens`), one token per lane: (A) source by source, each row's logit (and uncached key statistic)
 /// with the row loops above, gathered into one vector per source (`put_lane`); (B) the softmax over the sources for
-/// all 16 tokens at once, lanes = tokens (vector max, `exp16`, sum in source order: no horizontal reductions, no
+/// all the tile's tokens at once, lanes = tokens (vector max, `exp16`, sum in source order: no horizontal reductions, no
 /// serial chain per token); (C) token by token, h[r] = Σ_i α_i v_i[r] with the tile's rows still in L1.
 AVX512 void attnres_avx512_depth_forward(const float *w, const float *const *sources, long K, long n, long d,
                                          float *rstd, const unsigned char *known, float *logits, float *alpha,
@@ -171,8 +179,9 @@ AVX512 void attnres_avx512_depth_forward(const float *w, const float *const *sou
     __m512 zt[K];
     float at[K * 16];
     const float *rows[K];
-    for (long r0 = 0; r0 < n; r0 += 16) {
-        const long T = n - r0 < 16 ? n - r0 : 16;
+    const long tile = tile_tokens(K, d);
+    for (long r0 = 0; r0 < n; r0 += tile) {
+        const long T = n - r0 < tile ? n - r0 : tile;
         const __mmask16 tm = lanes(T);
         for (long i = 0; i < K; i++) {  // (A)
             const float *v = sources[i] + r0 * d;
@@ -238,17 +247,18 @@ AVX512 INLINE void backward_block(const float *g, const float *w, const float *c
     for (int q = 0; q < 4; q++) _mm512_mask_storeu_ps(dw + 16 * q, k.m[q], dwv[q]);
 }
 
-/// The backward of all n tokens, in tiles of 16 like the forward; `accumulate` is a constant at both call sites, so
+/// The backward of all n tokens, in tiles like the forward; `accumulate` is a constant at both call sites, so
 /// each gets its own loop. (A) source by source, dα_i = dh[r]·v_i[r] of each token of the tile, one vector per source;
-/// (B) for the 16 tokens at once, the softmax backward dz = α(dα − Σ_t α_t dα_t) and per source a = α, c = rstd·dz,
+/// (B) for the tile's tokens at once, the softmax backward dz = α(dα − Σ_t α_t dα_t) and per source a = α, c = rstd·dz,
 /// cx = c·(z/d·rstd); (C) token by token, `backward_block` per column block.
 AVX512 __attribute__((always_inline)) static inline void backward_tokens(
     const float *dh, const float *w, const float *const *sources, float *const *dsources, long K, long n, long d,
     const float *alpha, const float *rstd, const float *logits, float *dw, const int accumulate, __m512 *da,
     float *ca, float *cc, float *cx) {
     const __m512 invD = _mm512_set1_ps(1 / (float)d);
-    for (long r0 = 0; r0 < n; r0 += 16) {
-        const long T = n - r0 < 16 ? n - r0 : 16;
+    const long tile = tile_tokens(K, d);
+    for (long r0 = 0; r0 < n; r0 += tile) {
+        const long T = n - r0 < tile ? n - r0 : tile;
         const __mmask16 tm = lanes(T);
         for (long i = 0; i < K; i++) {  // (A)
             const float *v = sources[i] + r0 * d, *g = dh + r0 * d;
@@ -286,13 +296,14 @@ AVX512 void attnres_avx512_depth_backward(const float *dh, const float *w, const
     else backward_tokens(dh, w, sources, dsources, K, n, d, alpha, rstd, logits, dw, 0, da, ca, cc, cx);
 }
 
-/// In tiles of 16 tokens, one per lane, like the forward: per query the logits of each source as one vector, then the
-/// max, e^{z − m} and their sum for the 16 tokens at once.
+/// In tiles of up to 16 tokens, one per lane, like the forward: per query the logits of each source as one vector, then the
+/// max, e^{z − m} and their sum for the tile's tokens at once.
 AVX512 void attnres_avx512_depth_phase1(const float *queries, long S, const float *const *sources, const float *rstd,
                                         long K, long n, long d, float *weights, float *max, float *sum) {
     __m512 zt[K];
-    for (long r0 = 0; r0 < n; r0 += 16) {
-        const long T = n - r0 < 16 ? n - r0 : 16;
+    const long tile = tile_tokens(K, d);
+    for (long r0 = 0; r0 < n; r0 += tile) {
+        const long T = n - r0 < tile ? n - r0 : tile;
         const __mmask16 tm = lanes(T);
         for (long s = 0; s < S; s++) {
             const float *q = queries + s * d;
@@ -327,17 +338,18 @@ AVX512 void attnres_avx512_depth_mix(const float *const *sources, const float *w
     }
 }
 
-/// Two-phase phase 2 of one layer, in tiles of 16 tokens like phase 1: with a partial, per token z2 = rstd(partial)·
+/// Two-phase phase 2 of one layer, in tiles of up to 16 tokens like phase 1: with a partial, per token z2 = rstd(partial)·
 /// (w·partial) (`dot_and_squares`), m = max(m1, z2), a = e^{m1−m} / (e^{m1−m}·ℓ + e^{z2−m}), b = e^{z2−m} / (…) for the
-/// 16 tokens at once; without one, a = 1/ℓ, b = 0. Then token by token out[r] = Σ_i (weights_i[r]·a) v_i[r] + b·partial[r].
+/// tile's tokens at once; without one, a = 1/ℓ, b = 0. Then token by token out[r] = Σ_i (weights_i[r]·a) v_i[r] + b·partial[r].
 AVX512 void attnres_avx512_depth_merge(const float *const *sources, const float *weights, const float *max,
                                        const float *sum, long K, long n, long d, const float *query,
                                        const float *partial, float *out) {
     const long R = K + (partial ? 1 : 0);
     float ct[R * 16];
     const float *rows[R];
-    for (long r0 = 0; r0 < n; r0 += 16) {
-        const long T = n - r0 < 16 ? n - r0 : 16;
+    const long tile = tile_tokens(K, d);
+    for (long r0 = 0; r0 < n; r0 += tile) {
+        const long T = n - r0 < tile ? n - r0 : tile;
         const __mmask16 tm = lanes(T);
         const __m512 m1 = _mm512_maskz_loadu_ps(tm, max + r0), l1 = _mm512_mask_loadu_ps(_mm512_set1_ps(1), tm, sum + r0);
         __m512 a, b;
