@@ -60,21 +60,13 @@ AVX512 INLINE float combine(__m512 s0, __m512 s1, __m512 s2, __m512 s3) {
     return hsum(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
-/// Σ a[j]·b[j] in the row order described at the top.
 AVX512 INLINE void dot_block(const float *a, const float *b, block_masks k, __m512 *s) {
     for (int q = 0; q < 4; q++)
         s[q] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k.m[q], a + 16 * q), _mm512_maskz_loadu_ps(k.m[q], b + 16 * q), s[q]);
 }
 
-AVX512 INLINE float dot(const float *a, const float *b, long d) {
-    __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-#define DOT_BLOCK(j, k) dot_block(a + (j), b + (j), (k), s)
-    FOR_BLOCKS(d, DOT_BLOCK);
-#undef DOT_BLOCK
-    return combine(s[0], s[1], s[2], s[3]);
-}
-
-/// (Σ w[j]·x[j], Σ x[j]²) in one pass over x: bitwise `dot(w, x, d)` and `attnres_avx512_sum_squares(x, d)`.
+/// (Σ w[j]·x[j], Σ x[j]²) in one pass over x, in the row order described at the top: the second bitwise
+/// `attnres_avx512_sum_squares(x, d)`, both bitwise the lanes of `dots16` / `dots_and_squares16`.
 AVX512 INLINE void dot_and_squares_block(const float *w, const float *x, block_masks k, __m512 *s, __m512 *q) {
     for (int c = 0; c < 4; c++) {
         const __m512 xc = _mm512_maskz_loadu_ps(k.m[c], x + 16 * c);
@@ -93,6 +85,71 @@ AVX512 INLINE void dot_and_squares(const float *w, const float *x, long d, float
     *xx = combine(q[0], q[1], q[2], q[3]);
 }
 
+/// The 16 vectors v[0..<16] reduced at once to one vector whose lane t is hsum(v[t]), bit for bit: the same pairs
+/// (j, j+8), (j, j+4), (j, j+2), (j, j+1) as `hsum`, each stage adding two shuffles of two vectors (a transpose as it
+/// sums), then one permutation back to row order. About 3 instructions a row instead of hsum's 8.
+AVX512 INLINE __m512 hsum16(const __m512 *v) {
+    __m512 a[8], b[4], c[2];
+    for (int p = 0; p < 8; p++)  // lanes 0-7: v[2p]_j + v[2p]_{j+8}; lanes 8-15: the same of v[2p+1]
+        a[p] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int p = 0; p < 4; p++)  // 128-bit lane q: 4 partial sums of row 4p + q, pairs (j, j+4)
+        b[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * p], a[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(a[2 * p], a[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int p = 0; p < 2; p++) {  // pairs (j, j+2): lane q holds rows 8p + q and 8p + 4 + q, two partial sums each
+        const __m512d x = _mm512_castps_pd(b[2 * p]), y = _mm512_castps_pd(b[2 * p + 1]);
+        c[p] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+    // pairs (j, j+1): lane 4q + k is row q + 4k
+    const __m512 t = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512i rowOrder = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_ps(rowOrder, t);
+}
+
+/// Lane t < T: Σ_j a_t[j]·b_t[j] with a_t = a + t·astride, b_t = b + t·d (rows of d floats), in the row order at the top
+/// (bitwise the first sum of `dot_and_squares(a_t, b_t)`); lanes ≥ T: 0. One vector of a tile's logits or dα without a horizontal sum per row.
+AVX512 INLINE __m512 dots16(const float *a, long astride, const float *b, long d, long T) {
+    __m512 v[16];
+    for (long t = 0; t < 16; t++) {
+        __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        if (t < T) {
+            const float *at = a + t * astride, *bt = b + t * d;
+#define DOT16_BLOCK(j, k) dot_block(at + (j), bt + (j), (k), s)
+            FOR_BLOCKS(d, DOT16_BLOCK);
+#undef DOT16_BLOCK
+        }
+        v[t] = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
+    }
+    return hsum16(v);
+}
+
+/// `dots16` of w with the T rows of x, and Σ x_t[j]² of each: bitwise `dot_and_squares` row by row.
+AVX512 INLINE void dots_and_squares16(const float *w, const float *x, long d, long T, __m512 *wx, __m512 *xx) {
+    __m512 v[16], u[16];
+    for (long t = 0; t < 16; t++) {
+        __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        __m512 q[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        if (t < T) {
+            const float *xt = x + t * d;
+#define DS16_BLOCK(j, k) dot_and_squares_block(w + (j), xt + (j), (k), s, q)
+            FOR_BLOCKS(d, DS16_BLOCK);
+#undef DS16_BLOCK
+        }
+        v[t] = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
+        u[t] = _mm512_add_ps(_mm512_add_ps(q[0], q[1]), _mm512_add_ps(q[2], q[3]));
+    }
+    *wx = hsum16(v);
+    *xx = hsum16(u);
+}
+
+/// 1 / √(ss/d + eps) on 16 lanes, eps = 1e-6 (RMSNorm.epsilon): the expression `DepthAttention.rstd(sumOfSquares:_:)`
+/// evaluates, in IEEE division and square root, so bitwise the scalar form.
+AVX512 INLINE __m512 rstd16(__m512 ss, long d) {
+    const __m512 x = _mm512_add_ps(_mm512_div_ps(ss, _mm512_set1_ps((float)d)), _mm512_set1_ps(1e-6f));
+    return _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_sqrt_ps(x));
+}
+
 AVX512 float attnres_avx512_sum_squares(const float *x, long d) {
     __m512 q[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
 #define SS_BLOCK(j, k) dot_block(x + (j), x + (j), (k), q)
@@ -104,9 +161,6 @@ AVX512 float attnres_avx512_sum_squares(const float *x, long d) {
 AVX512 void attnres_avx512_dot_and_squares(const float *w, const float *x, long d, float *wx, float *xx) {
     dot_and_squares(w, x, d, wx, xx);
 }
-
-/// 1 / √(ss/d + eps), eps = 1e-6 (RMSNorm.epsilon), the expression `DepthAttention.rstd(sumOfSquares:_:)` evaluates.
-static inline float rstd_of(float ss, long d) { return 1.0f / sqrtf(ss / (float)d + 1e-6f); }
 
 /// e^x on 16 lanes without libm: x clamped to [-87, 88], x = k·ln2 + r with k = round(x/ln2) and ln2 split in two
 /// (Cody–Waite), e^r by its degree-7 Taylor polynomial (|r| ≤ ln2/2: truncation < 1e-8 relative), times 2^k by
@@ -143,12 +197,6 @@ static inline long tile_tokens(long K, long d) {
     return t >= 16 ? 16 : t < 1 ? 1 : t;
 }
 
-/// Lane `lane` of v set to x, in registers. The 16 logits of a tile's tokens are gathered this way rather than by
-/// scalar stores and a vector load, which cannot be forwarded from the store queue and stalls until the stores retire.
-AVX512 INLINE __m512 put_lane(__m512 v, long lane, float x) {
-    return _mm512_mask_broadcastss_ps(v, (__mmask16)(1u << lane), _mm_set_ss(x));
-}
-
 /// out (+)= Σ_i coef[i·stride] · rows[i][0..<d]: per column block four accumulators over the sources in order.
 AVX512 INLINE void weighted_block(const float *const *rows, const float *coef, long stride, long K, long j, float *out,
                                   int accumulate, block_masks k) {
@@ -162,6 +210,49 @@ AVX512 INLINE void weighted_block(const float *const *rows, const float *coef, l
     for (int q = 0; q < 4; q++) _mm512_mask_storeu_ps(out + j + 16 * q, k.m[q], a[q]);
 }
 
+/// `weighted_block` of two tokens at once (rows0/rows1, coef0/coef1, out0/out1), with written outputs: two independent
+/// chains of FMAs, so one token's sum over the sources runs while the other's waits on its latency. Each token's
+/// operations and their order are those of `weighted_block`, so its result is bitwise the same.
+AVX512 INLINE void weighted_block2(const float *const *rows0, const float *const *rows1, const float *coef0,
+                                   const float *coef1, long stride, long K, long j, float *out0, float *out1,
+                                   block_masks k) {
+    __m512 a[4], b[4];
+    for (int q = 0; q < 4; q++) { a[q] = _mm512_setzero_ps(); b[q] = _mm512_setzero_ps(); }
+    for (long i = 0; i < K; i++) {
+        const float *x = rows0[i] + j, *y = rows1[i] + j;
+        const __m512 c = _mm512_set1_ps(coef0[i * stride]), e = _mm512_set1_ps(coef1[i * stride]);
+        for (int q = 0; q < 4; q++) {
+            a[q] = _mm512_fmadd_ps(c, _mm512_maskz_loadu_ps(k.m[q], x + 16 * q), a[q]);
+            b[q] = _mm512_fmadd_ps(e, _mm512_maskz_loadu_ps(k.m[q], y + 16 * q), b[q]);
+        }
+    }
+    for (int q = 0; q < 4; q++) {
+        _mm512_mask_storeu_ps(out0 + j + 16 * q, k.m[q], a[q]);
+        _mm512_mask_storeu_ps(out1 + j + 16 * q, k.m[q], b[q]);
+    }
+}
+
+/// The weighted sums of a tile's T tokens, written: token t's rows are rows[i] + t·d, its coefficients coef[t + 16·i]
+/// (lanes = tokens), its output out + t·d. Tokens go in pairs (`weighted_block2`), the odd one alone.
+AVX512 INLINE void weighted_tile(const float *const *sources, long K, long r0, long T, long d, const float *coef,
+                                 float *out, const float **rows0, const float **rows1) {
+    long t = 0;
+    for (; t + 2 <= T; t += 2) {
+        for (long i = 0; i < K; i++) { rows0[i] = sources[i] + (r0 + t) * d; rows1[i] = rows0[i] + d; }
+        float *o0 = out + (r0 + t) * d, *o1 = o0 + d;
+#define W2_BLOCK(j, k) weighted_block2(rows0, rows1, coef + t, coef + t + 1, 16, K, (j), o0, o1, (k))
+        FOR_BLOCKS(d, W2_BLOCK);
+#undef W2_BLOCK
+    }
+    if (t < T) {
+        for (long i = 0; i < K; i++) rows0[i] = sources[i] + (r0 + t) * d;
+        float *o0 = out + (r0 + t) * d;
+#define W1_BLOCK(j, k) weighted_block(rows0, coef + t, 16, K, (j), o0, 0, (k))
+        FOR_BLOCKS(d, W1_BLOCK);
+#undef W1_BLOCK
+    }
+}
+
 AVX512 INLINE void weighted_rows(const float *const *rows, const float *coef, long stride, long K, long d, float *out,
                                  int accumulate) {
 #define W_BLOCK(j, k) weighted_block(rows, coef, stride, K, (j), out, accumulate, (k))
@@ -170,7 +261,7 @@ AVX512 INLINE void weighted_rows(const float *const *rows, const float *coef, lo
 }
 
 /// Tokens go in tiles of up to 16 (`tile_tokens`), one token per lane: (A) source by source, each row's logit (and uncached key statistic)
-/// with the row loops above, gathered into one vector per source (`put_lane`); (B) the softmax over the sources for
+/// with the row loops above, reduced 16 rows at once into one vector per source (`dots16`); (B) the softmax over the sources for
 /// all the tile's tokens at once, lanes = tokens (vector max, `exp16`, sum in source order: no horizontal reductions, no
 /// serial chain per token); (C) token by token, h[r] = Σ_i α_i v_i[r] with the tile's rows still in L1.
 AVX512 void attnres_avx512_depth_forward(const float *w, const float *const *sources, long K, long n, long d,
@@ -178,7 +269,7 @@ AVX512 void attnres_avx512_depth_forward(const float *w, const float *const *sou
                                          float *out) {
     __m512 zt[K];
     float at[K * 16];
-    const float *rows[K];
+    const float *rows[K], *rows1[K];
     const long tile = tile_tokens(K, d);
     for (long r0 = 0; r0 < n; r0 += tile) {
         const long T = n - r0 < tile ? n - r0 : tile;
@@ -186,16 +277,14 @@ AVX512 void attnres_avx512_depth_forward(const float *w, const float *const *sou
         for (long i = 0; i < K; i++) {  // (A)
             const float *v = sources[i] + r0 * d;
             const long k0 = i * n + r0;
-            __m512 sv = _mm512_setzero_ps(), wxv = _mm512_setzero_ps();
+            __m512 sv, wxv;
             if (known[i]) {
                 sv = _mm512_maskz_loadu_ps(tm, rstd + k0);
-                for (long t = 0; t < T; t++) wxv = put_lane(wxv, t, dot(w, v + t * d, d));
+                wxv = dots16(w, 0, v, d, T);
             } else {
-                for (long t = 0; t < T; t++) {
-                    float wx, xx;
-                    dot_and_squares(w, v + t * d, d, &wx, &xx);
-                    wxv = put_lane(wxv, t, wx); sv = put_lane(sv, t, rstd_of(xx, d));
-                }
+                __m512 xx;
+                dots_and_squares16(w, v, d, T, &wxv, &xx);
+                sv = rstd16(xx, d);
                 _mm512_mask_storeu_ps(rstd + k0, tm, sv);
             }
             zt[i] = _mm512_mul_ps(sv, wxv);
@@ -211,11 +300,7 @@ AVX512 void attnres_avx512_depth_forward(const float *w, const float *const *sou
             _mm512_mask_storeu_ps(alpha + i * n + r0, tm, a);
             _mm512_storeu_ps(at + i * 16, a);
         }
-        for (long t = 0; t < T; t++) {  // (C)
-            const long r = r0 + t;
-            for (long i = 0; i < K; i++) rows[i] = sources[i] + r * d;
-            weighted_rows(rows, at + t, 16, K, d, out + r * d, 0);
-        }
+        weighted_tile(sources, K, r0, T, d, at, out, rows, rows1);  // (C)
     }
 }
 
@@ -262,9 +347,7 @@ AVX512 __attribute__((always_inline)) static inline void backward_tokens(
         const __mmask16 tm = lanes(T);
         for (long i = 0; i < K; i++) {  // (A)
             const float *v = sources[i] + r0 * d, *g = dh + r0 * d;
-            __m512 dv = _mm512_setzero_ps();
-            for (long t = 0; t < T; t++) dv = put_lane(dv, t, dot(g + t * d, v + t * d, d));
-            da[i] = dv;
+            da[i] = dots16(g, d, v, d, T);
         }
         __m512 total = _mm512_setzero_ps();  // (B)
         for (long i = 0; i < K; i++) total = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tm, alpha + i * n + r0), da[i], total);
@@ -309,9 +392,7 @@ AVX512 void attnres_avx512_depth_phase1(const float *queries, long S, const floa
             const float *q = queries + s * d;
             for (long i = 0; i < K; i++) {
                 const float *v = sources[i] + r0 * d;
-                __m512 qv = _mm512_setzero_ps();
-                for (long t = 0; t < T; t++) qv = put_lane(qv, t, dot(q, v + t * d, d));
-                zt[i] = _mm512_mul_ps(_mm512_maskz_loadu_ps(tm, rstd + i * n + r0), qv);
+                zt[i] = _mm512_mul_ps(_mm512_maskz_loadu_ps(tm, rstd + i * n + r0), dots16(q, 0, v, d, T));
             }
             __m512 mv = zt[0];
             for (long i = 1; i < K; i++) mv = _mm512_max_ps(mv, zt[i]);
@@ -346,7 +427,9 @@ AVX512 void attnres_avx512_depth_merge(const float *const *sources, const float 
                                        const float *partial, float *out) {
     const long R = K + (partial ? 1 : 0);
     float ct[R * 16];
-    const float *rows[R];
+    const float *all[R], *rows[R], *rows1[R];
+    for (long i = 0; i < K; i++) all[i] = sources[i];
+    if (partial) all[K] = partial;
     const long tile = tile_tokens(K, d);
     for (long r0 = 0; r0 < n; r0 += tile) {
         const long T = n - r0 < tile ? n - r0 : tile;
@@ -354,13 +437,9 @@ AVX512 void attnres_avx512_depth_merge(const float *const *sources, const float 
         const __m512 m1 = _mm512_maskz_loadu_ps(tm, max + r0), l1 = _mm512_mask_loadu_ps(_mm512_set1_ps(1), tm, sum + r0);
         __m512 a, b;
         if (partial) {
-            __m512 wx = _mm512_setzero_ps(), sv = _mm512_setzero_ps();
-            for (long t = 0; t < T; t++) {
-                float dot, ss;
-                dot_and_squares(query, partial + (r0 + t) * d, d, &dot, &ss);
-                wx = put_lane(wx, t, dot); sv = put_lane(sv, t, rstd_of(ss, d));
-            }
-            const __m512 z2 = _mm512_mul_ps(sv, wx), m = _mm512_max_ps(m1, z2);
+            __m512 wx, ss;
+            dots_and_squares16(query, partial + r0 * d, d, T, &wx, &ss);
+            const __m512 z2 = _mm512_mul_ps(rstd16(ss, d), wx), m = _mm512_max_ps(m1, z2);
             const __m512 e1 = exp16(_mm512_sub_ps(m1, m)), e2 = exp16(_mm512_sub_ps(z2, m));
             const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1), _mm512_fmadd_ps(e1, l1, e2));
             a = _mm512_mul_ps(e1, inv); b = _mm512_mul_ps(e2, inv);
@@ -370,12 +449,7 @@ AVX512 void attnres_avx512_depth_merge(const float *const *sources, const float 
         }
         for (long i = 0; i < K; i++)
             _mm512_storeu_ps(ct + i * 16, _mm512_mul_ps(_mm512_maskz_loadu_ps(tm, weights + i * n + r0), a));
-        for (long t = 0; t < T; t++) {
-            const long r = r0 + t;
-            for (long i = 0; i < K; i++) rows[i] = sources[i] + r * d;
-            if (partial) rows[K] = partial + r * d;
-            weighted_rows(rows, ct + t, 16, R, d, out + r * d, 0);
-        }
+        weighted_tile(all, R, r0, T, d, ct, out, rows, rows1);
     }
 }
 
