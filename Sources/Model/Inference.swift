@@ -42,7 +42,7 @@ public struct Inference: Sendable {
             // are normalised once, when it completes, and appended (row-wise the same values `keys(blocks)` gives).
             // The key statistics (reciprocal RMS) of each completed block likewise serve every later one-pass layer and
             // the output attention.
-            // With the AVX2 kernel, phase 1 reads the blocks themselves (`phase1(queries:sources:rstd:)`) and no keys
+            // With a C kernel (AVX2, AVX-512), phase 1 reads the blocks themselves (`phase1(queries:sources:rstd:)`) and no keys
             // are stacked.
             let stackedKeys = mode == .twoPhase && DepthKernel.current == .baseline
             var keys: [Float] = [], blockRstd: [[Float]?] = []

@@ -55,7 +55,9 @@ public enum DepthAttention {
     /// for w·v and, when not cached, Σv²), the softmax over depth, then the weighted sum in column tiles of 16 kept in
     /// registers across the sources. Every source is read from memory once; the only buffers allocated are the
     /// output and the `Saved` statistics. `forwardReference` is the plain form it is tested against.
-    /// `kernel` chooses the implementation (`DepthKernel`; tests pass each, everything else takes the default).
+    /// `kernel` chooses the implementation (`DepthKernel`; tests pass each, everything else takes the default). The
+    /// AVX-512 kernel goes in tiles of up to 16 tokens instead, one token per lane: the tile's logits source by source,
+    /// the softmax for all its tokens at once, then the weighted sums (`attnres_avx512_depth_forward`).
     public static func forward(query: Tensor, sources: [Tensor], rstd cached: [[Float]?],
                                kernel: DepthKernel = .current) -> (Tensor, Saved) {
         precondition(!sources.isEmpty, "DepthAttention needs at least one source")
