@@ -59,7 +59,7 @@ public struct Inference: Sendable {
             completed(v0, last: false)
             for n in 1...c.effectiveBlocks {
                 let first = c.partition!.firstLayer(ofBlock: n), last = c.partition!.lastLayer(ofBlock: n)
-                let queries = (first...last).map { p["layers.\($0).query"] }
+                let queries = (first...last).map { p[ParameterNames.query($0)] }
                 var partial: Tensor? = nil
                 switch mode {
                 case .onePass:
@@ -89,7 +89,7 @@ public struct Inference: Sendable {
                 blocks.append(partial!)
                 completed(partial!, last: n == c.effectiveBlocks)
             }
-            o = DepthAttention.forward(query: p["layers.\(c.layers + 1).query"], sources: blocks, rstd: blockRstd).0
+            o = DepthAttention.forward(query: p[ParameterNames.query(c.layers + 1)], sources: blocks, rstd: blockRstd).0
         }
         let normed = RMSNorm.forward(o, gain: p["final_norm.gain"]).0
         return Result(logits: Matmul.forward(normed, p["head.weight"]), layerInputs: inputs)

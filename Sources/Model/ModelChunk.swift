@@ -73,9 +73,14 @@ public struct ModelChunk: Sendable {
     public var isFirst: Bool { index == 0 }
     public var isLast: Bool { index == layout.chunks - 1 }
 
+    /// `ParameterNames.query(l)` for l = 0 … L + 1, built once: depth attention looks its pseudo-query up three times
+    /// a layer and microbatch (forward, backward, gradient).
+    let queryNames: [String]
+
     public init(config: ModelConfig, layout: ChunkLayout, index: Int) {
         precondition(index >= 0 && index < layout.chunks)
         self.config = config; self.layout = layout; self.index = index
+        queryNames = (0...(config.layers + 1)).map(ParameterNames.query)
     }
 
     /// The parameters this chunk owns (names and shapes), in canonical order.
@@ -110,7 +115,7 @@ public struct ModelChunk: Sendable {
         for l in layers {
             if c.usesDepthAttention {
                 let sources = state.partial.map { state.blocks + [$0] } ?? state.blocks
-                let (h, ds) = DepthAttention.forward(query: p["layers.\(l).query"], sources: sources,
+                let (h, ds) = DepthAttention.forward(query: p[queryNames[l]], sources: sources,
                                                      rstd: completedBlockRstd())
                 let (v, ss) = Sublayer.forward(layer: l, h, batch: b, config: c, parameters: p)
                 tape.layers.append(.init(layer: l, sources: sources, depth: ds, sublayer: ss,
@@ -129,7 +134,7 @@ public struct ModelChunk: Sendable {
         if c.usesDepthAttention {
             precondition(state.partial == nil, "the last layer must complete the last block")
             headSources = state.blocks
-            (o, headDepth) = DepthAttention.forward(query: p["layers.\(c.layers + 1).query"], sources: headSources,
+            (o, headDepth) = DepthAttention.forward(query: p[queryNames[c.layers + 1]], sources: headSources,
                                                     rstd: completedBlockRstd())
         } else {
             o = state.hidden!
@@ -175,9 +180,9 @@ public struct ModelChunk: Sendable {
                     Tensor(shape: src.shape, data: [Float](unsafeUninitializedCapacity: src.count) { $1 = src.count })
                 }
                 var dq = Tensor(zeros: [c.hidden])
-                DepthAttention.backward(do_, query: p["layers.\(c.layers + 1).query"], sources: head.sources,
+                DepthAttention.backward(do_, query: p[queryNames[c.layers + 1]], sources: head.sources,
                                         saved: head.depth!, dsources: &dsources, dquery: &dq, accumulate: false)
-                g.modify("layers.\(c.layers + 1).query") { $0.add(dq) }
+                g.modify(queryNames[c.layers + 1]) { $0.add(dq) }
                 grad = HopActivations(blocks: dsources)
             } else {
                 grad = HopActivations(hidden: do_)
@@ -206,9 +211,9 @@ public struct ModelChunk: Sendable {
                 }
                 if let partial = grad.partial { grad.blocks.append(partial); grad.partial = nil }
                 var dq = Tensor(zeros: [c.hidden])
-                DepthAttention.backward(dh, query: p["layers.\(l).query"], sources: rec.sources, saved: rec.depth!,
+                DepthAttention.backward(dh, query: p[queryNames[l]], sources: rec.sources, saved: rec.depth!,
                                         dsources: &grad.blocks, dquery: &dq)
-                g.modify("layers.\(l).query") { $0.add(dq) }
+                g.modify(queryNames[l]) { $0.add(dq) }
                 if rec.hadPartial { grad.partial = grad.blocks.removeLast() }
             } else {
                 let dv = grad.hidden!  // h_{l+1} = h_l + v_l
