@@ -332,10 +332,47 @@ AVX512 INLINE void backward_block(const float *g, const float *w, const float *c
     for (int q = 0; q < 4; q++) _mm512_mask_storeu_ps(dw + 16 * q, k.m[q], dwv[q]);
 }
 
+/// `backward_block` of two tokens at once (offsets off0, off1 = off0 + d; coefficients ca[16·i] and ca[16·i + 1]):
+/// their updates are independent, so each source's rows of the two tokens are in flight together; dw takes token
+/// off0's term and then off1's for each source in turn.
+AVX512 INLINE void backward_block2(const float *g, long d, const float *w, const float *const *sources,
+                                   float *const *dsources, long K, long off, float *dw, const int accumulate,
+                                   const float *ca, const float *cc, const float *cx, block_masks k) {
+    __m512 gv[4], hv[4], wv[4], dwv[4];
+    for (int q = 0; q < 4; q++) {
+        gv[q] = _mm512_maskz_loadu_ps(k.m[q], g + 16 * q);
+        hv[q] = _mm512_maskz_loadu_ps(k.m[q], g + d + 16 * q);
+        wv[q] = _mm512_maskz_loadu_ps(k.m[q], w + 16 * q);
+        dwv[q] = _mm512_maskz_loadu_ps(k.m[q], dw + 16 * q);
+    }
+    for (long i = 0; i < K; i++) {
+        const float *x = sources[i] + off, *y = x + d;
+        float *o = dsources[i] + off, *p = o + d;
+        const __m512 a = _mm512_set1_ps(ca[16 * i]), c = _mm512_set1_ps(cc[16 * i]), ck = _mm512_set1_ps(cx[16 * i]);
+        const __m512 b = _mm512_set1_ps(ca[16 * i + 1]), e = _mm512_set1_ps(cc[16 * i + 1]);
+        const __m512 ek = _mm512_set1_ps(cx[16 * i + 1]);
+        __m512 xq[4], yq[4], u[4], v[4];
+        for (int q = 0; q < 4; q++) {
+            xq[q] = _mm512_maskz_loadu_ps(k.m[q], x + 16 * q);
+            yq[q] = _mm512_maskz_loadu_ps(k.m[q], y + 16 * q);
+            u[q] = accumulate ? _mm512_maskz_loadu_ps(k.m[q], o + 16 * q) : _mm512_setzero_ps();
+            v[q] = accumulate ? _mm512_maskz_loadu_ps(k.m[q], p + 16 * q) : _mm512_setzero_ps();
+        }
+        for (int q = 0; q < 4; q++) {
+            u[q] = _mm512_fnmadd_ps(ck, xq[q], _mm512_fmadd_ps(c, wv[q], _mm512_fmadd_ps(a, gv[q], u[q])));
+            v[q] = _mm512_fnmadd_ps(ek, yq[q], _mm512_fmadd_ps(e, wv[q], _mm512_fmadd_ps(b, hv[q], v[q])));
+            _mm512_mask_storeu_ps(o + 16 * q, k.m[q], u[q]);
+            _mm512_mask_storeu_ps(p + 16 * q, k.m[q], v[q]);
+            dwv[q] = _mm512_fmadd_ps(e, yq[q], _mm512_fmadd_ps(c, xq[q], dwv[q]));
+        }
+    }
+    for (int q = 0; q < 4; q++) _mm512_mask_storeu_ps(dw + 16 * q, k.m[q], dwv[q]);
+}
+
 /// The backward of all n tokens, in tiles like the forward; `accumulate` is a constant at both call sites, so
 /// each gets its own loop. (A) source by source, dα_i = dh[r]·v_i[r] of each token of the tile, one vector per source;
 /// (B) for the tile's tokens at once, the softmax backward dz = α(dα − Σ_t α_t dα_t) and per source a = α, c = rstd·dz,
-/// cx = c·(z/d·rstd); (C) token by token, `backward_block` per column block.
+/// cx = c·(z/d·rstd); (C) two tokens at a time, `backward_block2` per column block (the odd one `backward_block`).
 AVX512 __attribute__((always_inline)) static inline void backward_tokens(
     const float *dh, const float *w, const float *const *sources, float *const *dsources, long K, long n, long d,
     const float *alpha, const float *rstd, const float *logits, float *dw, const int accumulate, __m512 *da,
@@ -359,7 +396,16 @@ AVX512 __attribute__((always_inline)) static inline void backward_tokens(
             _mm512_storeu_ps(ca + i * 16, a); _mm512_storeu_ps(cc + i * 16, c);
             _mm512_storeu_ps(cx + i * 16, _mm512_mul_ps(c, ck));
         }
-        for (long t = 0; t < T; t++) {  // (C)
+        long t = 0;
+        for (; t + 2 <= T; t += 2) {  // (C), two tokens at a time
+            const long off = (r0 + t) * d;
+            const float *g = dh + off;
+#define B2_BLOCK(j, k) backward_block2(g + (j), d, w + (j), sources, dsources, K, off + (j), dw + (j), accumulate, \
+                                       ca + t, cc + t, cx + t, (k))
+            FOR_BLOCKS(d, B2_BLOCK);
+#undef B2_BLOCK
+        }
+        if (t < T) {
             const long off = (r0 + t) * d;
             const float *g = dh + off;
 #define B_BLOCK(j, k) backward_block(g + (j), w + (j), sources, dsources, K, off + (j), dw + (j), accumulate, \
