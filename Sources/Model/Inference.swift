@@ -45,7 +45,7 @@ public struct Inference: Sendable {
             // With a C kernel (AVX2, AVX-512), phase 1 reads the blocks themselves (`phase1(queries:sources:rstd:)`) and no keys
             // are stacked.
             let stackedKeys = mode == .twoPhase && DepthKernel.current == .baseline
-            var keys: [Float] = [], blockRstd: [[Float]?] = []
+            var keys: [Float] = [], blockRstd: [[Float]?] = [], flatRstd: [Float] = []  // flat: phase 1's argument
             if stackedKeys { keys.reserveCapacity(c.effectiveBlocks * v0.count) }
             func completed(_ block: Tensor, last: Bool) {
                 if stackedKeys && !last {
@@ -53,7 +53,9 @@ public struct Inference: Sendable {
                     DepthAttentionTwoPhase.appendKeys(of: block, to: &keys, rstd: &rstd)
                     blockRstd.append(rstd)
                 } else {
-                    blockRstd.append(DepthAttention.rstd(block))
+                    let rstd = DepthAttention.rstd(block)
+                    blockRstd.append(rstd)
+                    if mode == .twoPhase && !last { flatRstd += rstd }
                 }
             }
             completed(v0, last: false)
@@ -75,8 +77,7 @@ public struct Inference: Sendable {
                         ? DepthAttentionTwoPhase.phase1(queries: queries,
                                                         keys: Tensor(shape: [keys.count / c.hidden, c.hidden], data: keys),
                                                         tokens: v0.rows)
-                        : DepthAttentionTwoPhase.phase1(queries: queries, sources: blocks,
-                                                        rstd: blockRstd.flatMap { $0! })
+                        : DepthAttentionTwoPhase.phase1(queries: queries, sources: blocks, rstd: flatRstd)
                     for (i, l) in (first...last).enumerated() {
                         let h = partial.map {
                             DepthAttentionTwoPhase.merge(stats[i], sources: blocks, query: queries[i], partial: $0)

@@ -92,24 +92,26 @@ public enum DepthAttentionTwoPhase {
     /// more than the dots themselves.
     public static func phase1(queries: [Tensor], sources: [Tensor], rstd: [Float],
                               kernel: DepthKernel = .current) -> [Stats] {
-        let sCount = queries.count, kCount = sources.count, n = sources[0].rows, d = sources[0].cols
+        let kCount = sources.count, n = sources[0].rows, d = sources[0].cols
         precondition(rstd.count == kCount * n && queries.allSatisfy { $0.count == d })
         guard let fused = kernel.fused else { preconditionFailure("phase1(queries:sources:rstd:) runs a C kernel") }
-        let q = queries.flatMap(\.data)
-        var w = [Float](unsafeUninitializedCapacity: sCount * kCount * n) { $1 = sCount * kCount * n }
-        var m = [Float](unsafeUninitializedCapacity: sCount * n) { $1 = sCount * n }, l = m
-        q.withUnsafeBufferPointer { qp in
-        rstd.withUnsafeBufferPointer { rs in
-        w.withUnsafeMutableBufferPointer { wp in
-        m.withUnsafeMutableBufferPointer { mp in
-        l.withUnsafeMutableBufferPointer { lp in
-        DepthAttention.withSourcePointers(sources) { vs in
-            fused.phase1(qp.baseAddress!, sCount, vs, rs.baseAddress!, kCount, n, d, wp.baseAddress!, mp.baseAddress!,
-                         lp.baseAddress!)
-        }}}}}}
-        return (0..<sCount).map { s in
-            Stats(weights: Array(w[(s * kCount * n)..<((s + 1) * kCount * n)]), max: Array(m[(s * n)..<((s + 1) * n)]),
-                  sum: Array(l[(s * n)..<((s + 1) * n)]))
+        // one kernel call per query, straight into that query's arrays (the queries are independent: the same bits as
+        // all S in one call, without a shared buffer sliced and copied afterwards)
+        return rstd.withUnsafeBufferPointer { rs in
+            DepthAttention.withSourcePointers(sources) { vs in
+                queries.map { q in
+                    var w = [Float](unsafeUninitializedCapacity: kCount * n) { $1 = kCount * n }
+                    var m = [Float](unsafeUninitializedCapacity: n) { $1 = n }, l = m
+                    q.data.withUnsafeBufferPointer { qp in
+                    w.withUnsafeMutableBufferPointer { wp in
+                    m.withUnsafeMutableBufferPointer { mp in
+                    l.withUnsafeMutableBufferPointer { lp in
+                        fused.phase1(qp.baseAddress!, 1, vs, rs.baseAddress!, kCount, n, d, wp.baseAddress!,
+                                     mp.baseAddress!, lp.baseAddress!)
+                    }}}}
+                    return Stats(weights: w, max: m, sum: l)
+                }
+            }
         }
     }
 
