@@ -9,11 +9,41 @@ import CKernels
 /// The normalised keys are never materialised: z_i[r] = rstd_i[r] · (w · v_i[r]), and backward uses
 /// w · k̂ = z to fold the RMSNorm backward into one pass per source.
 public enum DepthAttention {
-    /// What backward needs: per source and token the reciprocal RMS, the logit z and the weight α, each [K·n].
+    /// What backward needs: per source and token the reciprocal RMS, the logit z and the weight α, each [K·n]
+    /// (source-major), held in one buffer [rstd | logits | α] so a forward allocates it once.
     public struct Saved: Sendable {
-        public var rstd: [Float]
-        public var logits: [Float]
-        public var alpha: [Float]
+        /// rstd, logits and α one after the other, 3·K·n floats.
+        var statistics: [Float]
+        /// K·n, the length of each part.
+        let count: Int
+
+        public init(rstd: [Float], logits: [Float], alpha: [Float]) {
+            precondition(rstd.count == logits.count && logits.count == alpha.count, "DepthAttention.Saved: parts differ in length")
+            statistics = rstd + logits + alpha; count = rstd.count
+        }
+
+        init(statistics: [Float], count: Int) {
+            precondition(statistics.count == 3 * count)
+            self.statistics = statistics; self.count = count
+        }
+
+        public var rstd: [Float] {
+            get { Array(statistics[0..<count]) }
+            set { precondition(newValue.count == count); statistics.replaceSubrange(0..<count, with: newValue) }
+        }
+        public var logits: [Float] {
+            get { Array(statistics[count..<(2 * count)]) }
+            set { precondition(newValue.count == count); statistics.replaceSubrange(count..<(2 * count), with: newValue) }
+        }
+        public var alpha: [Float] {
+            get { Array(statistics[(2 * count)..<(3 * count)]) }
+            set { precondition(newValue.count == count); statistics.replaceSubrange((2 * count)..<(3 * count), with: newValue) }
+        }
+
+        /// Calls `body` with pointers to rstd, logits and α (each K·n floats).
+        func withParts<R>(_ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>) -> R) -> R {
+            statistics.withUnsafeBufferPointer { p in body(p.baseAddress!, p.baseAddress! + count, p.baseAddress! + 2 * count) }
+        }
     }
 
     /// The reciprocal RMS of every row of one source, [n]: the key normalisation, which does not depend on the query.
@@ -67,31 +97,32 @@ public enum DepthAttention {
             precondition(src.rows == n && src.cols == d, "DepthAttention: source shapes differ")
             if i < cached.count, let c = cached[i] { precondition(c.count == n, "DepthAttention: cached rstd has the wrong length") }
         }
-        var z = [Float](unsafeUninitializedCapacity: kCount * n) { _, count in count = kCount * n }
-        var alpha = [Float](unsafeUninitializedCapacity: kCount * n) { _, count in count = kCount * n }
         var out = [Float](unsafeUninitializedCapacity: n * d) { _, count in count = n * d }
         if let fused = kernel.fused {
-            // cached statistics copied in, the others left for the kernel to write (`known` says which are which)
-            var rstd = [Float](unsafeUninitializedCapacity: kCount * n) { buf, count in
+            // [rstd | logits | α] in one buffer: cached statistics copied in, the rest left for the kernel to write
+            // (`known` says which are which)
+            let kn = kCount * n
+            var statistics = [Float](unsafeUninitializedCapacity: 3 * kn) { buf, count in
                 for i in 0..<min(cached.count, kCount) {
                     cached[i]?.withUnsafeBufferPointer { c in (buf.baseAddress! + i * n).update(from: c.baseAddress!, count: n) }
                 }
-                count = kCount * n
+                count = 3 * kn
             }
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: kCount) { known in
                 for i in 0..<kCount { known[i] = i < cached.count && cached[i] != nil ? 1 : 0 }
                 query.data.withUnsafeBufferPointer { wb in
-                rstd.withUnsafeMutableBufferPointer { rs in
-                z.withUnsafeMutableBufferPointer { zs in
-                alpha.withUnsafeMutableBufferPointer { al in
+                statistics.withUnsafeMutableBufferPointer { st in
                 out.withUnsafeMutableBufferPointer { hb in
                 withSourcePointers(sources) { vs in
-                    fused.forward(wb.baseAddress!, vs, kCount, n, d, rs.baseAddress!, known.baseAddress!,
-                                  zs.baseAddress!, al.baseAddress!, hb.baseAddress!)
-                }}}}}}
+                    let rs = st.baseAddress!
+                    fused.forward(wb.baseAddress!, vs, kCount, n, d, rs, known.baseAddress!, rs + kn, rs + 2 * kn,
+                                  hb.baseAddress!)
+                }}}}
             }
-            return (Tensor(shape: [n, d], data: out), Saved(rstd: rstd, logits: z, alpha: alpha))
+            return (Tensor(shape: [n, d], data: out), Saved(statistics: statistics, count: kn))
         }
+        var z = [Float](unsafeUninitializedCapacity: kCount * n) { _, count in count = kCount * n }
+        var alpha = [Float](unsafeUninitializedCapacity: kCount * n) { _, count in count = kCount * n }
         // Cached statistics are copied in first; `known[i]` says whether row statistics of source i are already there.
         var rstd = [Float](repeating: 0, count: kCount * n)
         var known = [Bool](repeating: false, count: kCount)
@@ -251,14 +282,12 @@ public enum DepthAttention {
             dh.data.withUnsafeBufferPointer { g in
             query.data.withUnsafeBufferPointer { w in
             dquery.data.withUnsafeMutableBufferPointer { dw in
-            saved.alpha.withUnsafeBufferPointer { al in
-            saved.rstd.withUnsafeBufferPointer { rs in
-            saved.logits.withUnsafeBufferPointer { zs in
+            saved.withParts { rs, zs, al in
             withSourcePointers(sources) { vs in
             withMutableSourcePointers(&dsources) { dvs in
-                fused.backward(g.baseAddress!, w.baseAddress!, vs, dvs, kCount, n, d, al.baseAddress!, rs.baseAddress!,
-                               zs.baseAddress!, dw.baseAddress!, accumulate ? 1 : 0)
-            }}}}}}}}
+                fused.backward(g.baseAddress!, w.baseAddress!, vs, dvs, kCount, n, d, al, rs, zs, dw.baseAddress!,
+                               accumulate ? 1 : 0)
+            }}}}}}
             return
         }
         let coef = keyPathCoefficients(dh, sources: sources, saved: saved)
