@@ -99,7 +99,8 @@ sweeps: build ## regenerate the sweep plots of docs/sweeps.md
 
 # bench model runs twice: the default d = 64 model and a wider d = 256 one (the goals differ by width,
 # docs/benchmarks-model.md); the sgemm kernel table is printed once. Both use the depth-attention kernel the CPU
-# allows (AVX2 + FMA where present); a third run pins the baseline kernel (what a CPU without AVX2 runs), no peers.
+# allows (AVX-512F where present, else AVX2 + FMA; each run also times the step's depth-attention calls alone under
+# every kernel the CPU has); a third run pins the baseline kernel (what a CPU without AVX2 runs), no peers.
 bench: build ## run the benchmarks (ratios against baselines measured in the same run)
 	$(RELEASE_BIN) bench wire
 	$(RELEASE_BIN) bench model --repetitions 50

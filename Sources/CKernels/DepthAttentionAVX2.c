@@ -257,6 +257,29 @@ AVX2 void attnres_avx2_depth_mix(const float *const *sources, const float *weigh
     }
 }
 
+AVX2 void attnres_avx2_depth_merge(const float *const *sources, const float *weights, const float *max,
+                                   const float *sum, long K, long n, long d, const float *query, const float *partial,
+                                   float *out) {
+    const long R = K + (partial ? 1 : 0);
+    const float *rows[R];
+    float coef[R];
+    for (long r = 0; r < n; r++) {
+        float a, b = 0;
+        if (partial) {
+            float dot, ss;
+            dot_and_squares(query, partial + r * d, d, &dot, &ss);
+            const float z2 = rstd_of(ss, d) * dot, m = fmaxf(max[r], z2);
+            const float e1 = exp_shifted(max[r] - m), e2 = exp_shifted(z2 - m), inv = 1 / (e1 * sum[r] + e2);
+            a = e1 * inv; b = e2 * inv;
+            rows[K] = partial + r * d; coef[K] = b;
+        } else {
+            a = 1 / sum[r];
+        }
+        for (long i = 0; i < K; i++) { rows[i] = sources[i] + r * d; coef[i] = weights[i * n + r] * a; }
+        weighted_rows(rows, coef, R, d, out + r * d, 0);
+    }
+}
+
 #else  // not x86-64: the baseline Swift kernels are the only ones; these are never called.
 
 int attnres_avx2_fma_available(void) { return 0; }
@@ -281,5 +304,9 @@ void attnres_avx2_depth_phase1(const float *queries, long S, const float *const 
 void attnres_avx2_depth_mix(const float *const *sources, const float *weights, long K, long n, long d, float *out,
                             int accumulate) {
     (void)sources; (void)weights; (void)K; (void)n; (void)d; (void)out; (void)accumulate;
+}
+void attnres_avx2_depth_merge(const float *const *sources, const float *weights, const float *max, const float *sum,
+                              long K, long n, long d, const float *query, const float *partial, float *out) {
+    (void)sources; (void)weights; (void)max; (void)sum; (void)K; (void)n; (void)d; (void)query; (void)partial; (void)out;
 }
 #endif

@@ -42,10 +42,10 @@ public struct Inference: Sendable {
             // are normalised once, when it completes, and appended (row-wise the same values `keys(blocks)` gives).
             // The key statistics (reciprocal RMS) of each completed block likewise serve every later one-pass layer and
             // the output attention.
-            // With the AVX2 kernel, phase 1 reads the blocks themselves (`phase1(queries:sources:rstd:)`) and no keys
+            // With a C kernel (AVX2, AVX-512), phase 1 reads the blocks themselves (`phase1(queries:sources:rstd:)`) and no keys
             // are stacked.
             let stackedKeys = mode == .twoPhase && DepthKernel.current == .baseline
-            var keys: [Float] = [], blockRstd: [[Float]?] = []
+            var keys: [Float] = [], blockRstd: [[Float]?] = [], flatRstd: [Float] = []  // flat: phase 1's argument
             if stackedKeys { keys.reserveCapacity(c.effectiveBlocks * v0.count) }
             func completed(_ block: Tensor, last: Bool) {
                 if stackedKeys && !last {
@@ -53,13 +53,15 @@ public struct Inference: Sendable {
                     DepthAttentionTwoPhase.appendKeys(of: block, to: &keys, rstd: &rstd)
                     blockRstd.append(rstd)
                 } else {
-                    blockRstd.append(DepthAttention.rstd(block))
+                    let rstd = DepthAttention.rstd(block)
+                    blockRstd.append(rstd)
+                    if mode == .twoPhase && !last { flatRstd += rstd }
                 }
             }
             completed(v0, last: false)
             for n in 1...c.effectiveBlocks {
                 let first = c.partition!.firstLayer(ofBlock: n), last = c.partition!.lastLayer(ofBlock: n)
-                let queries = (first...last).map { p["layers.\($0).query"] }
+                let queries = (first...last).map { p[ParameterNames.query($0)] }
                 var partial: Tensor? = nil
                 switch mode {
                 case .onePass:
@@ -75,8 +77,7 @@ public struct Inference: Sendable {
                         ? DepthAttentionTwoPhase.phase1(queries: queries,
                                                         keys: Tensor(shape: [keys.count / c.hidden, c.hidden], data: keys),
                                                         tokens: v0.rows)
-                        : DepthAttentionTwoPhase.phase1(queries: queries, sources: blocks,
-                                                        rstd: blockRstd.flatMap { $0! })
+                        : DepthAttentionTwoPhase.phase1(queries: queries, sources: blocks, rstd: flatRstd)
                     for (i, l) in (first...last).enumerated() {
                         let h = partial.map {
                             DepthAttentionTwoPhase.merge(stats[i], sources: blocks, query: queries[i], partial: $0)
@@ -89,7 +90,7 @@ public struct Inference: Sendable {
                 blocks.append(partial!)
                 completed(partial!, last: n == c.effectiveBlocks)
             }
-            o = DepthAttention.forward(query: p["layers.\(c.layers + 1).query"], sources: blocks, rstd: blockRstd).0
+            o = DepthAttention.forward(query: p[ParameterNames.query(c.layers + 1)], sources: blocks, rstd: blockRstd).0
         }
         let normed = RMSNorm.forward(o, gain: p["final_norm.gain"]).0
         return Result(logits: Matmul.forward(normed, p["head.weight"]), layerInputs: inputs)

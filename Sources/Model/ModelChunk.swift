@@ -73,9 +73,14 @@ public struct ModelChunk: Sendable {
     public var isFirst: Bool { index == 0 }
     public var isLast: Bool { index == layout.chunks - 1 }
 
+    /// `ParameterNames.query(l)` for l = 0 … L + 1, built once: depth attention looks its pseudo-query up three times
+    /// a layer and microbatch (forward, backward, gradient).
+    let queryNames: [String]
+
     public init(config: ModelConfig, layout: ChunkLayout, index: Int) {
         precondition(index >= 0 && index < layout.chunks)
         self.config = config; self.layout = layout; self.index = index
+        queryNames = (0...(config.layers + 1)).map(ParameterNames.query)
     }
 
     /// The parameters this chunk owns (names and shapes), in canonical order.
@@ -115,7 +120,7 @@ public struct ModelChunk: Sendable {
             if c.usesDepthAttention {
                 let sources = state.partial.map { state.blocks + [$0] } ?? state.blocks
                 let (h, ds) = SpanClock.depth.measure {
-                    DepthAttention.forward(query: p["layers.\(l).query"], sources: sources, rstd: completedBlockRstd())
+                    DepthAttention.forward(query: p[queryNames[l]], sources: sources, rstd: completedBlockRstd())
                 }
                 let (v, ss) = Sublayer.forward(layer: l, h, batch: b, config: c, parameters: p)
                 tape.layers.append(.init(layer: l, sources: sources, depth: ds, sublayer: ss,
@@ -137,7 +142,7 @@ public struct ModelChunk: Sendable {
             precondition(state.partial == nil, "the last layer must complete the last block")
             headSources = state.blocks
             (o, headDepth) = SpanClock.depth.measure {
-                DepthAttention.forward(query: p["layers.\(c.layers + 1).query"], sources: headSources, rstd: completedBlockRstd())
+                DepthAttention.forward(query: p[queryNames[c.layers + 1]], sources: headSources, rstd: completedBlockRstd())
             }
         } else {
             o = state.hidden!
@@ -186,10 +191,10 @@ public struct ModelChunk: Sendable {
                 }
                 var dq = Tensor(zeros: [c.hidden])
                 SpanClock.depth.measure {
-                    DepthAttention.backward(do_, query: p["layers.\(c.layers + 1).query"], sources: head.sources,
+                    DepthAttention.backward(do_, query: p[queryNames[c.layers + 1]], sources: head.sources,
                                             saved: head.depth!, dsources: &dsources, dquery: &dq, accumulate: false)
                 }
-                g.modify("layers.\(c.layers + 1).query") { $0.add(dq) }
+                g.modify(queryNames[c.layers + 1]) { $0.add(dq) }
                 grad = HopActivations(blocks: dsources)
             } else {
                 grad = HopActivations(hidden: do_)
@@ -207,22 +212,25 @@ public struct ModelChunk: Sendable {
                     precondition(grad.partial == nil)
                     grad.partial = grad.blocks.removeLast()  // b_n = b_n^S: its gradient is the last partial's
                 }
-                let dv = grad.partial!  // partial^i = partial^{i-1} + v_l: v_l and partial^{i-1} share the gradient
-                if !rec.hadPartial { grad.partial = nil }
-                // dh is written, not accumulated: no zero fill (bitwise the same as into zeros)
-                var dh = Tensor(shape: dv.shape, data: [Float](unsafeUninitializedCapacity: dv.count) { $1 = dv.count })
-                Sublayer.backward(layer: l, dv, saved: rec.sublayer, batch: b, config: c, parameters: p,
-                                  gradients: &g, dh: &dh, accumulate: false)
+                var dh: Tensor
+                do {  // dv's scope ends before depth attention adds into the partial's gradient, which it shares (no copy)
+                    let dv = grad.partial!  // partial^i = partial^{i-1} + v_l: v_l and partial^{i-1} share the gradient
+                    if !rec.hadPartial { grad.partial = nil }
+                    // dh is written, not accumulated: no zero fill (bitwise the same as into zeros)
+                    dh = Tensor(shape: dv.shape, data: [Float](unsafeUninitializedCapacity: dv.count) { $1 = dv.count })
+                    Sublayer.backward(layer: l, dv, saved: rec.sublayer, batch: b, config: c, parameters: p,
+                                      gradients: &g, dh: &dh, accumulate: false)
+                    magnitudes?.append(LayerMagnitude(layer: l, inputRMS: rec.sublayer.input.rms,
+                                                      outputRMS: rec.output.rms, gradientRMS: dv.rms))
+                }
                 if let partial = grad.partial { grad.blocks.append(partial); grad.partial = nil }
                 var dq = Tensor(zeros: [c.hidden])
                 SpanClock.depth.measure {
-                    DepthAttention.backward(dh, query: p["layers.\(l).query"], sources: rec.sources, saved: rec.depth!,
+                    DepthAttention.backward(dh, query: p[queryNames[l]], sources: rec.sources, saved: rec.depth!,
                                             dsources: &grad.blocks, dquery: &dq)
                 }
-                g.modify("layers.\(l).query") { $0.add(dq) }
+                g.modify(queryNames[l]) { $0.add(dq) }
                 if rec.hadPartial { grad.partial = grad.blocks.removeLast() }
-                magnitudes?.append(LayerMagnitude(layer: l, inputRMS: rec.sublayer.input.rms,
-                                                          outputRMS: rec.output.rms, gradientRMS: dv.rms))
             } else {
                 let dv = grad.hidden!  // h_{l+1} = h_l + v_l
                 Sublayer.backward(layer: l, dv, saved: rec.sublayer, batch: b, config: c, parameters: p,

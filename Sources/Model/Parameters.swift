@@ -27,9 +27,12 @@ public enum ParameterNames {
             s.append(ParameterSpec(name: "layers.\(l).mlp.w1", shape: [d, 4 * d], kind: .matrix))
             s.append(ParameterSpec(name: "layers.\(l).mlp.w2", shape: [4 * d, d], kind: .outputProjection))
         }
-        if c.usesDepthAttention { s.append(ParameterSpec(name: "layers.\(l).query", shape: [d], kind: .pseudoQuery)) }
+        if c.usesDepthAttention { s.append(ParameterSpec(name: query(l), shape: [d], kind: .pseudoQuery)) }
         return s
     }
+
+    /// The pseudo-query w_l of layer l (1-based; l = L + 1 is the output attention's).
+    public static func query(_ l: Int) -> String { "layers.\(l).query" }
 
     /// Every parameter of chunk k of `layout`, in canonical order.
     public static func chunk(_ k: Int, layout: ChunkLayout, config c: ModelConfig) -> [ParameterSpec] {
@@ -41,7 +44,7 @@ public enum ParameterNames {
         for l in layout.layers(ofChunk: k) { s += layer(l, config: c) }
         if k == layout.chunks - 1 {
             if c.usesDepthAttention {
-                s.append(ParameterSpec(name: "layers.\(c.layers + 1).query", shape: [c.hidden], kind: .pseudoQuery))
+                s.append(ParameterSpec(name: query(c.layers + 1), shape: [c.hidden], kind: .pseudoQuery))
             }
             s.append(ParameterSpec(name: "final_norm.gain", shape: [c.hidden], kind: .gain))
             s.append(ParameterSpec(name: "head.weight", shape: [c.hidden, c.vocab], kind: .matrix))

@@ -9,11 +9,41 @@ import CKernels
 /// The normalised keys are never materialised: z_i[r] = rstd_i[r] · (w · v_i[r]), and backward uses
 /// w · k̂ = z to fold the RMSNorm backward into one pass per source.
 public enum DepthAttention {
-    /// What backward needs: per source and token the reciprocal RMS, the logit z and the weight α, each [K·n].
+    /// What backward needs: per source and token the reciprocal RMS, the logit z and the weight α, each [K·n]
+    /// (source-major), held in one buffer [rstd | logits | α] so a forward allocates it once.
     public struct Saved: Sendable {
-        public var rstd: [Float]
-        public var logits: [Float]
-        public var alpha: [Float]
+        /// rstd, logits and α one after the other, 3·K·n floats.
+        var statistics: [Float]
+        /// K·n, the length of each part.
+        let count: Int
+
+        public init(rstd: [Float], logits: [Float], alpha: [Float]) {
+            precondition(rstd.count == logits.count && logits.count == alpha.count, "DepthAttention.Saved: parts differ in length")
+            statistics = rstd + logits + alpha; count = rstd.count
+        }
+
+        init(statistics: [Float], count: Int) {
+            precondition(statistics.count == 3 * count)
+            self.statistics = statistics; self.count = count
+        }
+
+        public var rstd: [Float] {
+            get { Array(statistics[0..<count]) }
+            set { precondition(newValue.count == count); statistics.replaceSubrange(0..<count, with: newValue) }
+        }
+        public var logits: [Float] {
+            get { Array(statistics[count..<(2 * count)]) }
+            set { precondition(newValue.count == count); statistics.replaceSubrange(count..<(2 * count), with: newValue) }
+        }
+        public var alpha: [Float] {
+            get { Array(statistics[(2 * count)..<(3 * count)]) }
+            set { precondition(newValue.count == count); statistics.replaceSubrange((2 * count)..<(3 * count), with: newValue) }
+        }
+
+        /// Calls `body` with pointers to rstd, logits and α (each K·n floats).
+        func withParts<R>(_ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>) -> R) -> R {
+            statistics.withUnsafeBufferPointer { p in body(p.baseAddress!, p.baseAddress! + count, p.baseAddress! + 2 * count) }
+        }
     }
 
     /// The reciprocal RMS of every row of one source, [n]: the key normalisation, which does not depend on the query.
@@ -35,10 +65,8 @@ public enum DepthAttention {
     /// recomputed one bit for bit (per kernel: each sums the squares in the order its fused forward does).
     @inline(__always)
     static func rowRstd(_ row: UnsafePointer<Float>, _ d: Int, kernel: DepthKernel) -> Float {
-        switch kernel {
-        case .baseline: return rstd(sumOfSquares: VectorKernels.treeDot(row, row, d), d)
-        case .avx2: return rstd(sumOfSquares: attnres_avx2_sum_squares(row, d), d)
-        }
+        guard let fused = kernel.fused else { return rstd(sumOfSquares: VectorKernels.treeDot(row, row, d), d) }
+        return rstd(sumOfSquares: fused.sum_squares(row, d), d)
     }
 
     /// 1 / √(ss/d + eps) from a row's sum of squares (`VectorKernels.treeDot(row, row, d)`).
@@ -57,7 +85,9 @@ public enum DepthAttention {
     /// for w·v and, when not cached, Σv²), the softmax over depth, then the weighted sum in column tiles of 16 kept in
     /// registers across the sources. Every source is read from memory once; the only buffers allocated are the
     /// output and the `Saved` statistics. `forwardReference` is the plain form it is tested against.
-    /// `kernel` chooses the implementation (`DepthKernel`; tests pass each, everything else takes the default).
+    /// `kernel` chooses the implementation (`DepthKernel`; tests pass each, everything else takes the default). The
+    /// AVX-512 kernel goes in tiles of up to 16 tokens instead, one token per lane: the tile's logits source by source,
+    /// the softmax for all its tokens at once, then the weighted sums (`attnres_avx512_depth_forward`).
     public static func forward(query: Tensor, sources: [Tensor], rstd cached: [[Float]?],
                                kernel: DepthKernel = .current) -> (Tensor, Saved) {
         precondition(!sources.isEmpty, "DepthAttention needs at least one source")
@@ -67,29 +97,37 @@ public enum DepthAttention {
             precondition(src.rows == n && src.cols == d, "DepthAttention: source shapes differ")
             if i < cached.count, let c = cached[i] { precondition(c.count == n, "DepthAttention: cached rstd has the wrong length") }
         }
+        var out = [Float](unsafeUninitializedCapacity: n * d) { _, count in count = n * d }
+        if let fused = kernel.fused {
+            // [rstd | logits | α] in one buffer: cached statistics copied in, the rest left for the kernel to write
+            // (`known` says which are which)
+            let kn = kCount * n
+            var statistics = [Float](unsafeUninitializedCapacity: 3 * kn) { buf, count in
+                for i in 0..<min(cached.count, kCount) {
+                    cached[i]?.withUnsafeBufferPointer { c in (buf.baseAddress! + i * n).update(from: c.baseAddress!, count: n) }
+                }
+                count = 3 * kn
+            }
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: kCount) { known in
+                for i in 0..<kCount { known[i] = i < cached.count && cached[i] != nil ? 1 : 0 }
+                query.data.withUnsafeBufferPointer { wb in
+                statistics.withUnsafeMutableBufferPointer { st in
+                out.withUnsafeMutableBufferPointer { hb in
+                withSourcePointers(sources) { vs in
+                    let rs = st.baseAddress!
+                    fused.forward(wb.baseAddress!, vs, kCount, n, d, rs, known.baseAddress!, rs + kn, rs + 2 * kn,
+                                  hb.baseAddress!)
+                }}}}
+            }
+            return (Tensor(shape: [n, d], data: out), Saved(statistics: statistics, count: kn))
+        }
+        var z = [Float](unsafeUninitializedCapacity: kCount * n) { _, count in count = kCount * n }
+        var alpha = [Float](unsafeUninitializedCapacity: kCount * n) { _, count in count = kCount * n }
         // Cached statistics are copied in first; `known[i]` says whether row statistics of source i are already there.
         var rstd = [Float](repeating: 0, count: kCount * n)
         var known = [Bool](repeating: false, count: kCount)
         for i in 0..<min(cached.count, kCount) {
             if let c = cached[i] { rstd.replaceSubrange((i * n)..<((i + 1) * n), with: c); known[i] = true }
-        }
-        var z = [Float](unsafeUninitializedCapacity: kCount * n) { _, count in count = kCount * n }
-        var alpha = [Float](unsafeUninitializedCapacity: kCount * n) { _, count in count = kCount * n }
-        var out = [Float](unsafeUninitializedCapacity: n * d) { _, count in count = n * d }
-        if kernel == .avx2 {
-            let knownBytes = known.map { UInt8($0 ? 1 : 0) }
-            query.data.withUnsafeBufferPointer { wb in
-            rstd.withUnsafeMutableBufferPointer { rs in
-            z.withUnsafeMutableBufferPointer { zs in
-            alpha.withUnsafeMutableBufferPointer { al in
-            out.withUnsafeMutableBufferPointer { hb in
-            knownBytes.withUnsafeBufferPointer { kn in
-            withBasePointers(sources) { vs in
-                let rows = vs.map { Optional($0) }
-                attnres_avx2_depth_forward(wb.baseAddress!, rows, kCount, n, d, rs.baseAddress!, kn.baseAddress!,
-                                           zs.baseAddress!, al.baseAddress!, hb.baseAddress!)
-            }}}}}}}
-            return (Tensor(shape: [n, d], data: out), Saved(rstd: rstd, logits: z, alpha: alpha))
         }
         let tiled = d - d % 16
         query.data.withUnsafeBufferPointer { wb in
@@ -150,10 +188,8 @@ public enum DepthAttention {
     static func mix(sources: [Tensor], weights: UnsafeBufferPointer<Float>, into out: UnsafeMutablePointer<Float>,
                     rows n: Int, cols d: Int, accumulate: Bool = true, kernel: DepthKernel = .current) {
         let kCount = sources.count, tiled = d - d % 16
-        if kernel == .avx2 {
-            withBasePointers(sources) { vs in
-                attnres_avx2_depth_mix(vs.map { Optional($0) }, weights.baseAddress!, kCount, n, d, out, accumulate ? 1 : 0)
-            }
+        if let fused = kernel.fused {
+            withSourcePointers(sources) { vs in fused.mix(vs, weights.baseAddress!, kCount, n, d, out, accumulate ? 1 : 0) }
             return
         }
         withBasePointers(sources) { vs in
@@ -190,18 +226,30 @@ public enum DepthAttention {
         return nest(0)
     }
 
-    /// Calls `body` with the base address of every tensor's elements, writable and all valid for the duration of the
-    /// call. Reached through the array's buffer so holding K element buffers at once is not K overlapping accesses
-    /// to `tensors`.
-    static func withMutableBasePointers<R>(_ tensors: inout [Tensor], _ body: ([UnsafeMutablePointer<Float>?]) -> R) -> R {
-        tensors.withUnsafeMutableBufferPointer { tp in
-            var pointers: [UnsafeMutablePointer<Float>?] = []
-            pointers.reserveCapacity(tp.count)
+    /// Calls `body` with a C array of the base addresses of every tensor's elements (the `sources` argument of the
+    /// CKernels functions), all valid for the duration of the call; the array lives on the stack.
+    static func withSourcePointers<R>(_ tensors: [Tensor], _ body: (UnsafePointer<UnsafePointer<Float>?>) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: Swift.max(tensors.count, 1)) { buf in
             func nest(_ i: Int) -> R {
-                if i == tp.count { return body(pointers) }
-                return tp[i].data.withUnsafeMutableBufferPointer { p in pointers.append(p.baseAddress!); return nest(i + 1) }
+                if i == tensors.count { return body(UnsafePointer(buf.baseAddress!)) }
+                return tensors[i].data.withUnsafeBufferPointer { p in buf[i] = p.baseAddress!; return nest(i + 1) }
             }
             return nest(0)
+        }
+    }
+
+    /// `withSourcePointers` for gradients: writable, reached through the array's buffer so holding K element buffers at
+    /// once is not K overlapping accesses to `tensors`.
+    static func withMutableSourcePointers<R>(_ tensors: inout [Tensor],
+                                             _ body: (UnsafePointer<UnsafeMutablePointer<Float>?>) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>?.self, capacity: Swift.max(tensors.count, 1)) { buf in
+            tensors.withUnsafeMutableBufferPointer { tp in
+                func nest(_ i: Int) -> R {
+                    if i == tp.count { return body(UnsafePointer(buf.baseAddress!)) }
+                    return tp[i].data.withUnsafeMutableBufferPointer { p in buf[i] = p.baseAddress!; return nest(i + 1) }
+                }
+                return nest(0)
+            }
         }
     }
 
@@ -215,8 +263,9 @@ public enum DepthAttention {
     /// tiles of 8 columns (16 would spill SSE2's 16 registers). `backwardReference` is the plain form it is tested
     /// against.
     ///
-    /// The AVX2 kernel (`attnres_avx2_depth_backward`) does both in one pass per token instead: the K rows of v and
-    /// dv of a token are read and written while in L1, dh[r], w and dw once per column tile.
+    /// The AVX2 and AVX-512 kernels (`attnres_avx2_depth_backward`, `attnres_avx512_depth_backward`) do both in one
+    /// pass per token instead: the K rows of v and dv of a token are read and written while in L1, dh[r], w and dw
+    /// once per column tile.
     ///
     /// With `accumulate: false` the source gradients are written instead (each element 0 + its increment: bitwise what
     /// accumulating into zero-filled buffers gives, without the zero fill); dquery always accumulates.
@@ -225,7 +274,7 @@ public enum DepthAttention {
                                 kernel: DepthKernel = .current) {
         let n = dh.rows, d = dh.cols, kCount = sources.count
         precondition(dsources.count == kCount && query.count == d)
-        if kernel == .avx2 {
+        if let fused = kernel.fused {
             for i in 0..<kCount {
                 precondition(dsources[i].count == n * d && sources[i].count == n * d,
                              "DepthAttention: gradient buffer \(i) has the wrong size")
@@ -233,15 +282,12 @@ public enum DepthAttention {
             dh.data.withUnsafeBufferPointer { g in
             query.data.withUnsafeBufferPointer { w in
             dquery.data.withUnsafeMutableBufferPointer { dw in
-            saved.alpha.withUnsafeBufferPointer { al in
-            saved.rstd.withUnsafeBufferPointer { rs in
-            saved.logits.withUnsafeBufferPointer { zs in
-            withBasePointers(sources) { vs in
-            withMutableBasePointers(&dsources) { dvs in
-                attnres_avx2_depth_backward(g.baseAddress!, w.baseAddress!, vs.map { Optional($0) }, dvs, kCount, n, d,
-                                            al.baseAddress!, rs.baseAddress!, zs.baseAddress!, dw.baseAddress!,
-                                            accumulate ? 1 : 0)
-            }}}}}}}}
+            saved.withParts { rs, zs, al in
+            withSourcePointers(sources) { vs in
+            withMutableSourcePointers(&dsources) { dvs in
+                fused.backward(g.baseAddress!, w.baseAddress!, vs, dvs, kCount, n, d, al, rs, zs, dw.baseAddress!,
+                               accumulate ? 1 : 0)
+            }}}}}}
             return
         }
         let coef = keyPathCoefficients(dh, sources: sources, saved: saved)

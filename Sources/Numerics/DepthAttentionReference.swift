@@ -51,6 +51,7 @@ extension DepthAttention {
     static func backwardReference(_ dh: Tensor, query: Tensor, sources: [Tensor], saved: Saved,
                                   dsources: inout [Tensor], dquery: inout Tensor) {
         let n = dh.rows, d = dh.cols, kCount = sources.count, invD = 1 / Float(d)
+        let alphaRef = saved.alpha, rstdRef = saved.rstd, logitsRef = saved.logits
         var dz = [Float](repeating: 0, count: kCount * n)
         for i in 0..<kCount {
             for r in 0..<n {
@@ -61,14 +62,14 @@ extension DepthAttention {
         }
         for r in 0..<n {
             var dot: Float = 0
-            for i in 0..<kCount { dot += saved.alpha[i * n + r] * dz[i * n + r] }
-            for i in 0..<kCount { dz[i * n + r] = saved.alpha[i * n + r] * (dz[i * n + r] - dot) }
+            for i in 0..<kCount { dot += alphaRef[i * n + r] * dz[i * n + r] }
+            for i in 0..<kCount { dz[i * n + r] = alphaRef[i * n + r] * (dz[i * n + r] - dot) }
         }
         for i in 0..<kCount {
             for r in 0..<n {
                 let k = i * n + r
-                let a = saved.alpha[k], s = saved.rstd[k]
-                let c = s * dz[k], ck = saved.logits[k] * invD * s  // k̂ = s·v
+                let a = alphaRef[k], s = rstdRef[k]
+                let c = s * dz[k], ck = logitsRef[k] * invD * s  // k̂ = s·v
                 for j in 0..<d {
                     let x = sources[i].data[r * d + j]
                     dsources[i].data[r * d + j] += a * dh.data[r * d + j] + c * (query.data[j] - ck * x)

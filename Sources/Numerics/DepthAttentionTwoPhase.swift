@@ -84,37 +84,69 @@ public enum DepthAttentionTwoPhase {
         }
     }
 
-    /// Phase 1 without stacked keys, for the AVX2 kernel: queries S × [d] over the completed blocks K × [n, d] with
-    /// their key statistics `rstd` ([K·n], each block's `DepthAttention.rstd`, source-major) -> S stats. The same
-    /// logits rstd·(q·v) as the product with the normalised keys, computed by `attnres_avx2_depth_phase1` in one pass
-    /// over each token's K rows instead of by sgemm: at the widths here (S = L/N queries, d ≤ 256) sgemm's packing of
-    /// a normalised copy of every block costs more than the dots themselves.
-    public static func phase1(queries: [Tensor], sources: [Tensor], rstd: [Float]) -> [Stats] {
-        let sCount = queries.count, kCount = sources.count, n = sources[0].rows, d = sources[0].cols
+    /// Phase 1 without stacked keys, for the AVX2 and AVX-512 kernels: queries S × [d] over the completed blocks
+    /// K × [n, d] with their key statistics `rstd` ([K·n], each block's `DepthAttention.rstd`, source-major) -> S stats.
+    /// The same logits rstd·(q·v) as the product with the normalised keys, computed by the kernel's phase 1
+    /// (`attnres_avx2_depth_phase1`, `attnres_avx512_depth_phase1`) in one pass over each token's K rows instead of by
+    /// sgemm: at the widths here (S = L/N queries, d ≤ 256) sgemm's packing of a normalised copy of every block costs
+    /// more than the dots themselves.
+    public static func phase1(queries: [Tensor], sources: [Tensor], rstd: [Float],
+                              kernel: DepthKernel = .current) -> [Stats] {
+        let kCount = sources.count, n = sources[0].rows, d = sources[0].cols
         precondition(rstd.count == kCount * n && queries.allSatisfy { $0.count == d })
-        precondition(DepthKernel.avx2.isAvailable, "phase1(queries:sources:rstd:) runs the AVX2 kernel")
-        let q = queries.flatMap(\.data)
-        var w = [Float](unsafeUninitializedCapacity: sCount * kCount * n) { $1 = sCount * kCount * n }
-        var m = [Float](unsafeUninitializedCapacity: sCount * n) { $1 = sCount * n }, l = m
-        q.withUnsafeBufferPointer { qp in
-        rstd.withUnsafeBufferPointer { rs in
-        w.withUnsafeMutableBufferPointer { wp in
-        m.withUnsafeMutableBufferPointer { mp in
-        l.withUnsafeMutableBufferPointer { lp in
-        DepthAttention.withBasePointers(sources) { vs in
-            attnres_avx2_depth_phase1(qp.baseAddress!, sCount, vs.map { Optional($0) }, rs.baseAddress!, kCount, n, d,
-                                      wp.baseAddress!, mp.baseAddress!, lp.baseAddress!)
-        }}}}}}
-        return (0..<sCount).map { s in
-            Stats(weights: Array(w[(s * kCount * n)..<((s + 1) * kCount * n)]), max: Array(m[(s * n)..<((s + 1) * n)]),
-                  sum: Array(l[(s * n)..<((s + 1) * n)]))
+        guard let fused = kernel.fused else { preconditionFailure("phase1(queries:sources:rstd:) runs a C kernel") }
+        // one kernel call per query, straight into that query's arrays (the queries are independent: the same bits as
+        // all S in one call, without a shared buffer sliced and copied afterwards)
+        return rstd.withUnsafeBufferPointer { rs in
+            DepthAttention.withSourcePointers(sources) { vs in
+                queries.map { q in
+                    var w = [Float](unsafeUninitializedCapacity: kCount * n) { $1 = kCount * n }
+                    var m = [Float](unsafeUninitializedCapacity: n) { $1 = n }, l = m
+                    q.data.withUnsafeBufferPointer { qp in
+                    w.withUnsafeMutableBufferPointer { wp in
+                    m.withUnsafeMutableBufferPointer { mp in
+                    l.withUnsafeMutableBufferPointer { lp in
+                        fused.phase1(qp.baseAddress!, 1, vs, rs.baseAddress!, kCount, n, d, wp.baseAddress!,
+                                     mp.baseAddress!, lp.baseAddress!)
+                    }}}}
+                    return Stats(weights: w, max: m, sum: l)
+                }
+            }
         }
     }
 
     /// Phase 2 for the first layer of a block (no partial): h = o⁽¹⁾ / ℓ⁽¹⁾. sources K × [n, d] -> [n, d].
     public static func normalize(_ stats: Stats, sources: [Tensor], kernel: DepthKernel = .current) -> Tensor {
-        combine(stats, sources: sources, partial: nil, partialWeight: { _ in 0 }, scale: { 1 / stats.sum[$0] },
-                kernel: kernel)
+        if let fused = kernel.fused { return fusedPhase2(stats, sources: sources, query: nil, partial: nil, fused) }
+        return combine(stats, sources: sources, partial: nil, partialWeight: { _ in 0 }, scale: { 1 / stats.sum[$0] },
+                       kernel: kernel)
+    }
+
+    /// `normalize` and `merge` in one C call (`attnres_avx2_depth_merge`, `attnres_avx512_depth_merge`): the partial's
+    /// logit, the online-softmax merge and the weighted sum per token, with no per-layer Swift buffers but the output.
+    static func fusedPhase2(_ stats: Stats, sources: [Tensor], query: Tensor?, partial: Tensor?,
+                            _ fused: attnres_depth_kernels) -> Tensor {
+        let n = sources[0].rows, d = sources[0].cols, kCount = sources.count
+        precondition(stats.weights.count == kCount * n && stats.max.count == n && stats.sum.count == n)
+        precondition(partial.map { $0.rows == n && $0.cols == d } ?? true && query.map { $0.count == d } ?? true)
+        var h = [Float](unsafeUninitializedCapacity: n * d) { _, count in count = n * d }
+        stats.weights.withUnsafeBufferPointer { wp in
+        stats.max.withUnsafeBufferPointer { mp in
+        stats.sum.withUnsafeBufferPointer { lp in
+        h.withUnsafeMutableBufferPointer { hp in
+        DepthAttention.withSourcePointers(sources) { vs in
+            guard let partial, let query else {
+                fused.merge(vs, wp.baseAddress!, mp.baseAddress!, lp.baseAddress!, kCount, n, d, nil, nil, hp.baseAddress!)
+                return
+            }
+            partial.data.withUnsafeBufferPointer { pp in
+                query.data.withUnsafeBufferPointer { qp in
+                    fused.merge(vs, wp.baseAddress!, mp.baseAddress!, lp.baseAddress!, kCount, n, d, qp.baseAddress!,
+                                pp.baseAddress!, hp.baseAddress!)
+                }
+            }
+        }}}}}
+        return Tensor(shape: [n, d], data: h)
     }
 
     /// Phase 2 for a later layer: merges the partial b_n^{i} (a single source with key RMSNorm(partial)) into the
@@ -122,6 +154,7 @@ public enum DepthAttentionTwoPhase {
     /// (e^{m1−m} ℓ⁽¹⁾ + e^{z2−m}). query [d], sources K × [n, d], partial [n, d] -> h [n, d].
     public static func merge(_ stats: Stats, sources: [Tensor], query: Tensor, partial: Tensor,
                              kernel: DepthKernel = .current) -> Tensor {
+        if let fused = kernel.fused { return fusedPhase2(stats, sources: sources, query: query, partial: partial, fused) }
         let n = partial.rows, d = partial.cols
         var a = [Float](repeating: 0, count: n), b = [Float](repeating: 0, count: n)
         partial.data.withUnsafeBufferPointer { pp in
@@ -129,10 +162,7 @@ public enum DepthAttentionTwoPhase {
                 for r in 0..<n {
                     let row = pp.baseAddress! + r * d
                     var dot: Float = 0, ss: Float = 0
-                    switch kernel {
-                    case .baseline: (dot, ss) = VectorKernels.treeDotAndSquares(w.baseAddress!, row, d)
-                    case .avx2: attnres_avx2_dot_and_squares(w.baseAddress!, row, d, &dot, &ss)
-                    }
+                    (dot, ss) = VectorKernels.treeDotAndSquares(w.baseAddress!, row, d)
                     let z2 = DepthAttention.rstd(sumOfSquares: ss, d) * dot  // w · RMSNorm(partial), as one-pass
                     let m = Swift.max(stats.max[r], z2)
                     let e1 = _expShifted(stats.max[r] - m), e2 = _expShifted(z2 - m)

@@ -118,6 +118,19 @@ struct BenchModel: ParsableCommand {
               + ["full", "block"].map { "\($0) \(floorCell(trainCost[$0]!, trainCost["standard"]!))" }.joined(separator: "   "))
         print("      minimum of \(repetitions) rounds (less disturbed by other load):   block ÷ standard "
               + "\(f(trainMin["block"]! / trainMin["standard"]!, 3))x   full ÷ standard \(f(trainMin["full"]! / trainMin["standard"]!, 3))x")
+        let depthCalls = DepthKernel.available.map { kernel in
+            (kernel, DepthAttentionProfile.measure(config(.block).model, microbatches: microbatches,
+                                                   sequences: microbatchSize, repetitions: repetitions, kernel: kernel))
+        }
+        print("      depth attention alone (block: the step's calls replayed on fixed tensors), ms per step, per kernel:")
+        for (kernel, t) in depthCalls {
+            print("        \(kernel.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) key statistics \(f(t.keyStatistics, 3))"
+                  + "   forward \(f(t.forward, 3))   backward \(f(t.backward, 3))   total \(f(t.total, 3))"
+                  + " (\(f(100 * t.total / std, 1)) % of standard's step)\(kernel == DepthKernel.current ? "   [in use]" : "")")
+        }
+        report["depth_attention_ms"] = Dictionary(uniqueKeysWithValues: depthCalls.map { (kernel, t) in
+            (kernel.rawValue, ["key_statistics": t.keyStatistics, "forward": t.forward, "backward": t.backward])
+        })
         report["train_ms"] = train
         report["train_min_ms"] = trainMin
         report["train_floor"] = trainCost.mapValues { ["flops": $0.flops, "bytes": $0.bytes] }

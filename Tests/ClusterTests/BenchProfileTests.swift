@@ -26,7 +26,7 @@ final class BenchProfileTests: XCTestCase {
                                    environment: [DepthKernel.variable: "sse9"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("ATTNRES_DEPTH_KERNEL=sse9 names no depth-attention kernel"), r.stderr)
-        let automatic: DepthKernel = DepthKernel.avx2.isAvailable ? .avx2 : .baseline
+        let automatic: DepthKernel = DepthKernel.avx512.isAvailable ? .avx512 : DepthKernel.avx2.isAvailable ? .avx2 : .baseline
         XCTAssertTrue(r.stdout.contains("depth kernel \(automatic)"), r.stdout)
     }
 

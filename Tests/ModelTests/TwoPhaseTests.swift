@@ -63,32 +63,35 @@ final class TwoPhaseTests: XCTestCase {
     }
 
     func testPhase1FromTheBlocksEqualsPhase1FromStackedKeys() throws {
-        // The AVX2 phase 1 (dots with the blocks, scaled by their key statistics) against the sgemm one over the
-        // normalised keys: weights, max and normaliser within the tolerance; and merged, it still equals one-pass.
-        guard DepthKernel.avx2.isAvailable else { throw XCTSkip("this CPU has no AVX2 + FMA") }
-        var rng = SplitMix64(seed: 78)
-        func tensor(_ shape: [Int], _ s: Double) -> Tensor {
-            Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float(rng.nextNormal() * s) })
-        }
-        for (n, d, k, sCount) in [(1, 1, 1, 1), (4, 6, 3, 2), (7, 37, 4, 3), (64, 64, 5, 2), (3, 256, 2, 5)] {
-            let sources = (0..<k).map { _ in tensor([n, d], 1) }, partial = tensor([n, d], 2)
-            let queries = (0..<sCount).map { _ in tensor([d], 2) }
-            let rstd = sources.flatMap { DepthAttention.rstd($0, kernel: .avx2) }
-            let fused = DepthAttentionTwoPhase.phase1(queries: queries, sources: sources, rstd: rstd)
-            let ref = DepthAttentionTwoPhase.phase1(queries: queries, keys: DepthAttentionTwoPhase.keys(sources), tokens: n)
-            XCTAssertEqual(fused.count, sCount)
-            for s in 0..<sCount {
-                let label = "n=\(n) d=\(d) K=\(k) query \(s)"
-                XCTAssertLessThanOrEqual(relativeError(Tensor(shape: [k * n], data: fused[s].weights),
-                                                       Tensor(shape: [k * n], data: ref[s].weights)), Self.tolerance, label)
-                XCTAssertLessThanOrEqual(relativeError(Tensor(shape: [n], data: fused[s].max), Tensor(shape: [n], data: ref[s].max)),
-                                         Self.tolerance, label)
-                XCTAssertLessThanOrEqual(relativeError(Tensor(shape: [n], data: fused[s].sum), Tensor(shape: [n], data: ref[s].sum)),
-                                         Self.tolerance, label)
-                let merged = DepthAttentionTwoPhase.merge(fused[s], sources: sources, query: queries[s], partial: partial,
-                                                          kernel: .avx2)
-                let onePass = DepthAttention.forwardReference(query: queries[s], sources: sources + [partial]).0
-                XCTAssertLessThanOrEqual(relativeError(merged, onePass), Self.tolerance, label)
+        // The C kernels' phase 1 (AVX2, AVX-512: dots with the blocks, scaled by their key statistics) against the sgemm
+        // one over the normalised keys: weights, max and normaliser within the tolerance; merged, it equals one-pass.
+        let fused = DepthKernel.available.filter { $0 != .baseline }
+        guard !fused.isEmpty else { throw XCTSkip("this CPU has no AVX2 + FMA") }
+        for kernel in fused {
+            var rng = SplitMix64(seed: 78)
+            func tensor(_ shape: [Int], _ s: Double) -> Tensor {
+                Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float(rng.nextNormal() * s) })
+            }
+            for (n, d, k, sCount) in [(1, 1, 1, 1), (4, 6, 3, 2), (7, 37, 4, 3), (64, 64, 5, 2), (3, 256, 2, 5), (17, 100, 9, 3)] {
+                let sources = (0..<k).map { _ in tensor([n, d], 1) }, partial = tensor([n, d], 2)
+                let queries = (0..<sCount).map { _ in tensor([d], 2) }
+                let rstd = sources.flatMap { DepthAttention.rstd($0, kernel: kernel) }
+                let fused = DepthAttentionTwoPhase.phase1(queries: queries, sources: sources, rstd: rstd, kernel: kernel)
+                let ref = DepthAttentionTwoPhase.phase1(queries: queries, keys: DepthAttentionTwoPhase.keys(sources), tokens: n)
+                XCTAssertEqual(fused.count, sCount)
+                for s in 0..<sCount {
+                    let label = "\(kernel.rawValue) n=\(n) d=\(d) K=\(k) query \(s)"
+                    XCTAssertLessThanOrEqual(relativeError(Tensor(shape: [k * n], data: fused[s].weights),
+                                                           Tensor(shape: [k * n], data: ref[s].weights)), Self.tolerance, label)
+                    XCTAssertLessThanOrEqual(relativeError(Tensor(shape: [n], data: fused[s].max), Tensor(shape: [n], data: ref[s].max)),
+                                             Self.tolerance, label)
+                    XCTAssertLessThanOrEqual(relativeError(Tensor(shape: [n], data: fused[s].sum), Tensor(shape: [n], data: ref[s].sum)),
+                                             Self.tolerance, label)
+                    let merged = DepthAttentionTwoPhase.merge(fused[s], sources: sources, query: queries[s], partial: partial,
+                                                              kernel: kernel)
+                    let onePass = DepthAttention.forwardReference(query: queries[s], sources: sources + [partial]).0
+                    XCTAssertLessThanOrEqual(relativeError(merged, onePass), Self.tolerance, label)
+                }
             }
         }
     }
