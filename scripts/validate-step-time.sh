@@ -27,7 +27,10 @@ RUN=(${NICE:+nice -n "$NICE"} "$BIN")
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/attnres-validate-XXXXXX")
 trap 'if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$WORK"/*.json "$KEEP"/ 2>/dev/null || true; fi; rm -rf "$WORK"' EXIT
 BASE=(--mode compute --ranks 2 --layers 16 --hidden 64 --heads 4 --seq 32 --microbatch-size 2 --steps "$STEPS")
-CAL=(--virtual 2 --schedule interleaved-1f1b --residual block --blocks 4 --cache cross-stage --microbatches 8)
+# The calibration is full AttnRes: its chunks read 1 to 16 sources and hand on up to 16 state tensors, the whole
+# range the other configurations need, so depth attention's and the executor's costs are measured over it rather
+# than extrapolated from block(4)'s 1 to 5 (docs/step-time.md, "Validation").
+CAL=(--virtual 2 --schedule interleaved-1f1b --residual full --cache cross-stage --microbatches 8)
 CONFIGS=(
   "--virtual 2 --schedule interleaved-1f1b --residual block --blocks 4 --cache cross-stage --microbatches 4"
   "--virtual 2 --schedule interleaved-1f1b --residual block --blocks 4 --cache cross-stage --microbatches 16"
@@ -36,7 +39,7 @@ CONFIGS=(
   "--virtual 4 --schedule interleaved-1f1b --residual block --blocks 4 --cache cross-stage --microbatches 8"
   "--virtual 2 --schedule interleaved-1f1b --residual standard --cache none --microbatches 8"
   "--virtual 2 --schedule interleaved-1f1b --residual full --cache none --microbatches 8"
-  "--virtual 2 --schedule interleaved-1f1b --residual full --cache cross-stage --microbatches 8"
+  "--virtual 2 --schedule interleaved-1f1b --residual block --blocks 4 --cache cross-stage --microbatches 8"
   "--virtual 2 --schedule interleaved-1f1b --residual full --cache received-only --microbatches 8"
   "--virtual 2 --schedule interleaved-1f1b --residual block --blocks 4 --cache none --microbatches 8"
   "--virtual 2 --schedule interleaved-1f1b --residual block --blocks 4 --cache received-only --microbatches 8"
