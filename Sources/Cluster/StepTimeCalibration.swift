@@ -229,14 +229,17 @@ public struct Calibration: Sendable {
             }
             if partsTimed, !head.isEmpty {
                 // The layers' work is the same in every chunk of a run (and in every configuration of its width, per
-                // layer), so one rate for it; the head and the embedding, which only the last and the first chunk
-                // run, get theirs.
+                // layer), so one rate for it, plus what depth attention's traffic costs them (`EndCosts`: it grows
+                // with the sources a chunk's layers stream, 1 to 16 per layer in the full-AttnRes calibration); the
+                // head and the embedding, which only the last and the first chunk run, get theirs.
                 let layers = keys.map { rest[$0] - head[$0] - embedding[$0] }
-                let x = CalibrationMath.nonNegativeLeastSquares(keys.indices.map { [layers[$0].flops, head[keys[$0]].flops, embedding[keys[$0]].flops] },
-                                                                 restSeconds)
+                let x = CalibrationMath.nonNegativeLeastSquares(keys.indices.map {
+                    [layers[$0].flops, depth?[keys[$0]].bytes ?? 0, head[keys[$0]].flops, embedding[keys[$0]].flops]
+                }, restSeconds)
                 out.main = ComputeCost(secondsPerFlop: x[0], secondsPerByte: 0, secondsPerKernel: 0)
-                out.ends = ComputeCosts.EndCosts(head: ComputeCost(secondsPerFlop: x[1], secondsPerByte: 0, secondsPerKernel: 0),
-                                                 embedding: ComputeCost(secondsPerFlop: x[2], secondsPerByte: 0, secondsPerKernel: 0))
+                out.ends = ComputeCosts.EndCosts(head: ComputeCost(secondsPerFlop: x[2], secondsPerByte: 0, secondsPerKernel: 0),
+                                                 embedding: ComputeCost(secondsPerFlop: x[3], secondsPerByte: 0, secondsPerKernel: 0),
+                                                 layersPerDepthByte: x[1])
             } else {
                 out.main = coefficients(keys, rest, restSeconds)
             }

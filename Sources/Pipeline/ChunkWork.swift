@@ -195,10 +195,16 @@ public struct ComputeCosts: Sendable, Equatable, Codable {
     public var forwardEnds: EndCosts?
     public var backwardEnds: EndCosts?
 
-    /// What the two ends of the model cost, apart from the layers.
+    /// What the two ends of the model cost, apart from the layers; and what depth attention's traffic costs the
+    /// layers themselves (seconds per byte of `ChunkWork.forwardDepth`): the sources it streams evict the
+    /// sublayers' weights and activations from the caches, so the same sublayers run slower beside more sources
+    /// (measured: full AttnRes's layers 17 % slower than block(4)'s, outside depth attention's own time).
     public struct EndCosts: Sendable, Equatable, Codable {
         public var head: ComputeCost, embedding: ComputeCost
-        public init(head: ComputeCost, embedding: ComputeCost) { self.head = head; self.embedding = embedding }
+        public var layersPerDepthByte: Double
+        public init(head: ComputeCost, embedding: ComputeCost, layersPerDepthByte: Double = 0) {
+            self.head = head; self.embedding = embedding; self.layersPerDepthByte = layersPerDepthByte
+        }
         func seconds(head h: Work, embedding e: Work) -> Double {
             (h == .zero ? 0 : head.seconds(h)) + (e == .zero ? 0 : embedding.seconds(e))
         }
@@ -230,7 +236,7 @@ public struct ComputeCosts: Sendable, Equatable, Codable {
                              main: ComputeCost, depthCost: ComputeCost?, ends: EndCosts? = nil, executor: ExecutorCost?) -> Parts {
         let exec = executor?.seconds(tensors: tensors) ?? 0
         let endWork = ends == nil ? Work.zero : head + embedding
-        let endSeconds = ends?.seconds(head: head, embedding: embedding) ?? 0
+        let endSeconds = (ends?.seconds(head: head, embedding: embedding) ?? 0) + (ends.map { $0.layersPerDepthByte * depth.bytes } ?? 0)
         guard let depthCost else {
             let all = main.seconds(total - endWork)
             // An infinite price (a datasheet out of range) stays one infinite part, never inf − inf.

@@ -60,7 +60,8 @@ struct Simulate: ParsableCommand {
             let c = try Calibration(try MeasuredTrace(file: calibrate!))
             costs = StepTimeCosts(c)
             func parts(_ d: ComputeCost?, _ e: ExecutorCost?, _ ends: ComputeCosts.EndCosts?) -> String {
-                (ends.map { String(format: "; head %.3g s/flop, embedding %.3g s/flop", $0.head.secondsPerFlop, $0.embedding.secondsPerFlop) } ?? "")
+                (ends.map { String(format: "; head %.3g s/flop, embedding %.3g s/flop, layers %.3g s per byte of depth traffic", $0.head.secondsPerFlop,
+                                     $0.embedding.secondsPerFlop, $0.layersPerDepthByte) } ?? "")
                     + (d.map { "; depth attention \(describe($0, action: false))" } ?? "")
                     + (e.map { String(format: "; executor %.1f µs + %.2f µs/tensor", $0.secondsPerAction * 1e6, $0.secondsPerTensor * 1e6) } ?? "")
             }

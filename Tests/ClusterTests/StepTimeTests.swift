@@ -69,8 +69,8 @@ final class StepTimeTests: XCTestCase {
     }
 
     /// The round trip of a trace whose spans carry their parts (`model_us`, `depth_us`, as a traced compute run
-    /// writes them): each part's cost is recovered on its own (the layers, the head and the embedding, depth
-    /// attention, the executor per action and per state tensor), and other configurations whose parts grow in
+    /// writes them): each part's cost is recovered on its own (the layers with what depth attention's traffic costs
+    /// them, the head and the embedding, depth attention, the executor per action and per state tensor), and other configurations whose parts grow in
     /// other proportions (full AttnRes: many more sources; V = 4: shorter chunks, more actions) are predicted.
     func testCalibrationRoundTripWithSpanParts() throws {
         let dir = try tempDir()
@@ -82,7 +82,8 @@ final class StepTimeTests: XCTestCase {
             backwardDepth: ComputeCost(secondsPerFlop: 0, secondsPerByte: 6e-10, secondsPerKernel: 3e-6),
             forwardExecutor: ExecutorCost(secondsPerAction: 3e-5, secondsPerTensor: 4e-6),
             backwardExecutor: ExecutorCost(secondsPerAction: 5e-5, secondsPerTensor: 6e-6),
-            forwardEnds: .init(head: flops(5e-10), embedding: flops(9e-10)), backwardEnds: .init(head: flops(7e-10), embedding: flops(1e-9))),
+            forwardEnds: .init(head: flops(5e-10), embedding: flops(9e-10), layersPerDepthByte: 2e-10),
+            backwardEnds: .init(head: flops(7e-10), embedding: flops(1e-9), layersPerDepthByte: 1e-10)),
             link: LinkCost(latency: 2e-4, bandwidth: 1e8), origin: "truth")
         let cal = try topology { _ in }
         let sim = try SimulatedVariant(cal, costs: truth, keepSpans: true)
