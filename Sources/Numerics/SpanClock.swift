@@ -5,7 +5,7 @@ import CKernels
 /// the model, and the executor around it (receiving, caching, handing on tensors). Within one run the three grow
 /// together, so a fit of their sum cannot tell them apart, yet they scale differently to other configurations.
 ///
-/// Off by default (a `measure` is then one C call and a branch). A traced worker enables it on its compute thread
+/// Off by default (a `measure` or `start` is then one C call and a branch). A traced worker enables it on its compute thread
 /// and `take`s both totals after every forward and backward. The clocks are per thread.
 public enum SpanClock: Int32, Sendable {
     /// The model's own work in a chunk's forward or backward (`ModelChunk`): the embedding, every layer, the head;
@@ -17,14 +17,11 @@ public enum SpanClock: Int32, Sendable {
     /// Switches the calling thread's clocks on or off and clears their totals.
     public static func enable(_ on: Bool) { attnres_span_clock_enable(on ? 1 : 0) }
 
-    public static var isEnabled: Bool { attnres_span_clock_enabled() != 0 }
-
     /// Runs `body`, adding its duration to this clock's total when the clocks are on. A clock is not nested in
     /// itself: callers wrap whole calls, never a part of one.
     @inline(__always) public func measure<T>(_ body: () throws -> T) rethrows -> T {
-        guard attnres_span_clock_enabled() != 0 else { return try body() }
-        let start = attnres_span_clock_now()
-        defer { attnres_span_clock_add(rawValue, attnres_span_clock_now() - start) }
+        let clock = start()
+        defer { stop(clock) }
         return try body()
     }
 
