@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "Numerics", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "Model", dependencies: ["Numerics"]),
-        .target(name: "Wire", dependencies: ["CZeroMQ"]),
+        .target(name: "Wire", dependencies: ["CZeroMQ", "CSys"]),
         .target(name: "Pipeline", dependencies: ["Wire", "Model", "Numerics"]),
         .target(name: "Cluster", dependencies: [
             "Pipeline", "Wire", "Model", "Numerics", "CSys",

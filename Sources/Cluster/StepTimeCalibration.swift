@@ -152,9 +152,48 @@ public struct MeasuredTrace: Sendable {
         guard !compute.isEmpty else { throw CalibrationError.tooFewSpans(file: file, "no forward or backward spans (was the run in compute mode?)") }
     }
 
-    /// The step time a run stands for: the mean over `typicalSteps`.
+    /// The step time a run stands for: the mean over `typicalSteps` (of merged runs, over all their typical steps).
     public var typicalStepSeconds: Double {
-        CalibrationMath.trimmedMean(Array(stepSeconds.dropFirst(MeasuredTrace.warmUpSteps(stepSeconds.count))))
+        merged ?? CalibrationMath.trimmedMean(Array(stepSeconds.dropFirst(MeasuredTrace.warmUpSteps(stepSeconds.count))))
+    }
+    /// A merged trace's typical step (`init(merging:)`), nil for one run's.
+    private var merged: Double? = nil
+
+    /// Several runs of one configuration as one trace, for a calibration that pools them: on a machine whose cores
+    /// change speed by ±10 % from one second to the next (docs/step-time.md, "Noise"), one run's costs carry its
+    /// seconds' speed into every prediction; runs spread over the session average it out. Run k's steps are
+    /// renumbered after run k − 1's, each keeps its own warm-up and typical steps, and every span and transfer is
+    /// kept. The runs must share one topology (the same model, pipeline, residual and cache).
+    public init(merging runs: [MeasuredTrace]) throws {
+        guard let first = runs.first else { throw CalibrationError.tooFewSpans(file: "(no trace)", "no traces to merge") }
+        for r in runs.dropFirst() where r.topology != first.topology {
+            throw CalibrationError.notATrace(file: r.file, "otherData.topology differs from \(first.file)'s: runs pooled for one calibration must share one configuration")
+        }
+        var compute: [ComputeSpan] = [], transfers: [Transfer] = [], sends: [(rank: Int, step: Int, seconds: Double)] = []
+        var activity: [Int: [(step: Int, start: Double, end: Double)]] = [:], timeline: [Int: [TimelineSpan]] = [:]
+        var stepSeconds: [Double] = [], typical: Set<Int> = [], typicalSum = 0.0, typicalCount = 0
+        var offset = 0
+        for r in runs {
+            let last = (r.compute.map(\.step) + r.sends.map(\.step)).max() ?? -1
+            compute += r.compute.map { c in var c2 = ComputeSpan(rank: c.rank, step: c.step + offset, chunk: c.chunk, microbatch: c.microbatch, kind: c.kind, seconds: c.seconds)
+                                           c2.modelSeconds = c.modelSeconds; c2.depthSeconds = c.depthSeconds; return c2 }
+            transfers += r.transfers.map { Transfer(src: $0.src, dst: $0.dst, step: $0.step + offset, hop: $0.hop, microbatch: $0.microbatch, bytes: $0.bytes,
+                                                    seconds: $0.seconds, waitedFor: $0.waitedFor) }
+            sends += r.sends.map { ($0.rank, $0.step + offset, $0.seconds) }
+            for (rank, a) in r.activity { activity[rank, default: []] += a.map { ($0.step + offset, $0.start, $0.end) } }
+            for (rank, spans) in r.timeline {
+                timeline[rank, default: []] += spans.map { TimelineSpan(kind: $0.kind, step: $0.step + offset, start: $0.start, end: $0.end, chunk: $0.chunk, hop: $0.hop) }
+            }
+            stepSeconds += r.stepSeconds
+            typical.formUnion(r.typicalSteps.map { $0 + offset })
+            typicalSum += r.typicalStepSeconds * Double(r.typicalSteps.count); typicalCount += r.typicalSteps.count
+            offset += last + 1
+        }
+        file = runs.map(\.file).joined(separator: ",")
+        topology = first.topology
+        self.compute = compute; self.transfers = transfers; self.sends = sends; self.activity = activity
+        self.timeline = timeline; self.stepSeconds = stepSeconds; typicalSteps = typical
+        merged = typicalCount > 0 ? typicalSum / Double(typicalCount) : nil
     }
 
     /// Steps left out at the start of a run of `count` steps: none of fewer than 3, else a quarter, at least 1.
@@ -276,6 +315,14 @@ public struct Calibration: Sendable {
             let x = CalibrationMath.nonNegativeLeastSquares(sizes.map { [1, Double($0)] }, q)
             link = LinkCost(latency: x[0], bandwidth: x[1] > 0 ? 1 / x[1] : .infinity)
         }
+        // Each waited-for transfer's time ÷ the line's time for its size: the late arrivals the line leaves out.
+        var transferRatios: [Double] = []
+        if waited.count >= 4 {
+            for m in waited where useSteps.contains(m.step) || useSteps.isEmpty {
+                let line = link.latency + (link.bandwidth.isInfinite ? 0 : Double(m.bytes) / link.bandwidth)
+                if line > 0 { transferRatios.append(m.seconds / line) }
+            }
+        }
         ranks = t.ranks
         let message = MessageCostFit(trace, useSteps: useSteps)
         sendOverheadByRank = message.sendOverheadByRank
@@ -293,6 +340,6 @@ public struct Calibration: Sendable {
             let m = CalibrationMath.mean(v)
             if m > 0 { computeRatios += v.map { $0 / m } }
         }
-        spread = DurationSpread(compute: computeRatios.sorted(), send: message.sendSpread.sorted())
+        spread = DurationSpread(compute: computeRatios.sorted(), send: message.sendSpread.sorted(), transfer: transferRatios.sorted())
     }
 }

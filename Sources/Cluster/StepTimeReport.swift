@@ -84,7 +84,7 @@ public struct SimulatedVariant: Sendable {
     /// large steps (at most about 2·10⁷ actions in all); the typical replay's step without a spread.
     static func spreadStep(_ typical: StepTimeSimulation, costs: StepTimeCosts, step: StepCosts, actions: Int,
                            replay: (StepCosts) throws -> StepTimeSimulation) throws -> Double {
-        guard let spread = costs.spread, !(spread.compute.isEmpty && spread.send.isEmpty) else { return typical.stepSeconds }
+        guard let spread = costs.spread, !spread.isEmpty else { return typical.stepSeconds }
         let replays = max(1, min(costs.spreadReplays, 20_000_000 / max(actions, 1)))
         var steps: [Double] = []
         for seed in 1...replays {

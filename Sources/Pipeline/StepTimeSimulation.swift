@@ -44,8 +44,8 @@ public struct StepCosts: Sendable {
     /// Seconds a rank spends before every forward and backward outside the compute itself (the executor's
     /// book-keeping: gathering inputs, the cache), 0 by default. Not counted as busy.
     public var actionOverhead: Double = 0
-    /// Draw each compute duration and send cost from a real run's spread around its typical value (nil: every
-    /// action takes its typical value).
+    /// Draw each compute duration, send cost and transfer time from a real run's spread around its typical value
+    /// (nil: every action and message takes its typical value).
     public var spread: DurationSpread?
     /// Payload bytes of hop k's message (forward; its gradient going back weighs the same).
     public var hopBytes: [Int]
@@ -231,7 +231,7 @@ public struct StepTimeSimulation: Sendable {
         let sendOverhead = costs.sendOverheadByRank.isEmpty ? [Double](repeating: costs.sendOverhead, count: p) : costs.sendOverheadByRank
 
         var draws = DurationSpread.Draws(state: costs.spread?.seed ?? 0)
-        let computeSpread = costs.spread?.compute ?? [], sendSpread = costs.spread?.send ?? []
+        let computeSpread = costs.spread?.compute ?? [], sendSpread = costs.spread?.send ?? [], transferSpread = costs.spread?.transfer ?? []
         var ready = Array((0..<p).reversed())
         while let r = ready.popLast() {
             var t = clock[r]
@@ -282,7 +282,10 @@ public struct StepTimeSimulation: Sendable {
                     let link = links[l]
                     let occupied = link.bandwidth.isInfinite ? 0 : occupancy[key.hop] / link.bandwidth
                     linkFree[l] = start + occupied
-                    message[2 * i] = start + occupied + link.latency
+                    // A drawn transfer ratio stretches the message's time in flight, not the link's occupancy: the
+                    // late part is the transport waiting for a core, which does not hold the wire.
+                    let flight = (occupied + link.latency) * (transferSpread.isEmpty ? 1 : draws.next(transferSpread))
+                    message[2 * i] = start + flight
                     message[2 * i + 1] = t
                     var sendCost = sendOverhead[r] + costs.sendSecondsPerByte * occupancy[key.hop]
                     if !sendSpread.isEmpty { sendCost *= draws.next(sendSpread) }

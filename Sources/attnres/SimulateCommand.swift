@@ -18,11 +18,12 @@ struct Simulate: ParsableCommand {
           attnres simulate topologies/paper-scale.yaml --hardware topologies/hardware/h100-sxm-ndr400.yaml
           attnres run --mode compute --steps 6 --trace cal.json && attnres simulate --calibrate cal.json --microbatches 16
           attnres simulate --calibrate cal.json --measured other.json --ranks 2 --virtual 1   # prediction vs a real run
+          attnres simulate --calibrate cal-1.json,cal-2.json,cal-3.json --microbatches 16     # three runs pooled
         """)
 
     @OptionGroup var topology: TopologyOptions
     @Option(help: "Hardware profile YAML (peak FLOP/s, achieved fraction, memory bandwidth, links).") var hardware: String?
-    @Option(help: "Fit costs to a real `attnres run --mode compute --trace FILE.json` of the same model width.") var calibrate: String?
+    @Option(help: "Fit costs to a real `attnres run --mode compute --trace FILE.json` of the same model width; several runs of one configuration, comma-separated (A.json,B.json), are pooled.") var calibrate: String?
     @Option(help: "Set the prediction beside this real run's trace (its topology is simulated; overrides are ignored).") var measured: String?
     @Option(help: "Override every link's bandwidth, Gbit/s.") var linkGbit: Double?
     @Option(help: "Override every link's latency, µs.") var linkLatencyUs: Double?
@@ -57,7 +58,10 @@ struct Simulate: ParsableCommand {
             try profile.profile.checkLinks(t.layout, file: profile.file, key: profile.key)
             costs = StepTimeCosts(profile.profile)
         } else {
-            let c = try Calibration(try MeasuredTrace(file: calibrate!))
+            let files = calibrate!.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            guard !files.contains(where: \.isEmpty) else { throw UsageError(description: "--calibrate '\(calibrate!)': an empty file name in the comma-separated list") }
+            let runs = try files.map { try MeasuredTrace(file: $0) }
+            let c = try Calibration(runs.count == 1 ? runs[0] : try MeasuredTrace(merging: runs))
             costs = StepTimeCosts(c)
             func parts(_ d: ComputeCost?, _ e: ExecutorCost?, _ ends: ComputeCosts.EndCosts?) -> String {
                 (ends.map { String(format: "; head %.3g s/flop, embedding %.3g s/flop, layers %.3g s per byte of depth traffic", $0.head.secondsPerFlop,

@@ -118,6 +118,33 @@ final class StepTimeTests: XCTestCase {
         XCTAssertEqual(try SimulatedVariant(cal, costs: StepTimeCosts(sums), keepSpans: false).simulation.stepSeconds / sim.simulation.stepSeconds, 1, accuracy: 0.03)
     }
 
+    /// Several runs of one configuration pooled (`simulate --calibrate A,B`): two replays whose compute differs by a
+    /// factor of 2 calibrate to the mean of their durations, every step of both is typical (renumbered, none
+    /// shared), and a run of another configuration is refused by name.
+    func testMergedRunsCalibrateToTheirMean() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cal = try topology { _ in }
+        func run(_ name: String, _ rate: Double, _ t: Topology) throws -> MeasuredTrace {
+            let costs = StepTimeCosts(compute: ComputeCosts(ComputeCost(secondsPerFlop: rate, secondsPerByte: 0, secondsPerKernel: 0)), link: .free, origin: "t")
+            let sim = try SimulatedVariant(t, costs: costs, keepSpans: true)
+            let file = dir.appendingPathComponent(name).path
+            try ChromeTrace.write(StepTimeReport.traceRecords(sim.simulation), ranks: t.ranks, to: file, topology: t)
+            return try MeasuredTrace(file: file)
+        }
+        let a = try run("a.json", 1e-10, cal), b = try run("b.json", 2e-10, cal)
+        let merged = try MeasuredTrace(merging: [a, b])
+        XCTAssertEqual(merged.compute.count, a.compute.count + b.compute.count)
+        XCTAssertEqual(merged.typicalSteps.count, a.typicalSteps.count + b.typicalSteps.count)
+        XCTAssertEqual(merged.typicalStepSeconds, (a.typicalStepSeconds + b.typicalStepSeconds) / 2, accuracy: 1e-9)
+        let fa = try Calibration(a).compute.forward.secondsPerFlop, fb = try Calibration(b).compute.forward.secondsPerFlop
+        XCTAssertEqual(try Calibration(merged).compute.forward.secondsPerFlop, (fa + fb) / 2, accuracy: 0.02 * fa)
+        let other = try run("other.json", 1e-10, try topology { $0.microbatches = 6 })
+        XCTAssertThrowsError(try MeasuredTrace(merging: [a, other])) {
+            XCTAssertTrue("\($0)".contains("other.json") && "\($0)".contains("a.json") && "\($0)".contains("otherData.topology"), "\($0)")
+        }
+    }
+
     /// A span's model_us or depth_us that is not a number of µs within its span (within model_us, for depth_us)
     /// is an error naming the file, the span and the field.
     func testSpanPartsOutOfRangeAreNamed() throws {

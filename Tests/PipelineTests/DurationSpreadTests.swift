@@ -35,4 +35,19 @@ final class DurationSpreadTests: XCTestCase {
         XCTAssertGreaterThan(Set(steps).count, 10, "different seeds draw differently")
         XCTAssertGreaterThan(CalibrationMath.median(steps), typical)
     }
+
+    /// A transfer ratio stretches each message's flight and nothing else: with latency only (no per-byte time, so
+    /// no link occupancy), a ratio of 3 is the replay whose links have three times the latency.
+    func testTransferRatioStretchesTheFlight() throws {
+        let program = try ScheduleProgram(kind: .oneFOneB, layout: Layout(ranks: 3, virtualStages: 1, layers: 3), microbatches: 4)
+        var slow = costs(program.layout, spread: nil)
+        slow.defaultLink = LinkCost(latency: 1.5e-3, bandwidth: .infinity)
+        var drawn = costs(program.layout, spread: DurationSpread(compute: [], send: [], transfer: [3]))
+        drawn.defaultLink = LinkCost(latency: 5e-4, bandwidth: .infinity)
+        let a = try StepTimeSimulation(program, costs: drawn), b = try StepTimeSimulation(program, costs: slow)
+        XCTAssertEqual(a.stepSeconds, b.stepSeconds, accuracy: 1e-12)
+        XCTAssertGreaterThan(a.stepSeconds, try StepTimeSimulation(program, costs: costs(program.layout, spread: nil)).stepSeconds)
+        XCTAssertFalse(DurationSpread(compute: [], send: [], transfer: [3]).isEmpty)
+        XCTAssertTrue(DurationSpread(compute: [], send: []).isEmpty)
+    }
 }

@@ -43,4 +43,24 @@ final class SocketTests: XCTestCase {
             XCTAssertTrue(($0 as? ZMQError)?.isAddressInUse ?? false, "\($0)")
         }
     }
+
+    /// A context's I/O thread runs under SCHED_FIFO exactly when this process may (as root, in CI, it may), and the
+    /// policy is the one `ZContext.ioThreadPolicy` reports: read back from the kernel for every libzmq I/O thread.
+    func testIOThreadRunsUnderThePolicyReported() throws {
+        let ctx = ZContext()
+        let pull = try Socket(ctx, .pull)    // the I/O thread starts with the first socket
+        try pull.bind("tcp://127.0.0.1:*")
+        XCTAssertEqual(ctx.realtimeIOThread, ZContext.ioThreadPolicy == .realtime)
+        let wanted: Int32 = ZContext.ioThreadPolicy == .realtime ? SCHED_FIFO : SCHED_OTHER
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")
+        var seen = 0
+        for tid in tasks {
+            guard let comm = try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8), comm.hasPrefix("ZMQbg/IO"),
+                  let id = Int32(tid) else { continue }
+            seen += 1
+            XCTAssertEqual(sched_getscheduler(id), wanted, "thread \(tid) (\(comm.trimmingCharacters(in: .whitespacesAndNewlines)))")
+        }
+        XCTAssertGreaterThan(seen, 0, "no libzmq I/O thread found in /proc/self/task")
+        if getuid() == 0 { print("I/O thread policy as root: \(ZContext.ioThreadPolicy.rawValue)") }
+    }
 }

@@ -11,4 +11,9 @@ int attnres_set_child_subreaper(void);
 /// coordinator's sockets, pipes or a supervisor's exit-detection socket open, or whoever waits on them (a
 /// test harness, Foundation's Process) waits for the worker too. Returns 0 or an errno value.
 int attnres_spawn_clean(pid_t *pid, const char *path, char *const argv[], char *const envp[]);
+
+/// Whether a thread of this process may run under SCHED_FIFO (root or CAP_SYS_NICE, a non-zero RLIMIT_RTPRIO, and a
+/// cgroup that grants real-time time): a short-lived probe thread tries it. libzmq aborts its I/O thread when a
+/// requested scheduling policy is refused, so the ZeroMQ context asks for one only after this says yes. 1 or 0.
+int attnres_realtime_threads_permitted(void);
 #endif
