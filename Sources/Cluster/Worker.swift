@@ -52,6 +52,9 @@ public final class Worker {
     let parentPid: pid_t
     /// The rank count the coordinator's `setup` announced (its `connect` must list exactly that many endpoints).
     var setupRanks: Int?
+    /// The coordinator's run directory holding this rank's ipc data socket (ipc transport only): removed on the way
+    /// out when the coordinator was killed (`RunDirectory.removeIfOrphaned`).
+    var ipcDirectory: String?
     /// Data messages that arrived before the action that needs them; only what `plan` admits, so it is bounded.
     var stash: [DataKey: DataMessage] = [:]
     /// The receives the running variant's actions still take (nil between variants: no data is expected).
@@ -183,7 +186,13 @@ public final class Worker {
             printError("[rank \(rank)] \(error)")
             // A refused worker never joined: the coordinator knows why already.
             if case WorkerError.refused = error { return 1 }
-            if case WorkerError.coordinatorLost = error { lingerMs = 0; return 1 }
+            if case WorkerError.coordinatorLost = error {
+                lingerMs = 0
+                // A killed coordinator cannot remove its run directory; the worker that outlives it does (only once
+                // the directory's recorded owner is gone, so a coordinator that is merely silent keeps it).
+                if let d = ipcDirectory, (d as NSString).deletingLastPathComponent == RunDirectory.temporaryRoot { RunDirectory.removeIfOrphaned(d) }
+                return 1
+            }
             if case WorkerError.notAdmitted = error { return 1 }
             // Never blocks: a link whose handshake failed has no pipe to queue into, and a blocking send would wait for ever.
             if let frame = try? ControlFrame.encode(FromWorker.failed(rank: rank, message: "\(error)")) { _ = try? control.trySend(frame) }
@@ -278,6 +287,7 @@ public final class Worker {
             throw WorkerError.cannotBind(rank: rank, endpoint: endpoint, why: e.isAddressInUse ? "address already in use" : e.message)
         }
         inbox = s
+        if transport == .ipc { ipcDirectory = dir }
         try send(.bound(rank: rank, endpoint: s.lastEndpoint))
     }
 

@@ -121,6 +121,46 @@ final class RunDirectoryTests: XCTestCase {
         CLIProcess.assertNoOrphans()
     }
 
+    /// A coordinator SIGKILLed mid-run leaves its directory with its control socket and every rank's data socket;
+    /// the workers it orphaned remove it on their way out (its recorded owner is gone), so nothing is left behind.
+    func testOrphanedWorkersRemoveTheKilledCoordinatorsDirectory() throws {
+        _ = CLIProcess.becomeSubreaper
+        let root = "/tmp/rdo-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let p = Process()
+        p.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": root]) { $1 }
+        p.executableURL = URL(fileURLWithPath: CLIProcess.binary)
+        p.arguments = ["run", "--verbose", "--steps", "100000", "--ranks", "2", "--virtual", "1", "--layers", "4", "--blocks", "2", "--microbatches", "2"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        // Once every data link is probed, both workers have bound their data sockets in the run directory.
+        let log = Watchdog.run("the data links being probed", seconds: 90, onTimeout: { kill(p.processIdentifier, SIGKILL) }) { () -> String in
+            var log = ""
+            while !log.contains("every data link probed") {
+                let chunk = err.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                log += String(decoding: chunk, as: UTF8.self)
+            }
+            return log
+        } ?? ""
+        let dir = try XCTUnwrap(Self.runDirectory(inLog: log), "no run directory in the log:\n\(log)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/rank-1.data"), "rank 1's data socket is in \(dir)")
+        kill(p.processIdentifier, SIGKILL)
+        Watchdog.waitForExit(p, "the SIGKILLed coordinator", seconds: 30)
+        let reaped = Watchdog.run("the orphaned workers exiting", seconds: 30, onTimeout: { for pid in CLIProcess.liveChildren() { kill(pid, SIGKILL) } }) {
+            var status: Int32 = 0
+            var n = 0
+            while waitpid(-1, &status, 0) > 0 { n += 1 }
+            return n
+        }
+        XCTAssertEqual(reaped, 2)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "the orphaned workers leave \(dir) behind: \((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [])")
+        CLIProcess.assertNoOrphans()
+    }
+
     /// The run directory named in a `--verbose` coordinator log.
     static func runDirectory(inLog log: String) -> String? {
         guard let r = log.range(of: "coordinator listening on ipc://"), let end = log[r.upperBound...].firstIndex(of: "\n") else { return nil }
