@@ -95,16 +95,8 @@ final class RunDirectoryTests: XCTestCase {
         let control = try XCTUnwrap(endpoint, "no ipc endpoint in the coordinator's log")
         let dir = URL(fileURLWithPath: control).deletingLastPathComponent().path
         XCTAssertEqual(RunDirectory.recordedOwner(dir)?.pid, p.processIdentifier)
-        kill(p.processIdentifier, SIGKILL)
-        Watchdog.waitForExit(p, "the SIGKILLed coordinator", seconds: 30)
         // Its orphaned worker (rank 0; rank 1 never joins and idles until orphaned) exits by itself.
-        let reaped = Watchdog.run("the orphaned workers exiting", seconds: 30, onTimeout: { for pid in CLIProcess.liveChildren() { kill(pid, SIGKILL) } }) {
-            var status: Int32 = 0
-            var n = 0
-            while waitpid(-1, &status, 0) > 0 { n += 1 }
-            return n
-        }
-        XCTAssertEqual(reaped, 2)
+        XCTAssertEqual(Self.killAndReapOrphans(p), 2)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir), "a SIGKILLed coordinator cannot remove its directory")
 
         let me = try XCTUnwrap(RunDirectory.owner(of: getpid()))
@@ -148,17 +140,22 @@ final class RunDirectoryTests: XCTestCase {
         } ?? ""
         let dir = try XCTUnwrap(Self.runDirectory(inLog: log), "no run directory in the log:\n\(log)")
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/rank-1.data"), "rank 1's data socket is in \(dir)")
+        XCTAssertEqual(Self.killAndReapOrphans(p), 2)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "the orphaned workers leave \(dir) behind: \((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [])")
+        CLIProcess.assertNoOrphans()
+    }
+
+    /// SIGKILLs coordinator `p`, waits for it, then reaps the workers it orphaned (this process is their subreaper),
+    /// each of which must exit by itself (after 30 s the watchdog kills them); returns how many were reaped.
+    static func killAndReapOrphans(_ p: Process) -> Int? {
         kill(p.processIdentifier, SIGKILL)
         Watchdog.waitForExit(p, "the SIGKILLed coordinator", seconds: 30)
-        let reaped = Watchdog.run("the orphaned workers exiting", seconds: 30, onTimeout: { for pid in CLIProcess.liveChildren() { kill(pid, SIGKILL) } }) {
+        return Watchdog.run("the orphaned workers exiting", seconds: 30, onTimeout: { for pid in CLIProcess.liveChildren() { kill(pid, SIGKILL) } }) {
             var status: Int32 = 0
             var n = 0
             while waitpid(-1, &status, 0) > 0 { n += 1 }
             return n
         }
-        XCTAssertEqual(reaped, 2)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "the orphaned workers leave \(dir) behind: \((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [])")
-        CLIProcess.assertNoOrphans()
     }
 
     /// The run directory named in a `--verbose` coordinator log.
