@@ -50,6 +50,12 @@ final class SocketTests: XCTestCase {
         let ctx = ZContext()
         let pull = try Socket(ctx, .pull)    // the I/O thread starts with the first socket
         try pull.bind("tcp://127.0.0.1:*")
+        // A message over tcp passes through the I/O thread, which sets its policy and then its name as it starts:
+        // once the message is in, both are in /proc (its thread may not have named itself right after the bind).
+        let push = try Socket(ctx, .push)
+        try push.connect(pull.lastEndpoint)
+        try push.send([Message(bytes: [7])])
+        XCTAssertEqual(try XCTUnwrap(try pull.receive()).map(\.count), [1])
         XCTAssertEqual(ctx.realtimeIOThread, ZContext.ioThreadPolicy == .realtime)
         let wanted: Int32 = ZContext.ioThreadPolicy == .realtime ? SCHED_FIFO : SCHED_OTHER
         let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")
