@@ -60,7 +60,7 @@ measured() { "$BIN" simulate --calibrate "$1" --measured "$1" --json "$1.self" >
 # even rounds), so a slow minute of the machine falls on all of them alike instead of on one configuration's repeats.
 for k in $(seq 1 "$REPEAT"); do
   "${RUN[@]}" run "${BASE[@]}" "${CAL[@]}" --steps "$CAL_STEPS" --trace "$WORK/cal-$k.json" >/dev/null
-  echo "$(measured "$WORK/cal-$k.json")" >> "$WORK/cal-steps"
+  echo "$(measured "$WORK/cal-$k.json")" >> "$WORK/steps-0"
   order=$(seq 1 ${#CONFIGS[@]}); [ $((k % 2)) -eq 0 ] && order=$(seq ${#CONFIGS[@]} -1 1)
   for i in $order; do
     # shellcheck disable=SC2086
@@ -75,22 +75,21 @@ CALS=$(seq 1 "$REPEAT" | sed "s|.*|$WORK/cal-&.json|" | paste -sd, -)
 # model that cannot replay its own run (compute, send, wait or between-action time off) says so here, before any prediction.
 "$BIN" simulate --calibrate "$CALS" --measured "$WORK/cal-1.json" --json "$WORK/self.json" | awk 'NR == 1 || /^per rank, ms/ { on = NR > 1 } NR == 1 || on' \
   | sed "s|$WORK/||g"
-cp "$WORK/cal-steps" "$WORK/steps-0"
 printf '%-100s  %11s  %11s  %7s  %s\n' "config (plus: ${BASE[*]})" "measured" "predicted" "error" "runs (median, spread)"
 for i in $(seq 0 ${#CONFIGS[@]}); do
   if [ "$i" = 0 ]; then sim="$WORK/self.json"; label="calibration configuration (its $REPEAT runs): ${CAL[*]}"; else
     sim="$WORK/sim$i.json"; label="${CONFIGS[$((i - 1))]}"
     "$BIN" simulate --calibrate "$CALS" --measured "$WORK/run$i-1.json" --json "$sim" >/dev/null
   fi
-  python3 - "$label" "$sim" "$WORK/steps-$i" <<'PY' | tee -a "$WORK/rows"
+  # A row: its runs' median step, the prediction, and (but for the calibration's own row) its error kept for the summary.
+  python3 - "$label" "$sim" "$WORK/steps-$i" "$([ "$i" = 0 ] || echo "$WORK/errors")" <<'PY'
 import json, statistics, sys
 steps = [float(l) for l in open(sys.argv[3])]
 m = statistics.median(steps)
 p = json.load(open(sys.argv[2]))["runs"][0]["simulated"]["step_seconds"]
 print(f"{sys.argv[1]:<100}  {m*1e3:8.2f} ms  {p*1e3:8.2f} ms  {100*(p/m-1):+6.1f}%  {len(steps)} runs {100*(min(steps)/m-1):+.0f}…{100*(max(steps)/m-1):+.0f}%")
-open(sys.argv[3] + ".error", "w").write(f"{100*(p/m-1)}\n")
+if sys.argv[4]: open(sys.argv[4], "a").write(f"{100*(p/m-1)}\n")
 PY
-  [ "$i" = 0 ] || cat "$WORK/steps-$i.error" >> "$WORK/errors"
 done
 # The noise floor: how far one configuration's REPEAT runs fall from their median, over all configurations.
 python3 - "$WORK" ${#CONFIGS[@]} <<'PY'

@@ -73,18 +73,19 @@ public enum RunDirectory {
     public static func sweepStale(root: String = temporaryRoot) -> [String] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
         var removed: [String] = []
-        for name in names where removeIfOrphaned("\(root)/\(name)") { removed.append("\(root)/\(name)") }
+        for name in names where removeIfOrphaned("\(root)/\(name)", root: root) { removed.append("\(root)/\(name)") }
         return removed
     }
 
-    /// Removes the directory at `path` when it is a run directory (`attnres-XXXXXX`) whose recorded owner is not
-    /// running; true when it did. A worker whose coordinator was SIGKILLed calls it on its way out, so the
-    /// coordinator's directory (its control socket, every rank's data socket) is gone with the last worker instead
-    /// of waiting for the next run's sweep. A live owner's directory, an unowned one, or any other path is kept.
+    /// Removes the directory at `path` when it is a run directory (`attnres-XXXXXX`) directly under `root` whose
+    /// recorded owner is not running; true when it did. A worker whose coordinator was SIGKILLed calls it on its way
+    /// out, so the coordinator's directory (its control socket, every rank's data socket) is gone with the last
+    /// worker instead of waiting for the next run's sweep. A live owner's directory, an unowned one, or any other
+    /// path (one a coordinator named elsewhere, say) is kept.
     @discardableResult
-    public static func removeIfOrphaned(_ path: String) -> Bool {
+    public static func removeIfOrphaned(_ path: String, root: String = temporaryRoot) -> Bool {
         let name = (path as NSString).lastPathComponent
-        guard name.hasPrefix(prefix), name.count == prefix.count + 6,
+        guard (path as NSString).deletingLastPathComponent == root, name.hasPrefix(prefix), name.count == prefix.count + 6,
               let recorded = recordedOwner(path), owner(of: recorded.pid) != recorded else { return false }
         return (try? FileManager.default.removeItem(atPath: path)) != nil
     }

@@ -23,13 +23,13 @@ public struct MeasuredTrace: Sendable {
     public let topology: Topology
 
     public struct ComputeSpan: Sendable {
-        public let rank, step, chunk, microbatch: Int; public let kind: String; public let seconds: Double
+        public let rank: Int; public var step: Int; public let chunk, microbatch: Int; public let kind: String; public let seconds: Double
         /// The parts of `seconds` spent in the model and in depth attention (the span's `model_us`, `depth_us`),
         /// nil where the trace has none.
         public var modelSeconds: Double? = nil, depthSeconds: Double? = nil
     }
     public struct Transfer: Sendable {
-        public let src, dst, step, hop, microbatch: Int
+        public let src, dst: Int; public var step: Int; public let hop, microbatch: Int
         public let bytes: Int
         public let seconds: Double
         /// Whether the receiver was blocked waiting for it (then its recorded arrival is exact, not one action late).
@@ -46,15 +46,13 @@ public struct MeasuredTrace: Sendable {
     public struct TimelineSpan: Sendable {
         public enum Kind: String, Sendable { case forward, backward, optimizer, send, wait }
         public let kind: Kind
-        public let step: Int
+        public var step: Int
         public let start: Double, end: Double
         /// forward, backward: the chunk; send: the hop (-1 otherwise).
         public let chunk: Int, hop: Int
     }
     /// Per rank: its spans in the order they started.
     public let timeline: [Int: [TimelineSpan]]
-    /// Per step (0-based): first forward anywhere to the last optimizer end anywhere.
-    public let stepSeconds: [Double]
     /// The steps a run stands for: after the warm-up (`warmUpSteps`: the first quarter, at least the first step,
     /// when there are three or more: the first steps allocate, warm caches, and on this machine run up to 30 %
     /// slower for about the first 30), without the slowest and the fastest tenth (`CalibrationMath.trimmedMean`'s cut), so that a step slowed by
@@ -145,19 +143,16 @@ public struct MeasuredTrace: Sendable {
         // sends cost nothing) in end order, so a gap is charged to the span that really follows it.
         self.timeline = timeline.mapValues { $0.sorted { ($0.start, $0.end) < ($1.start, $1.end) } }
         let timed = stepStart.keys.sorted().compactMap { s in stepEnd[s].map { (step: s, seconds: ($0 - stepStart[s]!) / 1e6) } }
-        stepSeconds = timed.map(\.seconds)
         let candidates = Array(timed.dropFirst(MeasuredTrace.warmUpSteps(timed.count)))
         let cut = candidates.count / 10
         typicalSteps = Set(candidates.sorted { $0.seconds < $1.seconds }[cut..<(candidates.count - cut)].map(\.step))
+        typicalStepSeconds = CalibrationMath.trimmedMean(candidates.map(\.seconds))
         guard !compute.isEmpty else { throw CalibrationError.tooFewSpans(file: file, "no forward or backward spans (was the run in compute mode?)") }
     }
 
-    /// The step time a run stands for: the mean over `typicalSteps` (of merged runs, over all their typical steps).
-    public var typicalStepSeconds: Double {
-        merged ?? CalibrationMath.trimmedMean(Array(stepSeconds.dropFirst(MeasuredTrace.warmUpSteps(stepSeconds.count))))
-    }
-    /// A merged trace's typical step (`init(merging:)`), nil for one run's.
-    private var merged: Double? = nil
+    /// The step time a run stands for: the mean over `typicalSteps` (a step: first forward anywhere to the last
+    /// optimizer end anywhere; of merged runs, over all their typical steps).
+    public let typicalStepSeconds: Double
 
     /// Several runs of one configuration as one trace, for a calibration that pools them: on a machine whose cores
     /// change speed by ±10 % from one second to the next (docs/step-time.md, "Noise"), one run's costs carry its
@@ -171,20 +166,15 @@ public struct MeasuredTrace: Sendable {
         }
         var compute: [ComputeSpan] = [], transfers: [Transfer] = [], sends: [(rank: Int, step: Int, seconds: Double)] = []
         var activity: [Int: [(step: Int, start: Double, end: Double)]] = [:], timeline: [Int: [TimelineSpan]] = [:]
-        var stepSeconds: [Double] = [], typical: Set<Int> = [], typicalSum = 0.0, typicalCount = 0
+        var typical: Set<Int> = [], typicalSum = 0.0, typicalCount = 0
         var offset = 0
         for r in runs {
             let last = (r.compute.map(\.step) + r.sends.map(\.step)).max() ?? -1
-            compute += r.compute.map { c in var c2 = ComputeSpan(rank: c.rank, step: c.step + offset, chunk: c.chunk, microbatch: c.microbatch, kind: c.kind, seconds: c.seconds)
-                                           c2.modelSeconds = c.modelSeconds; c2.depthSeconds = c.depthSeconds; return c2 }
-            transfers += r.transfers.map { Transfer(src: $0.src, dst: $0.dst, step: $0.step + offset, hop: $0.hop, microbatch: $0.microbatch, bytes: $0.bytes,
-                                                    seconds: $0.seconds, waitedFor: $0.waitedFor) }
+            compute += r.compute.map { var c = $0; c.step += offset; return c }
+            transfers += r.transfers.map { var m = $0; m.step += offset; return m }
             sends += r.sends.map { ($0.rank, $0.step + offset, $0.seconds) }
             for (rank, a) in r.activity { activity[rank, default: []] += a.map { ($0.step + offset, $0.start, $0.end) } }
-            for (rank, spans) in r.timeline {
-                timeline[rank, default: []] += spans.map { TimelineSpan(kind: $0.kind, step: $0.step + offset, start: $0.start, end: $0.end, chunk: $0.chunk, hop: $0.hop) }
-            }
-            stepSeconds += r.stepSeconds
+            for (rank, spans) in r.timeline { timeline[rank, default: []] += spans.map { var t = $0; t.step += offset; return t } }
             typical.formUnion(r.typicalSteps.map { $0 + offset })
             typicalSum += r.typicalStepSeconds * Double(r.typicalSteps.count); typicalCount += r.typicalSteps.count
             offset += last + 1
@@ -192,8 +182,8 @@ public struct MeasuredTrace: Sendable {
         file = runs.map(\.file).joined(separator: ",")
         topology = first.topology
         self.compute = compute; self.transfers = transfers; self.sends = sends; self.activity = activity
-        self.timeline = timeline; self.stepSeconds = stepSeconds; typicalSteps = typical
-        merged = typicalCount > 0 ? typicalSum / Double(typicalCount) : nil
+        self.timeline = timeline; typicalSteps = typical
+        typicalStepSeconds = typicalCount > 0 ? typicalSum / Double(typicalCount) : 0
     }
 
     /// Steps left out at the start of a run of `count` steps: none of fewer than 3, else a quarter, at least 1.
@@ -305,8 +295,9 @@ public struct Calibration: Sendable {
         // computing records the arrival up to one action late), then a non-negative line through them.
         let waited = trace.transfers.filter(\.waitedFor)
         let pool = waited.count >= 4 ? waited : trace.transfers
+        let used = pool.filter { useSteps.contains($0.step) || useSteps.isEmpty }
         var bySize: [Int: [Double]] = [:]
-        for m in pool where useSteps.contains(m.step) || useSteps.isEmpty { bySize[m.bytes, default: []].append(m.seconds) }
+        for m in used { bySize[m.bytes, default: []].append(m.seconds) }
         if bySize.isEmpty {
             link = .free
         } else {
@@ -315,13 +306,12 @@ public struct Calibration: Sendable {
             let x = CalibrationMath.nonNegativeLeastSquares(sizes.map { [1, Double($0)] }, q)
             link = LinkCost(latency: x[0], bandwidth: x[1] > 0 ? 1 / x[1] : .infinity)
         }
-        // Each waited-for transfer's time ÷ the line's time for its size: the late arrivals the line leaves out.
-        var transferRatios: [Double] = []
-        if waited.count >= 4 {
-            for m in waited where useSteps.contains(m.step) || useSteps.isEmpty {
-                let line = link.latency + (link.bandwidth.isInfinite ? 0 : Double(m.bytes) / link.bandwidth)
-                if line > 0 { transferRatios.append(m.seconds / line) }
-            }
+        // Each waited-for transfer's time ÷ the line's time for its size: the late arrivals the line leaves out
+        // (none when the line was fitted on all transfers, whose arrivals may be stamped an action late).
+        let fitted = link
+        let transferRatios: [Double] = waited.count < 4 ? [] : used.compactMap { m in
+            let line = fitted.latency + (fitted.bandwidth.isInfinite ? 0 : Double(m.bytes) / fitted.bandwidth)
+            return line > 0 ? m.seconds / line : nil
         }
         ranks = t.ranks
         let message = MessageCostFit(trace, useSteps: useSteps)

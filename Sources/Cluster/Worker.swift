@@ -190,7 +190,7 @@ public final class Worker {
                 lingerMs = 0
                 // A killed coordinator cannot remove its run directory; the worker that outlives it does (only once
                 // the directory's recorded owner is gone, so a coordinator that is merely silent keeps it).
-                if let d = ipcDirectory, (d as NSString).deletingLastPathComponent == RunDirectory.temporaryRoot { RunDirectory.removeIfOrphaned(d) }
+                if let d = ipcDirectory { RunDirectory.removeIfOrphaned(d) }
                 return 1
             }
             if case WorkerError.notAdmitted = error { return 1 }

@@ -23,14 +23,13 @@ public struct ZMQError: Error, CustomStringConvertible, Equatable {
 public final class ZContext: @unchecked Sendable {
     let raw: UnsafeMutableRawPointer
 
-    /// Whether this context's I/O thread runs under SCHED_FIFO (`ZContext.ioThreadPolicy`).
-    public let realtimeIOThread: Bool
+    /// Whether this context's I/O thread runs under SCHED_FIFO: every context of a process has the same policy.
+    public var realtimeIOThread: Bool { ZContext.ioThreadPolicy == .realtime }
 
     public init() {
         raw = zmq_ctx_new()
         // Data threads: one I/O thread moves GB/s on loopback; keep the second core for compute.
         zmq_ctx_set(raw, ZMQ_IO_THREADS, 1)
-        realtimeIOThread = ZContext.ioThreadPolicy == .realtime
         if realtimeIOThread {
             zmq_ctx_set(raw, ZMQ_THREAD_SCHED_POLICY, SCHED_FIFO)
             zmq_ctx_set(raw, ZMQ_THREAD_PRIORITY, 1)
@@ -41,7 +40,9 @@ public final class ZContext: @unchecked Sendable {
     /// of the default policy waits for the scheduler to preempt a compute thread: on a 2-core Zen 4 VM (Linux
     /// 6.18) a 64 KiB hop then took a mean 300–540 µs from the end of its send to the waiting receiver, with a
     /// tenth over 1.2 ms; with the I/O thread under SCHED_FIFO priority 1 it took 130–200 µs (docs/step-time.md).
-    /// The I/O thread only moves bytes and sleeps in epoll, so it never holds a core for long.
+    /// A plain link's I/O thread only moves bytes and sleeps in epoll, so it holds a core briefly; a CURVE link's
+    /// encrypts in it too (a few hundred MB/s here), so a large encrypted tensor holds a core for that long, ahead of
+    /// every normal thread on it (the kernel's real-time throttling still leaves others 5 % of each second).
     public enum IOThreadPolicy: String, Sendable {
         /// SCHED_FIFO priority 1: where the process may (root or CAP_SYS_NICE and a cgroup with real-time time),
         /// unless `ATTNRES_IO_THREAD=normal`.
