@@ -17,6 +17,9 @@ public enum WorkerError: Error, CustomStringConvertible {
     case cannotBind(rank: Int, endpoint: String, why: String)
     /// CURVE: the coordinator did not admit this worker's key, or no handshake completed within the join timeout.
     case notAdmitted(rank: Int, endpoint: String, why: String)
+    /// A data message to `peer` found no connection to queue into for `seconds`: libzmq ended that link's session
+    /// (its handshake failed or was refused) and does not reconnect.
+    case linkDown(rank: Int, peer: Int, endpoint: String, seconds: Double)
 
     public var description: String {
         switch self {
@@ -26,6 +29,9 @@ public enum WorkerError: Error, CustomStringConvertible {
         case .protocolViolation(let r, let s): return "worker rank \(r): \(s)"
         case .refused(let r, let reason): return "worker rank \(r): the coordinator refused to let it join: \(reason)"
         case .notAdmitted(let r, let endpoint, let why): return "worker rank \(r) was not admitted by the coordinator at \(endpoint): \(why); exiting"
+        case .linkDown(let r, let peer, let endpoint, let seconds):
+            return "worker rank \(r): the data link to rank \(peer) at \(endpoint) has had no connection for \(Int(seconds)) s: "
+                + "its handshake failed or was refused (with CURVE: does rank \(peer) list this rank's key, and is its own the key given?)"
         }
     }
 }
@@ -39,6 +45,8 @@ public final class Worker {
     let control: Socket
     var inbox: Socket?
     var peers: [Int: Socket] = [:]
+    /// The endpoint each peer socket connects to (for errors).
+    var peerEndpoints: [Int: String] = [:]
     var lastHeard = monotonicSeconds()
     /// Control messages read but not yet acted on.
     var pendingControl: [ToWorker] = []
@@ -71,6 +79,8 @@ public final class Worker {
     var modelTimed = false, depthTimed = false
     /// Seconds of coordinator silence after which a worker exits on its own (no orphans, DESIGN §6).
     static let coordinatorTimeout = 3.0
+    /// Seconds a data send waits for a link that has no connection before the worker fails naming it.
+    static let linkDownSeconds = 3.0
     /// Before the first word from the coordinator, a worker started by hand waits this long for it to come up.
     public static let firstContactTimeout = 60.0
     /// Whether any control message has arrived yet.
@@ -215,7 +225,9 @@ public final class Worker {
             r.variant = plan.variant
             m = .report(r)
         }
-        try control.send([try ControlFrame.encode(m)])
+        // Never blocked for good: a control session whose handshake was refused has no pipe, and the refusal (or
+        // the lost coordinator, or the join timeout) must end the worker instead (liveness).
+        try control.send([try ControlFrame.encode(m)]) { try liveness() }
     }
 
     /// The next control message (or none within the timeout); heartbeats only refresh the coordinator's liveness.
@@ -307,8 +319,10 @@ public final class Worker {
             if let keys { try s.makeCurveClient(keys.pair, serverKey: rankPublicKeys[n]) }
             try s.connect(endpoints[n])
             peers[n] = s
+            peerEndpoints[n] = endpoints[n]
             let probe = FrameHeader(kind: .probe, step: 0, microbatch: 0, hop: 0, source: UInt16(rank), destination: UInt16(n), tensors: [])
-            try DataMessage(header: probe, payloads: []).send(on: s)
+            var waiting: Double?
+            try DataMessage(header: probe, payloads: []).send(on: s) { try waitForLink(n, since: &waiting) }
         }
         while !awaitedProbes.isEmpty { try pump(timeoutMs: 100) }
         try send(.ready(rank: rank))
@@ -520,10 +534,22 @@ public final class Worker {
                             waitSecondsPerStep: c.waitSecondsPerStep)
     }
 
+    /// What a data send to `peer` does while its socket has no connection (`Socket.send(_:pollMs:stillWaiting:)`):
+    /// keeps the worker's liveness checks going and gives up after `Worker.linkDownSeconds`, naming the link.
+    func waitForLink(_ peer: Int, since: inout Double?) throws {
+        try liveness()
+        let now = monotonicSeconds()
+        if since == nil { since = now }
+        if now - since! > Worker.linkDownSeconds {
+            throw WorkerError.linkDown(rank: rank, peer: peer, endpoint: peerEndpoints[peer] ?? "?", seconds: Worker.linkDownSeconds)
+        }
+    }
+
     func sendData(to dst: Int, header: FrameHeader, payloads: [Message]) throws {
         guard let s = peers[dst] else { throw WorkerError.protocolViolation(rank: rank, "no link to rank \(dst)") }
         let start = monotonicSeconds()
-        let (sizes, headerBytes) = try DataMessage(header: header, payloads: payloads).send(on: s)
+        var waiting: Double?
+        let (sizes, headerBytes) = try DataMessage(header: header, payloads: payloads).send(on: s) { try waitForLink(dst, since: &waiting) }
         counters.countSent(header: header, payloadBytes: sizes, headerBytes: headerBytes, rank: rank)
         if trace != nil, header.kind != .probe {
             trace!.append(TraceRecord(kind: .send, start: start, end: monotonicSeconds(), step: Int(header.step), chunk: -1,

@@ -261,6 +261,16 @@ public struct DataMessage {
         return (sizes, h.count)
     }
 
+    /// `send(on:)`, calling `stillWaiting` while the socket has no connection to queue the message into
+    /// (`Socket.send(_:pollMs:stillWaiting:)`) instead of blocking until it has one.
+    @discardableResult
+    public func send(on socket: Socket, stillWaiting: () throws -> Void) throws -> (payloadBytes: [Int], headerBytes: Int) {
+        let h = header.encode()
+        let sizes = payloads.map(\.count)
+        try socket.send([Message(bytes: h)] + payloads, stillWaiting: stillWaiting)
+        return (sizes, h.count)
+    }
+
     /// Decodes and validates a received multipart message: header, version, and every payload's size.
     public static func decode(_ frames: [Message]) throws -> DataMessage {
         guard let first = frames.first else { throw FrameError.tooShort(0) }

@@ -236,6 +236,26 @@ public final class Socket: @unchecked Sendable {
         }
     }
 
+    /// Sends `frames` as one multipart message without ever blocking for good. libzmq refuses the first frame
+    /// (EAGAIN) only while the socket has no pipe to queue it into: an unbounded queue never fills, and a connecting
+    /// socket keeps its pipe across reconnects, so that means the connection's session ended (a handshake refused
+    /// or failed, after which libzmq does not reconnect). A blocking send would then wait for ever. This one waits
+    /// for a pipe `pollMs` at a time and calls `stillWaiting` in between, which throws to give up (a worker checks
+    /// its monitor, its coordinator and its deadline there). The remaining frames follow the first into its pipe.
+    public func send(_ frames: [Message], pollMs: Int = 100, stillWaiting: () throws -> Void) throws {
+        guard let first = frames.first else { return }
+        let flags: Int32 = frames.count > 1 ? ZMQ_SNDMORE : 0
+        while zmq_msg_send(first.msg, raw, flags | ZMQ_DONTWAIT) < 0 {
+            let e = zmq_errno()
+            if e == EINTR { continue }
+            guard e == EAGAIN else { throw ZMQError.last("zmq_msg_send") }
+            try stillWaiting()
+            var item = zmq_pollitem_t(socket: raw, fd: 0, events: Int16(ZMQ_POLLOUT), revents: 0)
+            if zmq_poll(&item, 1, pollMs) < 0, zmq_errno() != EINTR { throw ZMQError.last("zmq_poll") }
+        }
+        try send(Array(frames.dropFirst()))
+    }
+
     /// Sends a single-frame message without blocking; false when libzmq cannot queue it now (no peer, or the
     /// high-water mark reached). For best-effort traffic such as heartbeats, which must never block their thread.
     @discardableResult

@@ -229,5 +229,8 @@ public final class SocketMonitor {
         return Event(event: event, value: value, endpoint: String(decoding: frames[1].bytes, as: UTF8.self))
     }
 
+    /// Waits up to `timeoutMs` for an event; true when one is waiting (read it with `next`).
+    public func wait(timeoutMs: Int) throws -> Bool { try !Socket.poll([pair], timeoutMs: timeoutMs).isEmpty }
+
     public func close() { pair.close() }
 }

@@ -248,6 +248,50 @@ final class CurveTests: XCTestCase {
         log.lock.lock(); XCTAssertEqual(log.lines, 1); log.lock.unlock()
     }
 
+    /// Once a ZAP refusal has ended a connecting socket's session, libzmq neither reconnects nor keeps a pipe: a
+    /// blocking send would wait for ever (a rogue worker whose refusal came before its hello hung so, about one start
+    /// in 15). `send(_:stillWaiting:)` calls its check instead, which here gives up, and queues once a pipe exists.
+    func testSendAfterARefusedHandshakeCallsItsCheckInsteadOfBlocking() throws {
+        let server = try CurveKeyPair.generate(), rogue = try CurveKeyPair.generate()
+        let serverContext = ZContext(), clientContext = ZContext()
+        let zap = try ZAPHandler(context: serverContext, admitted: [:]) { _ in }
+        defer { zap.stop() }
+        let router = try Socket(serverContext, .router)
+        defer { router.close() }
+        try router.makeCurveServer(secretKey: server.secretKey, domain: "test")
+        try router.bind("tcp://127.0.0.1:*")
+        let dealer = try Socket(clientContext, .dealer)
+        defer { dealer.close(lingerMs: 0) }
+        try dealer.makeCurveClient(rogue, serverKey: server.publicKey)
+        let monitor = try SocketMonitor(dealer)
+        defer { monitor.close() }
+        try dealer.connect(router.lastEndpoint)
+        var refusal: SocketMonitor.Event?
+        let deadline = Date().addingTimeInterval(60)
+        while refusal == nil && Date() < deadline {
+            guard try monitor.wait(timeoutMs: 100) else { continue }
+            while let e = try monitor.next() { if e.isAuthenticationFailure { refusal = e } }
+        }
+        XCTAssertEqual(refusal?.value, 400, "the server's ZAP handler refused the key")
+        // The event comes from the I/O thread during the handshake; the socket drops the session's pipe when it next
+        // processes its commands (which a send or a poll does). Messages sent until then go down with the pipe.
+        while try dealer.trySend(Message(bytes: [0])) && Date() < deadline { _ = try Socket.poll([dealer], timeoutMs: 10) }
+        struct GaveUp: Error {}
+        var checks = 0
+        XCTAssertThrowsError(try dealer.send([Message(bytes: [1])]) { checks += 1; if checks == 3 { throw GaveUp() } }) {
+            XCTAssertTrue($0 is GaveUp, "\($0)")
+        }
+        XCTAssertEqual(checks, 3, "the check runs while no pipe takes the message")
+        XCTAssertFalse(try dealer.trySend(Message(bytes: [1])), "the refused session left no pipe")
+        // A socket with a live pipe sends at once, without a check.
+        let plainServer = try Socket(clientContext, .pull), plainClient = try Socket(clientContext, .push)
+        defer { plainServer.close(); plainClient.close(lingerMs: 0) }
+        try plainServer.bind("inproc://attnres.send-check")
+        try plainClient.connect("inproc://attnres.send-check")
+        try plainClient.send([Message(bytes: [7]), Message(bytes: [8])]) { XCTFail("a live pipe needs no check") }
+        XCTAssertEqual(try plainServer.receive()?.map(\.array), [[7], [8]])
+    }
+
     /// A CURVE worker (`--keys`) refuses a setup that would give it plain data links or that does not list its own
     /// key for its rank: a failed message naming the field, exit 1. The coordinator here is the test, a CURVE ROUTER.
     func testCurveWorkerRefusesSetupWithoutOrWithWrongKeys() throws {
