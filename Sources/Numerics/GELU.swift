@@ -13,26 +13,40 @@ public enum GELU {
         return 1 - 2 / (VectorKernels.exp(2 * v) + 1)
     }
 
-    /// Forward. x [any] -> y [same].
-    public static func forward(_ x: Tensor) -> (Tensor, Saved) {
-        var y = x
-        var t = [Float](unsafeUninitializedCapacity: x.count) { $1 = x.count }  // every element written below
-        y.data.withUnsafeMutableBufferPointer { p in
-            t.withUnsafeMutableBufferPointer { tp in
-                for i in p.indices {
-                    let v = p[i]
-                    let th = fastTanh(c * (v + 0.044715 * v * v * v))
-                    tp[i] = th
-                    p[i] = 0.5 * v * (1 + th)
-                }
+    /// Forward. x [any] -> y [same]. `kernel`: an AVX2 or AVX-512 kernel runs GELU.c's loops, the same operations
+    /// vectorised for that instruction set (bitwise these loops); the baseline runs the Swift loop below.
+    public static func forward(_ x: Tensor, kernel: DepthKernel = .current) -> (Tensor, Saved) {
+        var y = [Float](unsafeUninitializedCapacity: x.count) { $1 = x.count }  // every element written below
+        var t = [Float](unsafeUninitializedCapacity: x.count) { $1 = x.count }
+        x.data.withUnsafeBufferPointer { xp in
+        y.withUnsafeMutableBufferPointer { p in
+        t.withUnsafeMutableBufferPointer { tp in
+            if let fused = kernel.fused, x.count > 0 {
+                fused.gelu_forward(xp.baseAddress!, x.count, p.baseAddress!, tp.baseAddress!)
+                return
             }
-        }
-        return (y, Saved(tanh: t))
+            for i in p.indices {
+                let v = xp[i]
+                let th = fastTanh(c * (v + 0.044715 * v * v * v))
+                tp[i] = th
+                p[i] = 0.5 * v * (1 + th)
+            }
+        }}}
+        return (Tensor(shape: x.shape, data: y), Saved(tanh: t))
     }
 
     /// Backward. dy [same as x] -> dx += dy · gelu'(x).
-    public static func backward(_ dy: Tensor, x: Tensor, saved: Saved, dx: inout Tensor) {
-        precondition(dy.count == x.count && dx.count == x.count)
+    public static func backward(_ dy: Tensor, x: Tensor, saved: Saved, dx: inout Tensor, kernel: DepthKernel = .current) {
+        precondition(dy.count == x.count && dx.count == x.count && saved.tanh.count == x.count)
+        if let fused = kernel.fused, x.count > 0 {
+            x.data.withUnsafeBufferPointer { xp in
+            dy.data.withUnsafeBufferPointer { gp in
+            saved.tanh.withUnsafeBufferPointer { tp in
+            dx.data.withUnsafeMutableBufferPointer { dp in
+                fused.gelu_backward(gp.baseAddress!, xp.baseAddress!, tp.baseAddress!, x.count, dp.baseAddress!)
+            }}}}
+            return
+        }
         x.data.withUnsafeBufferPointer { xp in
         dy.data.withUnsafeBufferPointer { gp in
         saved.tanh.withUnsafeBufferPointer { tp in

@@ -74,6 +74,33 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
+    /// Every kernel's GELU (GELU.c, vectorised for its instruction set) gives the baseline Swift loop's bits, forward
+    /// (output and saved tanh) and backward, over counts with every vector tail, values from 0 to the clamped tails
+    /// (|x| up to 40), ±0, subnormals, ±∞ and NaN, and with dx accumulating into non-zero values.
+    func testGELUKernelsAreBitwiseTheSwiftLoop() {
+        var rng = TestRandom(61)
+        var special: [Float] = [0, -0, 1e-40, -1e-40, .infinity, -.infinity, .nan, 15, -15, 87, -87, 88, -88, 200, -200]
+        special += (0..<64).map { Float($0) * 0.625 - 20 }
+        for count in [1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 100, 1000] {
+            var x = rng.tensor([count], scale: 6)
+            for i in 0..<min(count, special.count) where count >= 64 { x.data[i] = special[i] }
+            let dy = rng.tensor([count]), start = rng.tensor([count])
+            let (yRef, sRef) = GELU.forward(x, kernel: .baseline)
+            var dxRef = start
+            GELU.backward(dy, x: x, saved: sRef, dx: &dxRef, kernel: .baseline)
+            for kernel in DepthKernel.available where kernel != .baseline {
+                let (y, saved) = GELU.forward(x, kernel: kernel)
+                XCTAssertEqual(y.shape, x.shape)
+                XCTAssertEqual(y.data.map(\.bitPattern), yRef.data.map(\.bitPattern), "\(kernel) forward, count \(count)")
+                XCTAssertEqual(saved.tanh.map(\.bitPattern), sRef.tanh.map(\.bitPattern), "\(kernel) tanh, count \(count)")
+                var dx = start
+                GELU.backward(dy, x: x, saved: saved, dx: &dx, kernel: kernel)
+                XCTAssertEqual(dx.data.map(\.bitPattern), dxRef.data.map(\.bitPattern), "\(kernel) backward, count \(count)")
+            }
+        }
+        if DepthKernel.available == [.baseline] { print("testGELUKernelsAreBitwiseTheSwiftLoop: this CPU has no AVX2 or AVX-512 kernel; only the baseline ran") }
+    }
+
     func testSoftmaxCrossEntropyGradientAndKnownAnswer() {
         var rng = TestRandom(7)
         let logits = rng.tensor([3, 4], scale: 2), targets: [Int32] = [0, 3, 1]

@@ -81,7 +81,16 @@ void attnres_avx512_depth_merge(const float *const *sources, const float *weight
 /// out[i] = e^{x[i]} for count floats, the exponential the AVX-512 softmax uses (exposed for its accuracy test).
 void attnres_avx512_exp(const float *x, long count, float *out);
 
-/// One kernel's functions, so Swift calls whichever `DepthKernel` chose through one table.
+/// GELU (tanh form, `GELU` in Sources/Numerics/GELU.swift) over count floats, vectorised for the kernel's instruction
+/// set and bitwise the Swift loops (GELU.c). forward: y = GELU(x) and the tanh backward reuses; backward:
+/// dx += dy · GELU'(x). x, y, tanh and dx must not overlap.
+void attnres_avx512_gelu_forward(const float *x, long count, float *y, float *tanh_out);
+void attnres_avx512_gelu_backward(const float *dy, const float *x, const float *tanh_in, long count, float *dx);
+void attnres_avx2_gelu_forward(const float *x, long count, float *y, float *tanh_out);
+void attnres_avx2_gelu_backward(const float *dy, const float *x, const float *tanh_in, long count, float *dx);
+
+/// One kernel's functions, so Swift calls whichever `DepthKernel` chose through one table (the GELU ones too: the
+/// same instruction set, chosen once).
 typedef struct attnres_depth_kernels {
     float (*sum_squares)(const float *x, long d);
     void (*dot_and_squares)(const float *w, const float *x, long d, float *wx, float *xx);
@@ -95,6 +104,8 @@ typedef struct attnres_depth_kernels {
     void (*mix)(const float *const *sources, const float *weights, long K, long n, long d, float *out, int accumulate);
     void (*merge)(const float *const *sources, const float *weights, const float *max, const float *sum, long K, long n,
                   long d, const float *query, const float *partial, float *out);
+    void (*gelu_forward)(const float *x, long count, float *y, float *tanh_out);
+    void (*gelu_backward)(const float *dy, const float *x, const float *tanh_in, long count, float *dx);
 } attnres_depth_kernels;
 
 /// The tables of the AVX2 + FMA and the AVX-512 kernels (call only when the matching check above returned 1).
