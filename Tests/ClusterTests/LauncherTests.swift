@@ -30,12 +30,9 @@ enum Launch {
     /// "exec", NS]` to start them in a test host's namespace). As root OpenMPI wants `--allow-run-as-root`;
     /// `--oversubscribe` lets P tasks run on fewer cores; `-x` puts the endpoint in every task's environment.
     /// `mpirunOptions` go before the program (`--host a,b,c,d`, `--mca plm_rsh_agent AGENT` to place tasks).
-    /// `rtc_hwloc_vmhole none`: OpenMPI 4.1's orted otherwise maps its hwloc topology into a hole it guesses in its
-    /// address space, and once in a CI run here an orted died there (SIGSEGV in hwloc_shmem_topology_write, so no
-    /// worker started); the shared topology only saves MPI processes a topology scan, which the workers never do.
     static func mpirunCommand(prefix: [String] = [], tasks: Int, endpoint: String, binary: String = CLIProcess.binary,
                               mpirunOptions: [String] = [], workerArguments: [String] = []) -> [String] {
-        prefix + ["mpirun", "-n", "\(tasks)", "--oversubscribe", "--bind-to", "none", "--mca", "rtc_hwloc_vmhole", "none"]
+        prefix + ["mpirun", "-n", "\(tasks)", "--oversubscribe", "--bind-to", "none"]
             + (getuid() == 0 ? ["--allow-run-as-root"] : []) + mpirunOptions
             + ["-x", "\(LaunchEnvironment.endpointVariable)=\(endpoint)", binary, "worker"] + workerArguments
     }

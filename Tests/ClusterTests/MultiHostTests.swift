@@ -70,8 +70,14 @@ final class MultiHostTests: XCTestCase {
             return (coordinator, workers)
         case .mpirun:
             // OpenMPI's remote-shell agent: "AGENT HOST COMMAND…" runs COMMAND on the test host with that address.
+            // The test hosts are network namespaces on one file system and one host name, so every orted would make
+            // the same session directory (TMPDIR/ompi.HOSTNAME.UID/jf.JOB) and its hwloc topology file: CI saw
+            // "mkdir … File exists" (orte_session_dir failed) and a SIGSEGV in hwloc_shmem_topology_write. Each host
+            // gets a TMPDIR of its own, as separate machines have.
             let agent = URL(fileURLWithPath: c.hosts.directory).appendingPathComponent("netns-agent.sh").path
-            let cases = c.hosts.hosts.map { "  \($0.address)) ns=\($0.namespace) ;;" }.joined(separator: "\n")
+            let cases = c.hosts.hosts.enumerated().map { i, h in
+                "  \(h.address)) ns=\(h.namespace); tmp=\(c.hosts.directory)/host-\(i)-tmp ;;"
+            }.joined(separator: "\n")
             try """
             #!/bin/sh
             host=$1; shift
@@ -79,7 +85,8 @@ final class MultiHostTests: XCTestCase {
             \(cases)
               *) echo "netns-agent: no test host has address $host" >&2; exit 1 ;;
             esac
-            exec \(TestHosts.ipTool) netns exec "$ns" sh -c "$*"
+            mkdir -p "$tmp"
+            exec \(TestHosts.ipTool) netns exec "$ns" env TMPDIR="$tmp" sh -c "$*"
 
             """.write(toFile: agent, atomically: false, encoding: .utf8)
             chmod(agent, 0o755)
