@@ -60,24 +60,22 @@ static const float gelu_c = 0.7978845608028654f;  // √(2/π)
         dx[i] += dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);   \
     }
 
-__attribute__((target("avx512f"))) void attnres_avx512_gelu_forward(const float *restrict x, long count,
-                                                                    float *restrict y, float *restrict tanh_out) {
-    GELU_FORWARD_BODY
-}
-__attribute__((target("avx512f"))) void attnres_avx512_gelu_backward(const float *restrict dy, const float *restrict x,
-                                                                     const float *restrict tanh_in, long count,
-                                                                     float *restrict dx) {
-    GELU_BACKWARD_BODY
-}
-__attribute__((target("avx2,fma"))) void attnres_avx2_gelu_forward(const float *restrict x, long count,
-                                                                   float *restrict y, float *restrict tanh_out) {
-    GELU_FORWARD_BODY
-}
-__attribute__((target("avx2,fma"))) void attnres_avx2_gelu_backward(const float *restrict dy, const float *restrict x,
-                                                                    const float *restrict tanh_in, long count,
-                                                                    float *restrict dx) {
-    GELU_BACKWARD_BODY
-}
+/// Both functions of one instruction set: the loops above compiled for the target `isa`.
+#define GELU_KERNELS(name, isa)                                                                              \
+    __attribute__((target(isa))) void attnres_##name##_gelu_forward(const float *restrict x, long count,     \
+                                                                       float *restrict y,                       \
+                                                                       float *restrict tanh_out) {              \
+        GELU_FORWARD_BODY                                                                                       \
+    }                                                                                                           \
+    __attribute__((target(isa))) void attnres_##name##_gelu_backward(const float *restrict dy,               \
+                                                                        const float *restrict x,                \
+                                                                        const float *restrict tanh_in,          \
+                                                                        long count, float *restrict dx) {       \
+        GELU_BACKWARD_BODY                                                                                      \
+    }
+
+GELU_KERNELS(avx512, "avx512f")
+GELU_KERNELS(avx2, "avx2,fma")
 
 #else  // not x86-64: the Swift loops are the only ones; these are never called.
 

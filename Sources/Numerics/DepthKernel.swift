@@ -14,7 +14,8 @@ import Darwin
 /// deterministic; all processes of a pipeline on one machine choose alike, which keeps pipeline == single process
 /// bitwise. The kernels round differently (each is tested against the plain reference loops with the tolerance
 /// of docs/model.md), so a cluster whose hosts have different CPUs pins one with `ATTNRES_DEPTH_KERNEL=baseline`
-/// (or `avx2`, `avx512`), as it pins the OpenBLAS kernel with `OPENBLAS_CORETYPE`.
+/// (or `avx2`, `avx512`), as it pins the OpenBLAS kernel with `OPENBLAS_CORETYPE`. The choice also picks GELU's
+/// loops (`GELU`, CKernels/GELU.c), which every kernel computes bitwise alike: only their speed follows it.
 public enum DepthKernel: String, Sendable, CaseIterable, CustomStringConvertible {
     case baseline
     case avx2
