@@ -292,6 +292,41 @@ final class CurveTests: XCTestCase {
         XCTAssertEqual(try plainServer.receive()?.map(\.array), [[7], [8]])
     }
 
+    /// A worker's data send over a link whose session libzmq ended (here: the peer's ZAP handler refused the key)
+    /// neither blocks nor drops the tensor silently: after `Worker.linkDownSeconds` it fails naming the peer rank
+    /// and its endpoint, while its liveness checks keep running.
+    func testADataSendOverARefusedLinkFailsNamingThePeer() throws {
+        let server = try CurveKeyPair.generate(), rogue = try CurveKeyPair.generate()
+        let serverContext = ZContext()
+        let zap = try ZAPHandler(context: serverContext, admitted: [:]) { _ in }
+        defer { zap.stop() }
+        let inbox = try Socket(serverContext, .pull)
+        defer { inbox.close() }
+        try inbox.makeCurveServer(secretKey: server.secretKey, domain: "attnres-data")
+        try inbox.bind("tcp://127.0.0.1:*")
+        // A worker whose coordinator never answers (its join timeout is far off), with one peer link to that inbox.
+        let worker = try Worker(join: "tcp://127.0.0.1:\(try Self.freePorts(1)[0])", rank: 0, faults: [])
+        let push = try Socket(worker.context, .push)
+        defer { push.close(lingerMs: 0) }
+        try push.setUnboundedQueues()
+        try push.makeCurveClient(rogue, serverKey: server.publicKey)
+        try push.connect(inbox.lastEndpoint)
+        worker.peers[1] = push
+        worker.peerEndpoints[1] = inbox.lastEndpoint
+        let deadline = Date().addingTimeInterval(60)
+        while try push.trySend(Message(bytes: [0])) && Date() < deadline { _ = try Socket.poll([push], timeoutMs: 10) }
+        let header = FrameHeader(kind: .forward, step: 0, microbatch: 0, hop: 0, source: 0, destination: 1, tensors: [])
+        let start = monotonicSeconds()
+        XCTAssertThrowsError(try worker.sendData(to: 1, header: header, payloads: [])) { error in
+            guard case WorkerError.linkDown(let r, let peer, let endpoint, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual([r, peer], [0, 1])
+            XCTAssertEqual(endpoint, inbox.lastEndpoint)
+            XCTAssertTrue("\(error)".contains("the data link to rank 1 at \(inbox.lastEndpoint) has had no connection for 3 s"), "\(error)")
+        }
+        XCTAssertGreaterThanOrEqual(monotonicSeconds() - start, Worker.linkDownSeconds, "it waited for a connection first")
+        XCTAssertEqual(worker.counters.messagesSent, 0, "nothing was counted as sent")
+    }
+
     /// A CURVE worker (`--keys`) refuses a setup that would give it plain data links or that does not list its own
     /// key for its rank: a failed message naming the field, exit 1. The coordinator here is the test, a CURVE ROUTER.
     func testCurveWorkerRefusesSetupWithoutOrWithWrongKeys() throws {
