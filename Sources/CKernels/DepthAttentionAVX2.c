@@ -82,6 +82,10 @@ AVX2 float attnres_avx2_sum_squares(const float *x, long d) {
 /// 1 / √(ss/d + eps), eps = 1e-6 (RMSNorm.epsilon), the expression `DepthAttention.rstd(sumOfSquares:_:)` evaluates.
 static inline float rstd_of(float ss, long d) { return 1.0f / sqrtf(ss / (float)d + 1e-6f); }
 
+AVX2 void attnres_avx2_rstd_rows(const float *x, long n, long d, float *out) {
+    for (long r = 0; r < n; r++) out[r] = rstd_of(attnres_avx2_sum_squares(x + r * d, d), d);
+}
+
 /// e^x for x = z − max z, skipping libm at the maximum (e⁰ = 1 exactly), as `_expShifted` in Swift.
 static inline float exp_shifted(float x) { return x == 0 ? 1.0f : expf(x); }
 
@@ -284,6 +288,7 @@ AVX2 void attnres_avx2_depth_merge(const float *const *sources, const float *wei
 
 int attnres_avx2_fma_available(void) { return 0; }
 float attnres_avx2_sum_squares(const float *x, long d) { (void)x; (void)d; return NAN; }
+void attnres_avx2_rstd_rows(const float *x, long n, long d, float *out) { (void)x; (void)n; (void)d; (void)out; }
 void attnres_avx2_dot_and_squares(const float *w, const float *x, long d, float *wx, float *xx) {
     (void)w; (void)x; (void)d; *wx = NAN; *xx = NAN;
 }

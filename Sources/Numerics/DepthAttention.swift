@@ -55,6 +55,8 @@ public enum DepthAttention {
         var out = [Float](repeating: 0, count: n)
         source.data.withUnsafeBufferPointer { v in
             out.withUnsafeMutableBufferPointer { rs in
+                // A C kernel does the whole block in one call (bitwise its per-row statistic, `rowRstd`).
+                if let fused = kernel.fused, n > 0 { fused.rstd_rows(v.baseAddress!, n, d, rs.baseAddress!); return }
                 for r in 0..<n { rs[r] = rowRstd(v.baseAddress! + r * d, d, kernel: kernel) }
             }
         }

@@ -256,6 +256,24 @@ final class DepthAttentionKernelTests: XCTestCase {
         }
     }
 
+    /// A block's key statistics in one call (`rstd_rows`, 16 rows at once under AVX-512) are bitwise each row's
+    /// `sum_squares` and the scalar rstd, for every row count (full tiles and every tail) and width (masked blocks).
+    func testBlockKeyStatisticsAreBitwiseThePerRowOnes() throws {
+        var rng = TestRandom(71)
+        for kernel in DepthKernel.available {
+            guard let table = kernel.fused else { continue }
+            for (n, d) in [(1, 1), (3, 7), (15, 16), (16, 64), (17, 65), (33, 100), (64, 64), (40, 256), (5, 300)] {
+                let x = rng.tensor([n, d], scale: 3)
+                let block = DepthAttention.rstd(x, kernel: kernel)
+                let rows = x.data.withUnsafeBufferPointer { xp in
+                    (0..<n).map { r in DepthAttention.rstd(sumOfSquares: table.sum_squares(xp.baseAddress! + r * d, d), d) }
+                }
+                XCTAssertEqual(block.map(\.bitPattern), rows.map(\.bitPattern), "\(kernel.rawValue) n=\(n) d=\(d)")
+            }
+        }
+        if DepthKernel.available == [.baseline] { print("testBlockKeyStatisticsAreBitwiseThePerRowOnes: no C kernel on this CPU; nothing to compare") }
+    }
+
     func testAVX512ExpMatchesLibm() throws {
         // The softmax's e^x of the AVX-512 kernel (polynomial, no libm) over the range a shifted logit takes (x ≤ 0)
         // and beyond: relative error ≤ 1e-6, e^0 = 1 exactly, and the clamp keeps e^{-1000} at a tiny positive value.

@@ -26,6 +26,10 @@ float attnres_avx2_sum_squares(const float *x, long d);
 /// uncached source (two-phase inference's merge uses it for the partial).
 void attnres_avx2_dot_and_squares(const float *w, const float *x, long d, float *wx, float *xx);
 
+/// The key statistics of a whole block: out[r] = 1 / √(Σ_j x[r·d + j]² / d + 1e-6) for its n rows, bitwise
+/// `sum_squares` of each row followed by `DepthAttention.rstd(sumOfSquares:_:)` (AVX-512: 16 rows at once).
+void attnres_avx2_rstd_rows(const float *x, long n, long d, float *out);
+
 /// Fused depth-attention forward, token by token: logits z = rstd·(w·v_i[r]) (rstd[i·n+r] read when known[i],
 /// else computed and written), the softmax over the K sources, and out[r] = Σ_i α_i v_i[r] with the K rows in L1.
 /// sources: K pointers to [n, d]; rstd, logits, alpha: [K·n] source-major; out: [n, d] (written, not read).
@@ -67,6 +71,7 @@ int attnres_avx512_available(void);
 /// e^x is `attnres_avx512_exp` (polynomial, 16 lanes) instead of libm's expf.
 float attnres_avx512_sum_squares(const float *x, long d);
 void attnres_avx512_dot_and_squares(const float *w, const float *x, long d, float *wx, float *xx);
+void attnres_avx512_rstd_rows(const float *x, long n, long d, float *out);
 void attnres_avx512_depth_forward(const float *w, const float *const *sources, long K, long n, long d,
                                   float *rstd, const unsigned char *known, float *logits, float *alpha, float *out);
 void attnres_avx512_depth_backward(const float *dh, const float *w, const float *const *sources,
@@ -104,6 +109,7 @@ typedef struct attnres_depth_kernels {
     void (*mix)(const float *const *sources, const float *weights, long K, long n, long d, float *out, int accumulate);
     void (*merge)(const float *const *sources, const float *weights, const float *max, const float *sum, long K, long n,
                   long d, const float *query, const float *partial, float *out);
+    void (*rstd_rows)(const float *x, long n, long d, float *out);
     void (*gelu_forward)(const float *x, long count, float *y, float *tanh_out);
     void (*gelu_backward)(const float *dy, const float *x, const float *tanh_in, long count, float *dx);
 } attnres_depth_kernels;
