@@ -252,20 +252,15 @@ final class CurveTests: XCTestCase {
     /// blocking send would wait for ever (a rogue worker whose refusal came before its hello hung so, about one start
     /// in 15). `send(_:stillWaiting:)` calls its check instead, which here gives up, and queues once a pipe exists.
     func testSendAfterARefusedHandshakeCallsItsCheckInsteadOfBlocking() throws {
-        let server = try CurveKeyPair.generate(), rogue = try CurveKeyPair.generate()
-        let serverContext = ZContext(), clientContext = ZContext()
-        let zap = try ZAPHandler(context: serverContext, admitted: [:]) { _ in }
-        defer { zap.stop() }
-        let router = try Socket(serverContext, .router)
-        defer { router.close() }
-        try router.makeCurveServer(secretKey: server.secretKey, domain: "test")
-        try router.bind("tcp://127.0.0.1:*")
+        let server = try RefusingCurveServer(.router, domain: "test")
+        defer { server.close() }
+        let clientContext = ZContext()
         let dealer = try Socket(clientContext, .dealer)
         defer { dealer.close(lingerMs: 0) }
-        try dealer.makeCurveClient(rogue, serverKey: server.publicKey)
+        try dealer.makeCurveClient(try CurveKeyPair.generate(), serverKey: server.key.publicKey)
         let monitor = try SocketMonitor(dealer)
         defer { monitor.close() }
-        try dealer.connect(router.lastEndpoint)
+        try dealer.connect(server.endpoint)
         var refusal: SocketMonitor.Event?
         let deadline = Date().addingTimeInterval(60)
         while refusal == nil && Date() < deadline {
@@ -274,8 +269,8 @@ final class CurveTests: XCTestCase {
         }
         XCTAssertEqual(refusal?.value, 400, "the server's ZAP handler refused the key")
         // The event comes from the I/O thread during the handshake; the socket drops the session's pipe when it next
-        // processes its commands (which a send or a poll does). Messages sent until then go down with the pipe.
-        while try dealer.trySend(Message(bytes: [0])) && Date() < deadline { _ = try Socket.poll([dealer], timeoutMs: 10) }
+        // processes its commands (which a send or a poll does).
+        try RefusingCurveServer.waitUntilThePipeIsGone(dealer)
         struct GaveUp: Error {}
         var checks = 0
         XCTAssertThrowsError(try dealer.send([Message(bytes: [1])]) { checks += 1; if checks == 3 { throw GaveUp() } }) {
@@ -296,32 +291,25 @@ final class CurveTests: XCTestCase {
     /// neither blocks nor drops the tensor silently: after `Worker.linkDownSeconds` it fails naming the peer rank
     /// and its endpoint, while its liveness checks keep running.
     func testADataSendOverARefusedLinkFailsNamingThePeer() throws {
-        let server = try CurveKeyPair.generate(), rogue = try CurveKeyPair.generate()
-        let serverContext = ZContext()
-        let zap = try ZAPHandler(context: serverContext, admitted: [:]) { _ in }
-        defer { zap.stop() }
-        let inbox = try Socket(serverContext, .pull)
+        let inbox = try RefusingCurveServer(.pull, domain: "attnres-data")
         defer { inbox.close() }
-        try inbox.makeCurveServer(secretKey: server.secretKey, domain: "attnres-data")
-        try inbox.bind("tcp://127.0.0.1:*")
         // A worker whose coordinator never answers (its join timeout is far off), with one peer link to that inbox.
         let worker = try Worker(join: "tcp://127.0.0.1:\(try Self.freePorts(1)[0])", rank: 0, faults: [])
         let push = try Socket(worker.context, .push)
         defer { push.close(lingerMs: 0) }
         try push.setUnboundedQueues()
-        try push.makeCurveClient(rogue, serverKey: server.publicKey)
-        try push.connect(inbox.lastEndpoint)
+        try push.makeCurveClient(try CurveKeyPair.generate(), serverKey: inbox.key.publicKey)
+        try push.connect(inbox.endpoint)
         worker.peers[1] = push
-        worker.peerEndpoints[1] = inbox.lastEndpoint
-        let deadline = Date().addingTimeInterval(60)
-        while try push.trySend(Message(bytes: [0])) && Date() < deadline { _ = try Socket.poll([push], timeoutMs: 10) }
+        worker.peerEndpoints[1] = inbox.endpoint
+        try RefusingCurveServer.waitUntilThePipeIsGone(push)
         let header = FrameHeader(kind: .forward, step: 0, microbatch: 0, hop: 0, source: 0, destination: 1, tensors: [])
         let start = monotonicSeconds()
         XCTAssertThrowsError(try worker.sendData(to: 1, header: header, payloads: [])) { error in
             guard case WorkerError.linkDown(let r, let peer, let endpoint, _) = error else { return XCTFail("\(error)") }
             XCTAssertEqual([r, peer], [0, 1])
-            XCTAssertEqual(endpoint, inbox.lastEndpoint)
-            XCTAssertTrue("\(error)".contains("the data link to rank 1 at \(inbox.lastEndpoint) has had no connection for 3 s"), "\(error)")
+            XCTAssertEqual(endpoint, inbox.endpoint)
+            XCTAssertTrue("\(error)".contains("the data link to rank 1 at \(inbox.endpoint) has had no connection for 3 s"), "\(error)")
         }
         XCTAssertGreaterThanOrEqual(monotonicSeconds() - start, Worker.linkDownSeconds, "it waited for a connection first")
         XCTAssertEqual(worker.counters.messagesSent, 0, "nothing was counted as sent")
@@ -596,5 +584,39 @@ final class CurveTests: XCTestCase {
                       && d.stderr.contains("start this worker with --keys DIR"), d.stderr)
         kill(coordinator.process.processIdentifier, SIGTERM)
         XCTAssertNotNil(coordinator.wait("coordinator"))
+    }
+}
+
+/// A CURVE server socket on a free tcp port of 127.0.0.1 whose context's ZAP handler admits no key: every client's
+/// handshake is refused (status 400), and libzmq then ends the client's session for good.
+struct RefusingCurveServer {
+    let key: CurveKeyPair
+    let context = ZContext()
+    let zap: ZAPHandler
+    let socket: Socket
+
+    init(_ type: SocketType, domain: String) throws {
+        key = try CurveKeyPair.generate()
+        zap = try ZAPHandler(context: context, admitted: [:]) { _ in }
+        socket = try Socket(context, type)
+        try socket.makeCurveServer(secretKey: key.secretKey, domain: domain)
+        try socket.bind("tcp://127.0.0.1:*")
+    }
+
+    var endpoint: String { socket.lastEndpoint }
+
+    func close() {
+        socket.close()
+        zap.stop()
+    }
+
+    /// Sends probe messages until `client` has no pipe left to queue them in (its refused session is gone); the ones
+    /// queued until then go down with the pipe. Fails the test after 60 s.
+    static func waitUntilThePipeIsGone(_ client: Socket, file: StaticString = #filePath, line: UInt = #line) throws {
+        let deadline = Date().addingTimeInterval(60)
+        while try client.trySend(Message(bytes: [0])) {
+            guard Date() < deadline else { return XCTFail("the refused session kept its pipe for 60 s", file: file, line: line) }
+            _ = try Socket.poll([client], timeoutMs: 10)
+        }
     }
 }
