@@ -150,23 +150,13 @@ AVX512 INLINE __m512 rstd16(__m512 ss, long d) {
     return _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_sqrt_ps(x));
 }
 
-/// 16 rows at a time: each row's squares summed in `attnres_avx512_sum_squares`'s order, the 16 sums reduced at once
-/// (`hsum16`, bitwise `hsum` per row, as `dots_and_squares16`), then `rstd16`, bitwise the scalar expression.
+/// 16 rows at a time: each row's squares are `dots16` of the rows with themselves (bitwise
+/// `attnres_avx512_sum_squares` per row), then `rstd16`, bitwise the scalar expression.
 AVX512 void attnres_avx512_rstd_rows(const float *x, long n, long d, float *out) {
     for (long r0 = 0; r0 < n; r0 += 16) {
         const long T = n - r0 < 16 ? n - r0 : 16;
-        __m512 u[16];
-        for (long t = 0; t < 16; t++) {
-            __m512 q[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-            if (t < T) {
-                const float *xt = x + (r0 + t) * d;
-#define RR_BLOCK(j, k) dot_block(xt + (j), xt + (j), (k), q)
-                FOR_BLOCKS(d, RR_BLOCK);
-#undef RR_BLOCK
-            }
-            u[t] = _mm512_add_ps(_mm512_add_ps(q[0], q[1]), _mm512_add_ps(q[2], q[3]));
-        }
-        _mm512_mask_storeu_ps(out + r0, lanes(T), rstd16(hsum16(u), d));
+        const float *rows = x + r0 * d;
+        _mm512_mask_storeu_ps(out + r0, lanes(T), rstd16(dots16(rows, d, rows, d, T), d));
     }
 }
 
