@@ -255,19 +255,21 @@ public struct DataMessage {
     /// byte count of each tensor and the header size, read before libzmq takes the frames.
     @discardableResult
     public func send(on socket: Socket) throws -> (payloadBytes: [Int], headerBytes: Int) {
-        let h = header.encode()
-        let sizes = payloads.map(\.count)
-        try socket.send([Message(bytes: h)] + payloads)
-        return (sizes, h.count)
+        try transmit { try socket.send($0) }
     }
 
     /// `send(on:)`, calling `stillWaiting` while the socket has no connection to queue the message into
     /// (`Socket.send(_:pollMs:stillWaiting:)`) instead of blocking until it has one.
     @discardableResult
     public func send(on socket: Socket, stillWaiting: () throws -> Void) throws -> (payloadBytes: [Int], headerBytes: Int) {
+        try transmit { try socket.send($0, stillWaiting: stillWaiting) }
+    }
+
+    /// The frames (header, then the tensors) handed to `send`, with the sizes read before libzmq takes them.
+    private func transmit(_ send: ([Message]) throws -> Void) rethrows -> (payloadBytes: [Int], headerBytes: Int) {
         let h = header.encode()
         let sizes = payloads.map(\.count)
-        try socket.send([Message(bytes: h)] + payloads, stillWaiting: stillWaiting)
+        try send([Message(bytes: h)] + payloads)
         return (sizes, h.count)
     }
 

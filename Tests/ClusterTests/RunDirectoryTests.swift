@@ -66,34 +66,12 @@ final class RunDirectoryTests: XCTestCase {
     /// a directory whose owner lives.
     func testNextRunSweepsTheDirectoryOfAKilledCoordinator() throws {
         _ = CLIProcess.becomeSubreaper
-        // A temp root of this test's own: any other attnres run on the machine sweeps the shared one too.
-        let root = "/tmp/rdt-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let (p, err, root) = try Self.startInOwnRoot(["run", "--verbose", "--fault", "never-join:1", "--ranks", "2", "--virtual", "1",
+                                                      "--layers", "4", "--blocks", "2", "--microbatches", "2", "--join-timeout", "60"])
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let p = Process()
-        p.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": root]) { $1 }
-        p.executableURL = URL(fileURLWithPath: CLIProcess.binary)
-        p.arguments = ["run", "--verbose", "--fault", "never-join:1", "--ranks", "2", "--virtual", "1", "--layers", "4", "--blocks", "2",
-                       "--microbatches", "2", "--join-timeout", "60"]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
         // The coordinator's log names its endpoint (in the run directory); once rank 0 joined, both workers exist.
-        let endpoint = Watchdog.run("rank 0 joining", seconds: 90, onTimeout: { kill(p.processIdentifier, SIGKILL) }) { () -> String? in
-            var log = ""
-            while true {
-                if log.contains("rank 0 joined"), let r = log.range(of: "coordinator listening on ipc://"),
-                   let end = log[r.upperBound...].firstIndex(of: "\n") {
-                    return String(log[r.upperBound..<end])
-                }
-                let chunk = err.fileHandleForReading.availableData
-                if chunk.isEmpty { return nil }
-                log += String(decoding: chunk, as: UTF8.self)
-            }
-        } ?? nil
-        let control = try XCTUnwrap(endpoint, "no ipc endpoint in the coordinator's log")
-        let dir = URL(fileURLWithPath: control).deletingLastPathComponent().path
+        let log = Self.readLog(err, of: p, "rank 0 joining") { $0.contains("rank 0 joined") && Self.runDirectory(inLog: $0) != nil }
+        let dir = try XCTUnwrap(Self.runDirectory(inLog: log), "no ipc endpoint in the coordinator's log")
         XCTAssertEqual(RunDirectory.recordedOwner(dir)?.pid, p.processIdentifier)
         // Its orphaned worker (rank 0; rank 1 never joins and idles until orphaned) exits by itself.
         XCTAssertEqual(Self.killAndReapOrphans(p), 2)
@@ -117,32 +95,45 @@ final class RunDirectoryTests: XCTestCase {
     /// the workers it orphaned remove it on their way out (its recorded owner is gone), so nothing is left behind.
     func testOrphanedWorkersRemoveTheKilledCoordinatorsDirectory() throws {
         _ = CLIProcess.becomeSubreaper
-        let root = "/tmp/rdo-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let (p, err, root) = try Self.startInOwnRoot(["run", "--verbose", "--steps", "100000", "--ranks", "2", "--virtual", "1",
+                                                      "--layers", "4", "--blocks", "2", "--microbatches", "2"])
         defer { try? FileManager.default.removeItem(atPath: root) }
+        // Once every data link is probed, both workers have bound their data sockets in the run directory.
+        let log = Self.readLog(err, of: p, "the data links being probed") { $0.contains("every data link probed") }
+        let dir = try XCTUnwrap(Self.runDirectory(inLog: log), "no run directory in the log:\n\(log)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/rank-1.data"), "rank 1's data socket is in \(dir)")
+        XCTAssertEqual(Self.killAndReapOrphans(p), 2)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "the orphaned workers leave \(dir) behind: \((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [])")
+        CLIProcess.assertNoOrphans()
+    }
+
+    /// Starts `attnres ARGUMENTS` (stdout discarded, stderr piped) with a temp root of its own as TMPDIR, since any
+    /// other attnres run on the machine sweeps the shared one; the caller removes the returned root.
+    static func startInOwnRoot(_ arguments: [String]) throws -> (Process, Pipe, String) {
+        let root = "/tmp/rdt-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let p = Process()
         p.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": root]) { $1 }
         p.executableURL = URL(fileURLWithPath: CLIProcess.binary)
-        p.arguments = ["run", "--verbose", "--steps", "100000", "--ranks", "2", "--virtual", "1", "--layers", "4", "--blocks", "2", "--microbatches", "2"]
+        p.arguments = arguments
         let err = Pipe()
         p.standardError = err
         p.standardOutput = FileHandle.nullDevice
         try p.run()
-        // Once every data link is probed, both workers have bound their data sockets in the run directory.
-        let log = Watchdog.run("the data links being probed", seconds: 90, onTimeout: { kill(p.processIdentifier, SIGKILL) }) { () -> String in
+        return (p, err, root)
+    }
+
+    /// `p`'s log from `err` until `done` holds of it or the pipe closes; after 90 s the watchdog kills `p`.
+    static func readLog(_ err: Pipe, of p: Process, _ what: String, until done: @escaping (String) -> Bool) -> String {
+        Watchdog.run(what, seconds: 90, onTimeout: { kill(p.processIdentifier, SIGKILL) }) { () -> String in
             var log = ""
-            while !log.contains("every data link probed") {
+            while !done(log) {
                 let chunk = err.fileHandleForReading.availableData
                 if chunk.isEmpty { break }
                 log += String(decoding: chunk, as: UTF8.self)
             }
             return log
         } ?? ""
-        let dir = try XCTUnwrap(Self.runDirectory(inLog: log), "no run directory in the log:\n\(log)")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/rank-1.data"), "rank 1's data socket is in \(dir)")
-        XCTAssertEqual(Self.killAndReapOrphans(p), 2)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "the orphaned workers leave \(dir) behind: \((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [])")
-        CLIProcess.assertNoOrphans()
     }
 
     /// SIGKILLs coordinator `p`, waits for it, then reaps the workers it orphaned (this process is their subreaper),
